@@ -1,0 +1,102 @@
+"""Entry point. `enginedeck` opens the TUI; `enginedeck COMMAND` runs headless on the same core.
+
+Exit codes: 0 ok, 1 failure (one line on stderr, never a traceback), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from console import __version__
+
+# Each module in console/commands/ defines register(subparsers, common) and sets `handler` on its parsers.
+COMMAND_MODULES = ("fleet", "model_ops", "chat", "history", "probe", "logs", "audit", "doctor")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit code is 2 too; keep its one-line form
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="enginedeck",
+        description="Operations console for the LLM engines on this box. With no command, opens the TUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"enginedeck {__version__}")
+    add_global_options(parser)
+    parser.add_argument("--theme", help="TUI theme (dark, light, high-contrast, monochrome, or a user theme)")
+    parser.add_argument("--ascii", action="store_true", default=None,
+                        help="ASCII borders and no emoji (automatic on TERM=linux or vt100)")
+
+    # Every subcommand accepts the global options too, so `enginedeck ps --json --no-discover` works.
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, suppress=True)
+    common.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"console.commands.{name}").register(sub, common)
+    return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", type=Path, default=default,
+                        help="config file (default: $ENGINEDECK_CONFIG or the XDG config dir)")
+    parser.add_argument("--engine", dest="engine_urls", action="append", metavar="URL", default=default,
+                        help="add an engine by URL (repeatable)")
+    parser.add_argument("--no-discover", dest="no_discover", action="store_true",
+                        default=default if suppress else False,
+                        help="do not scan the default ports on loopback")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", default=default,
+                        help="per-request timeout for engine calls")
+    parser.add_argument("--read-only", dest="read_only", action="store_true",
+                        default=default if suppress else False,
+                        help="refuse every mutating action (load, unload, swap, pull, delete, probe)")
+
+
+def _fail(message: str) -> int:
+    from console.logs.sanitize import one_line
+
+    print(f"enginedeck: {one_line(message, 600)}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from console.errors import EngineDeckError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from console.commands.context import Context
+
+        ctx = Context.from_args(args)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            from console.ui.app import run_tui
+
+            return run_tui(ctx)
+        return asyncio.run(ctx.run(handler(args, ctx)))
+    except EngineDeckError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("enginedeck: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (`enginedeck logs ... | head`): not an error worth a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # the last line of defence: a person gets one line, a developer can ask for more
+        if os.environ.get("ENGINEDECK_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (set ENGINEDECK_DEBUG=1 for a traceback)")

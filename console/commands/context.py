@@ -1,0 +1,94 @@
+"""Services for one run of enginedeck, built from the command line and the config, closed at the end.
+
+Both the headless commands and the TUI get their services from here, so both behave the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from console.config import Config, Timeouts, load_config
+
+if TYPE_CHECKING:
+    from console.actions import Actions
+    from console.audit.trail import AuditTrail
+    from console.engines.base import Engine
+    from console.engines.registry import Registry
+    from console.store.db import Store
+
+
+class Context:
+    def __init__(self, config: Config, *, engine_urls: tuple[str, ...] = (), theme: str | None = None,
+                 ascii: bool | None = None) -> None:
+        self.config = config
+        self.engine_urls = engine_urls
+        self.theme = theme
+        self.ascii = ascii
+        self._registry: Registry | None = None
+        self._store: Store | None = None
+        self._audit: AuditTrail | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Context:
+        config = load_config(getattr(args, "config", None))
+        changes: dict[str, Any] = {}
+        if getattr(args, "no_discover", False):
+            changes["discover"] = False
+        if getattr(args, "read_only", False):
+            changes["read_only"] = True
+        timeout = getattr(args, "timeout", None)
+        if timeout is not None:
+            t = Timeouts(connect_s=min(timeout, config.timeouts.connect_s), read_s=timeout)
+            changes["timeouts"] = t
+            changes["engines"] = tuple(replace(e, timeouts=t) for e in config.engines)
+        if changes:
+            config = replace(config, **changes)
+        return cls(config, engine_urls=tuple(getattr(args, "engine_urls", None) or ()),
+                   theme=getattr(args, "theme", None), ascii=getattr(args, "ascii", None))
+
+    async def run(self, coro: Coroutine[Any, Any, int]) -> int:
+        try:
+            return await coro
+        finally:
+            await self.aclose()
+
+    def registry(self) -> Registry:
+        if self._registry is None:
+            from console.engines.registry import Registry
+
+            self._registry = Registry(self.config, extra_urls=self.engine_urls)
+        return self._registry
+
+    async def engine(self, ref: str) -> Engine:
+        """A configured engine name or a URL (kind detected)."""
+        return await self.registry().resolve(ref)
+
+    async def store(self) -> Store:
+        if self._store is None:
+            from console.store.db import Store
+
+            self._store = await Store.open(self.config.db_path)
+        return self._store
+
+    async def audit(self) -> AuditTrail:
+        if self._audit is None:
+            from console.audit.trail import AuditTrail
+
+            self._audit = AuditTrail.for_config(self.config, store=await self.store())
+        return self._audit
+
+    async def actions(self) -> Actions:
+        from console.actions import Actions
+
+        return Actions(store=await self.store(), audit=await self.audit(), read_only=self.config.read_only)
+
+    async def aclose(self) -> None:
+        if self._registry is not None:
+            await self._registry.aclose()
+            self._registry = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None

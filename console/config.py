@@ -1,0 +1,253 @@
+"""Configuration: TOML in the XDG config dir, layered defaults < file < environment, frozen once built.
+
+Secrets are never stored here: an engine names an environment variable or a key file, and the key is read
+only when the engine is built (`resolve_api_key`). A key file that group or others can read is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from console.errors import ConfigError
+
+ENGINE_KINDS = ("auto", "ollama", "vllm", "llamacpp", "sglang", "tgi", "lmstudio", "openai")
+ENV_CONFIG = "ENGINEDECK_CONFIG"
+ENV_DATA_DIR = "ENGINEDECK_DATA_DIR"
+
+
+def config_dir() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path("enginedeck", appauthor=False)
+
+
+def data_dir() -> Path:
+    override = os.environ.get(ENV_DATA_DIR)
+    if override:
+        return Path(override)
+    from platformdirs import user_data_path
+
+    return user_data_path("enginedeck", appauthor=False)
+
+
+def default_config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float = 3.0
+    read_s: float = 60.0  # between two bytes of a stream; a whole reply may take longer
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str
+    url: str
+    kind: str = "auto"
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    # Commands to run the engine's own log source: a file path or a systemd unit (logs screen default).
+    log_file: Path | None = None
+    log_unit: str | None = None
+
+    def resolve_api_key(self) -> str | None:
+        """Read the key from where the config points. Never cached, never logged."""
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env)
+            if not value:
+                raise ConfigError(
+                    f"engine {self.name!r}: api_key_env names {self.api_key_env}, which is not set",
+                    hint=f"export {self.api_key_env}=... or remove api_key_env",
+                )
+            return value.strip()
+        if self.api_key_file:
+            return read_secret_file(self.api_key_file, what=f"engine {self.name!r} api_key_file")
+        return None
+
+
+@dataclass(frozen=True)
+class SLO:
+    ttft_p90_s: float = 1.0
+    decode_p10_tok_s: float = 10.0
+    max_error_rate: float = 0.01
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    theme: str = "dark"
+    ascii: bool = False
+    poll_interval_s: float = 2.0
+    telemetry_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    retention_days: int = 365
+    max_file_bytes: int = 10 * 1024 * 1024  # rotate the JSONL beyond this; the chain continues across files
+    key_file: Path | None = None  # default: <data dir>/audit.key
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None  # the file it came from, None when defaults only
+    engines: tuple[EngineConfig, ...] = ()
+    slo: SLO = field(default_factory=SLO)
+    ui: UIConfig = field(default_factory=UIConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    discover: bool = True
+    read_only: bool = False
+    data_dir: Path = field(default_factory=data_dir)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "enginedeck.db"
+
+    def engine(self, name: str) -> EngineConfig | None:
+        return next((e for e in self.engines if e.name == name), None)
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def read_secret_file(path: Path, *, what: str) -> str:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{what} {path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
+            hint=f"chmod 600 {path}",
+        )
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc})") from None
+
+
+def _toml_line(exc: tomllib.TOMLDecodeError) -> str:
+    match = re.search(r"line (\d+)", str(exc))
+    return match.group(1) if match else "?"
+
+
+def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Build the config: explicit path > $ENGINEDECK_CONFIG > XDG default. A missing default file is fine."""
+    env = os.environ if env is None else env
+    explicit = path is not None or bool(env.get(ENV_CONFIG))
+    path = path or (Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else default_config_path())
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}:{_toml_line(exc)}: invalid TOML ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    return _parse(raw, path)
+
+
+def _expect(value: Any, typ: type | tuple[type, ...], where: str, path: Path) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
+        want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise ConfigError(f"{path}: {where} must be a {want}, not {value!r}")
+    return value
+
+
+def _section(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
+    return _expect(raw.get(key, {}), dict, f"[{key}]", path)
+
+
+def _timeouts(raw: Mapping[str, Any], where: str, path: Path, base: Timeouts) -> Timeouts:
+    connect = raw.get("connect_timeout", base.connect_s)
+    read = raw.get("read_timeout", base.read_s)
+    return Timeouts(
+        connect_s=_expect(connect, float, f"{where}.connect_timeout", path),
+        read_s=_expect(read, float, f"{where}.read_timeout", path),
+    )
+
+
+def _parse(raw: Mapping[str, Any], path: Path) -> Config:
+    timeouts = _timeouts(raw, "top level", path, Timeouts())
+    engines: list[EngineConfig] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(_expect(raw.get("engines", []), list, "engines", path)):
+        where = f"engines[{i}]"
+        entry = _expect(entry, dict, where, path)
+        name = _expect(entry.get("name"), str, f"{where}.name", path)
+        url = _expect(entry.get("url"), str, f"{where}.url", path)
+        if not re.match(r"^https?://", url):
+            raise ConfigError(f"{path}: {where}.url must start with http:// or https://, not {url!r}")
+        if name in seen:
+            raise ConfigError(f"{path}: two engines are named {name!r}")
+        seen.add(name)
+        kind = _expect(entry.get("kind", "auto"), str, f"{where}.kind", path)
+        if kind not in ENGINE_KINDS:
+            raise ConfigError(f"{path}: {where}.kind {kind!r} is not one of {', '.join(ENGINE_KINDS)}")
+        if "api_key" in entry:
+            raise ConfigError(
+                f"{path}: {where} has api_key; secrets are not kept in the config",
+                hint="use api_key_env = \"VAR\" or api_key_file = \"/path\" (mode 600)",
+            )
+        opt_path = {k: Path(os.path.expanduser(_expect(entry[k], str, f"{where}.{k}", path)))
+                    for k in ("api_key_file", "ca_file", "log_file") if k in entry}
+        engines.append(EngineConfig(
+            name=name, url=url.rstrip("/"), kind=kind,
+            api_key_env=_expect(entry["api_key_env"], str, f"{where}.api_key_env", path)
+            if "api_key_env" in entry else None,
+            verify_tls=_expect(entry.get("verify_tls", True), bool, f"{where}.verify_tls", path),
+            timeouts=_timeouts(entry, where, path, timeouts),
+            log_unit=_expect(entry["log_unit"], str, f"{where}.log_unit", path) if "log_unit" in entry else None,
+            **opt_path,
+        ))
+    slo_raw = _section(raw, "slo", path)
+    slo = SLO(
+        ttft_p90_s=_expect(slo_raw.get("ttft_p90_s", SLO.ttft_p90_s), float, "slo.ttft_p90_s", path),
+        decode_p10_tok_s=_expect(
+            slo_raw.get("decode_p10_tok_s", SLO.decode_p10_tok_s), float, "slo.decode_p10_tok_s", path),
+        max_error_rate=_expect(
+            slo_raw.get("max_error_rate", SLO.max_error_rate), float, "slo.max_error_rate", path),
+    )
+    ui_raw = _section(raw, "ui", path)
+    ui = UIConfig(
+        theme=_expect(ui_raw.get("theme", UIConfig.theme), str, "ui.theme", path),
+        ascii=_expect(ui_raw.get("ascii", UIConfig.ascii), bool, "ui.ascii", path),
+        poll_interval_s=_expect(
+            ui_raw.get("poll_interval_s", UIConfig.poll_interval_s), float, "ui.poll_interval_s", path),
+        telemetry_interval_s=_expect(
+            ui_raw.get("telemetry_interval_s", UIConfig.telemetry_interval_s), float,
+            "ui.telemetry_interval_s", path),
+    )
+    audit_raw = _section(raw, "audit", path)
+    audit = AuditConfig(
+        retention_days=_expect(
+            audit_raw.get("retention_days", AuditConfig.retention_days), int, "audit.retention_days", path),
+        max_file_bytes=_expect(
+            audit_raw.get("max_file_bytes", AuditConfig.max_file_bytes), int, "audit.max_file_bytes", path),
+        key_file=Path(_expect(audit_raw["key_file"], str, "audit.key_file", path))
+        if "key_file" in audit_raw else None,
+    )
+    extra: dict[str, Any] = {}
+    if "data_dir" in raw:
+        extra["data_dir"] = Path(os.path.expanduser(_expect(raw["data_dir"], str, "data_dir", path)))
+    return Config(
+        path=path, engines=tuple(engines), slo=slo, ui=ui, audit=audit, timeouts=timeouts,
+        discover=_expect(raw.get("discover", True), bool, "discover", path),
+        read_only=_expect(raw.get("read_only", False), bool, "read_only", path),
+        **extra,
+    )

@@ -1,0 +1,77 @@
+"""One typed error hierarchy. Every message says what happened and what to try.
+
+Nothing below the UI prints: code raises these, and the CLI or the UI turns them into one line for a person.
+"""
+
+from __future__ import annotations
+
+
+class EngineDeckError(Exception):
+    """Base of every error enginedeck means to show a person (never a traceback)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(EngineDeckError):
+    """The config file, an engine entry or a secret reference is unusable."""
+
+
+class StoreError(EngineDeckError):
+    """The SQLite store cannot be opened or written (full disk, read-only file, corrupt database)."""
+
+
+class ReadOnlyError(EngineDeckError):
+    """A mutating action was asked for while enginedeck runs with --read-only."""
+
+
+class EngineError(EngineDeckError):
+    """Something went wrong talking to an engine. `engine` names it the way a person knows it."""
+
+    def __init__(
+        self, message: str, *, engine: str = "", status: int | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.engine = engine
+        self.status = status
+
+    def __str__(self) -> str:
+        where = f"{self.engine}: " if self.engine else ""
+        return where + super().__str__()
+
+
+class UnreachableError(EngineError):
+    """Connection refused, DNS failure, TLS failure: nothing answered."""
+
+
+class AuthError(EngineError):
+    """401/403: the engine wants a key we do not have, or rejected the one we sent."""
+
+
+class NotFoundError(EngineError):
+    """404: the model or endpoint does not exist on this engine."""
+
+
+class BusyError(EngineError):
+    """429/503: the engine is overloaded or still loading; retrying later may work."""
+
+
+class BadResponseError(EngineError):
+    """The engine answered, but not with what its API promises (garbage JSON, wrong shape, 5xx)."""
+
+
+class EngineTimeoutError(EngineError):
+    """No answer within the configured timeout."""
+
+
+class StreamError(EngineError):
+    """A stream broke midway: an error line, a reset connection, or an end without a final chunk."""
+
+
+class UnsupportedError(EngineError):
+    """This engine kind (or this server's configuration) cannot do the operation; the message says why."""
