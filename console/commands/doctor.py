@@ -1,10 +1,135 @@
-"""Placeholder: replaced by the module's owner."""
+"""`enginedeck doctor`: is this box in a sane state to serve, and is anything exposed that should not be?
+
+Checks: NVML, engines reachable, engines listening beyond loopback without an API key, engine processes with
+connections to non-loopback hosts (the "no egress" check), config and key file permissions, DB integrity.
+Exit 1 when any check fails; warnings alone exit 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import stat
+import sys
+from dataclasses import dataclass
 from typing import Any
+
+from console.commands.output import print_json, print_table
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok / warn / fail / info
+    detail: str
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    return None
+    p = sub.add_parser("doctor", parents=[common], help="check GPU, engines, exposure, egress, permissions, DB")
+    p.set_defaults(handler=run)
+
+
+def _check_nvml() -> Check:
+    from console.telemetry.gpu import GpuMonitor
+
+    monitor = GpuMonitor()
+    try:
+        snap = monitor.sample()
+    finally:
+        monitor.close()
+    if not snap.available:
+        return Check("gpu", "info", snap.reason)
+    names = ", ".join(f"{g.index}: {g.name}" for g in snap.gpus)
+    return Check("gpu", "ok", f"NVML {snap.nvml_version or '?'}, driver {snap.driver or '?'}: {names}")
+
+
+def _check_file_mode(label: str, path: Any, *, secret: bool) -> Check | None:
+    if path is None or not path.exists():
+        return None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if secret and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return Check(label, "fail", f"{path} is readable by group or others ({mode:04o}): chmod 600 {path}")
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return Check(label, "warn", f"{path} is writable by group or others ({mode:04o}): chmod go-w {path}")
+    return Check(label, "ok", f"{path} ({mode:04o})")
+
+
+async def _checks(ctx: Any) -> list[Check]:
+    from console.engines.poll import poll_all
+    from console.telemetry.processes import engine_processes, ports_by_engine
+
+    checks = [await asyncio.to_thread(_check_nvml)]
+    config = ctx.config
+
+    registry = ctx.registry()
+    entries = await registry.refresh()
+    if not entries:
+        checks.append(Check("engines", "warn", "no engine configured or found on the default loopback ports"))
+    statuses = await poll_all([e.engine for e in entries if e.engine is not None])
+    by_name = {s.name: s for s in statuses}
+    for entry in entries:
+        status = by_name.get(entry.name)
+        if status is None or status.info is None:
+            reason = (status.error if status else entry.error) or "not reachable"
+            checks.append(Check(f"engine {entry.name}", "fail", f"{entry.url}: {reason}"))
+        else:
+            version = status.info.version or "?"
+            checks.append(Check(f"engine {entry.name}", "ok" if status.health.value == "ok" else "warn",
+                                f"{entry.kind} {version} at {entry.url}: {status.health.value}"
+                                + (f" ({status.info.reason})" if status.info.reason else "")))
+
+    keyed_ports = set(ports_by_engine({e.name: e.url for e in config.engines if e.api_key_env or e.api_key_file}))
+    ports = ports_by_engine({entry.name: entry.url for entry in entries})
+    processes = await asyncio.to_thread(engine_processes, ports)
+    for p in processes:
+        label = f"process {p.pid} ({p.engine or p.kind or p.name})"
+        exposed = [e for e in p.listening if not e.loopback]
+        if exposed:
+            unkeyed = [e for e in exposed if e.port not in keyed_ports]
+            where = ", ".join(str(e) for e in exposed)
+            if unkeyed:
+                checks.append(Check(label, "warn", f"listens on {where} (reachable from other hosts) and no API "
+                                                   "key is configured for it: bind to 127.0.0.1 or set --api-key"))
+            else:
+                checks.append(Check(label, "info", f"listens on {where} with an API key configured"))
+        if p.egress:
+            remotes = ", ".join(str(e) for e in p.egress[:5])
+            checks.append(Check(label, "warn", f"has connections to non-loopback hosts: {remotes}"))
+        elif not exposed:
+            checks.append(Check(label, "ok", "loopback only, no outbound connections"))
+    for e in config.engines:
+        if not e.url.startswith(("http://127.", "http://localhost", "https://127.", "https://localhost",
+                                 "http://[::1]")) and not (e.api_key_env or e.api_key_file):
+            checks.append(Check(f"engine {e.name}", "info", f"{e.url} is not on loopback and has no API key set"))
+
+    for check in (
+        _check_file_mode("config file", config.path, secret=False),
+        *(_check_file_mode(f"engine {e.name} key file", e.api_key_file, secret=True) for e in config.engines),
+    ):
+        if check:
+            checks.append(check)
+
+    from console.errors import StoreError
+
+    try:
+        store = await ctx.store()
+        problems = await store.integrity_check()
+    except StoreError as exc:
+        checks.append(Check("database", "fail", str(exc)))
+    else:
+        checks.append(Check("database", "ok" if not problems else "fail",
+                            f"{config.db_path}: integrity ok" if not problems else "; ".join(problems)))
+    return checks
+
+
+async def run(args: argparse.Namespace, ctx: Any) -> int:
+    checks = await _checks(ctx)
+    failed = any(c.status == "fail" for c in checks)
+    if args.json:
+        print_json({"ok": not failed, "checks": checks})
+    else:
+        marks = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": "info"}
+        print_table(["check", "status", "detail"], [(c.name, marks[c.status], c.detail) for c in checks])
+        if failed:
+            print("doctor: some checks failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from console.logs.sanitize import neutralise
+from console.ui.format import human_bytes
+
+__all__ = ["cell", "human_bytes", "print_json", "print_table", "to_jsonable"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -61,13 +64,3 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: Text
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     for row in [list(headers), *text_rows]:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"

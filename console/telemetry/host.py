@@ -1,0 +1,93 @@
+"""Host telemetry through psutil: CPU, memory, swap, disks of the model stores, network rates.
+
+`HostMonitor.sample()` blocks briefly (psutil reads /proc); callers run it in a thread. Rates are computed
+between two samples, so the first sample has none.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+# Where engines keep their models by default; only those that exist are measured.
+DEFAULT_MODEL_STORES = ("~/.ollama/models", "/usr/share/ollama/.ollama/models", "~/.cache/huggingface",
+                        "~/.cache/llama.cpp", "~/.lmstudio/models")
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    path: str
+    total: int
+    used: int
+    free: int
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    cpu_pct: float
+    cpu_count: int
+    load_avg: tuple[float, float, float]
+    mem_total: int
+    mem_used: int
+    mem_available: int
+    swap_total: int
+    swap_used: int
+    disks: tuple[DiskUsage, ...]
+    net_rx_bps: float | None  # bytes per second since the previous sample
+    net_tx_bps: float | None
+    taken_at: float = field(default_factory=time.time)
+
+
+class HostMonitor:
+    def __init__(self, model_stores: Iterable[str] = DEFAULT_MODEL_STORES) -> None:
+        self.model_stores = tuple(model_stores)
+        self._last_net: tuple[float, int, int] | None = None
+        psutil.cpu_percent(None)  # prime: the first call always answers 0.0
+
+    def _disks(self) -> tuple[DiskUsage, ...]:
+        seen: set[int] = set()
+        disks = []
+        for raw in self.model_stores:
+            path = Path(os.path.expanduser(raw))
+            if not path.exists():
+                continue
+            try:
+                dev = path.stat().st_dev
+                if dev in seen:
+                    continue
+                seen.add(dev)
+                u = psutil.disk_usage(str(path))
+            except OSError:
+                continue
+            disks.append(DiskUsage(str(path), u.total, u.used, u.free))
+        if not disks:
+            u = psutil.disk_usage(os.path.expanduser("~"))
+            disks.append(DiskUsage(os.path.expanduser("~"), u.total, u.used, u.free))
+        return tuple(disks)
+
+    def sample(self) -> HostSnapshot:
+        vm = psutil.virtual_memory()
+        sw = psutil.swap_memory()
+        now = time.monotonic()
+        net = psutil.net_io_counters()
+        rx_bps = tx_bps = None
+        if net is not None:
+            if self._last_net is not None:
+                t0, rx0, tx0 = self._last_net
+                dt = max(now - t0, 1e-6)
+                rx_bps, tx_bps = (net.bytes_recv - rx0) / dt, (net.bytes_sent - tx0) / dt
+            self._last_net = (now, net.bytes_recv, net.bytes_sent)
+        return HostSnapshot(
+            cpu_pct=psutil.cpu_percent(None),
+            cpu_count=psutil.cpu_count() or 1,
+            load_avg=os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0),
+            mem_total=vm.total, mem_used=vm.total - vm.available, mem_available=vm.available,
+            swap_total=sw.total, swap_used=sw.used,
+            disks=self._disks(),
+            net_rx_bps=rx_bps, net_tx_bps=tx_bps,
+        )

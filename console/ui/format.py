@@ -1,0 +1,68 @@
+"""How figures read to a person, shared by the TUI and the headless commands. No Textual here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+DASH = "—"
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return DASH
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return DASH
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def expires_in(when: datetime | None, now: datetime | None = None) -> str:
+    """Ollama keep-alive: 'Forever' beyond 20 years, 'Stopping…' once past, else the time left."""
+    if when is None:
+        return DASH
+    now = now or datetime.now(UTC)
+    left = (when - now).total_seconds()
+    if left > 20 * 365 * 86400:
+        return "forever"
+    if left <= 0:
+        return "stopping…"
+    return human_duration(left)
+
+
+def pct(value: float | None, *, ratio: bool = False) -> str:
+    if value is None:
+        return DASH
+    return f"{value * 100 if ratio else value:.0f}%"
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return DASH
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def vram_split(size: int | None, size_vram: int | None) -> str:
+    """Like `ollama ps`: 100% GPU, 100% CPU, or the split."""
+    if not size or size_vram is None:
+        return DASH
+    gpu = round(100 * size_vram / size)
+    if gpu >= 100:
+        return "100% GPU"
+    if gpu <= 0:
+        return "100% CPU"
+    return f"{100 - gpu}%/{gpu}% CPU/GPU"

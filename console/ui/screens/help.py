@@ -1,0 +1,52 @@
+"""Every key of every screen, in one place (the footer shows only the current screen's)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from console.logs.sanitize import escape_markup
+
+
+def _rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
+    rows = []
+    for b in bindings:
+        if isinstance(b, Binding) and b.description:
+            rows.append((b.key_display or b.key, b.description))
+        elif isinstance(b, tuple) and len(b) >= 3:
+            rows.append((b[0], b[2]))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "dismiss", "Close", id="close-help"),
+    ]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 76; max-width: 100%; height: 90%; border: round $primary;
+                                  background: $surface; padding: 0 1; }
+    .-ascii HelpScreen > VerticalScroll { border: ascii $primary; }
+    """
+
+    def compose(self) -> ComposeResult:
+        from console.ui.app import SCREENS, EngineDeckApp
+
+        lines = ["[b]enginedeck — keys[/b]", "", "[b]Everywhere[/b]"]
+        lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(EngineDeckApp.BINDINGS)]
+        lines.append(f"  {'ctrl+p':<12} Command palette: every action by name")
+        for spec in SCREENS.values():
+            try:
+                screen_cls = spec.load()
+            except ImportError as exc:
+                lines += ["", f"[b]{spec.title}[/b] \\[{spec.key}]", f"  unavailable: {escape_markup(str(exc))}"]
+                continue
+            lines += ["", f"[b]{spec.title}[/b] \\[{spec.key}] — {escape_markup(spec.description)}"]
+            lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(list(screen_cls.BINDINGS))]
+        with VerticalScroll():
+            yield Static("\n".join(lines))

@@ -1,0 +1,34 @@
+"""The core must stay usable without the UI: importing it may not pull in textual or rich."""
+
+import subprocess
+import sys
+
+CORE = [
+    "console.config", "console.errors", "console.engines.base", "console.engines.http", "console.engines.poll",
+    "console.engines.registry", "console.engines.detect", "console.engines.ollama", "console.engines.openai",
+    "console.engines.vllm", "console.engines.llamacpp", "console.engines.sglang", "console.engines.tgi",
+    "console.engines.lmstudio", "console.engines.metrics", "console.store.db", "console.actions",
+    "console.conversation", "console.telemetry.gpu", "console.telemetry.host", "console.telemetry.processes",
+    "console.logs.sanitize", "console.audit.trail", "console.probe", "console.cli",
+]
+
+
+def test_core_imports_no_ui_library():
+    code = (
+        "import importlib, sys\n"
+        f"for m in {CORE!r}:\n"
+        "    importlib.import_module(m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich') or m.startswith('console.ui.'))\n"
+        "bad = [m for m in bad if m != 'console.ui.format']\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"core imported UI modules: {out.stdout.strip()}"
+
+
+def test_import_linter_contract():
+    """The same rule, as a static contract over every module (catches imports inside functions too)."""
+    out = subprocess.run([sys.executable, "-m", "importlinter.cli", "--no-cache"], capture_output=True, text=True)
+    if "No module named" in out.stderr:
+        out = subprocess.run(["lint-imports", "--no-cache"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
