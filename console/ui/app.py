@@ -1,5 +1,7 @@
 """The Textual app: a shell of screens (one Textual mode each), services passed in, nothing done at import.
 
+Screens switch on the digits 1-5 everywhere, so letters stay free for each screen's own actions.
+
 Screens are registered by module path and imported the first time they are opened, so start-up pays only for
 the dashboard. Each screen is a mode: switching away keeps it alive, so a running chat stream or probe goes on.
 """
@@ -38,15 +40,15 @@ class ScreenSpec:
 
 
 SCREENS: dict[str, ScreenSpec] = {
-    "dashboard": ScreenSpec("d", "Dashboard", "console.ui.screens.dashboard:DashboardScreen",
+    "dashboard": ScreenSpec("1", "Dashboard", "console.ui.screens.dashboard:DashboardScreen",
                             "Engines, loaded models, GPU and host at a glance"),
-    "models": ScreenSpec("m", "Models", "console.ui.screens.models:ModelsScreen",
+    "models": ScreenSpec("2", "Models", "console.ui.screens.models:ModelsScreen",
                          "Every model of every engine: load, unload, swap, pull, delete"),
-    "chat": ScreenSpec("c", "Chat", "console.ui.screens.chat:ChatScreen",
+    "chat": ScreenSpec("3", "Chat", "console.ui.screens.chat:ChatScreen",
                        "Chat sessions with per-message figures, history and compare"),
-    "probe": ScreenSpec("p", "Probe", "console.ui.screens.probe:ProbeScreen",
+    "probe": ScreenSpec("4", "Probe", "console.ui.screens.probe:ProbeScreen",
                         "Concurrency probe: how many users can this engine serve"),
-    "logs": ScreenSpec("l", "Logs", "console.ui.screens.logs:LogsScreen",
+    "logs": ScreenSpec("5", "Logs", "console.ui.screens.logs:LogsScreen",
                        "Engine logs, journald units and the audit trail in panes"),
 }
 

@@ -79,3 +79,16 @@ def test_readings(monkeypatch, power_supported):
     assert (g0.power_w == 250.0) if power_supported else (g0.power_w is None)
     assert [(p.pid, p.used_bytes) for p in g0.processes] == [(1234, 9 * 2**30), (99, None)]
     assert snap.free_vram == 140 * 2**30
+
+
+def test_fit_estimate(monkeypatch):
+    from console.telemetry.gpu import GpuSnapshot, estimate_fit
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml())
+    snap = GpuMonitor().sample()  # 140 GiB free in all
+    assert estimate_fit(100 * 2**30, snap).fits is True
+    too_big = estimate_fit(130 * 2**30, snap)
+    assert too_big.fits is False and "will not fit" in too_big.text
+    assert estimate_fit(None, snap).fits is None
+    none = estimate_fit(2**30, GpuSnapshot(available=False, reason="no NVIDIA GPU"))
+    assert none.fits is None and "no NVIDIA GPU" in none.text

@@ -1,0 +1,376 @@
+"""Model management: every model of every engine, filtered by typing, with load / unload / swap / pull /
+delete / details on keys.
+
+Mutating actions go through `Actions` (timed, recorded, audited, refused under --read-only). An action the
+engine cannot do, or that read-only mode forbids, stays in the footer greyed out and the status line says why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Static
+
+from console.engines.base import Engine, ModelInfo, Op
+from console.errors import EngineDeckError
+from console.logs.sanitize import neutralise, one_line
+from console.ui.app import EnginesRefreshed
+from console.ui.format import DASH, human_bytes, ms
+from console.ui.widgets.dialogs import ChoiceDialog, ConfirmDialog, TextDialog
+
+if TYPE_CHECKING:
+    from console.engines.base import PullProgress
+
+KEEP_ALIVE_CHOICES = [("", "engine default"), ("5m", "5 minutes"), ("30m", "30 minutes"), ("1h", "1 hour"),
+                      ("24h", "24 hours"), ("-1", "forever (until unloaded)")]
+SORTS = ("name", "size", "modified")
+MUTATING = {"load": Op.LOAD, "unload": Op.UNLOAD, "swap": Op.SWAP, "pull": Op.PULL, "delete": Op.DELETE}
+
+
+@dataclass(frozen=True)
+class Row:
+    engine: Engine
+    model: ModelInfo
+    loaded: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine.name}\x00{self.model.name}"
+
+
+class PullScreen(ModalScreen[None]):
+    """Pull progress with bytes and rate; escape cancels the pull (the worker is cancelled)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel pull", id="pull-cancel")]
+    DEFAULT_CSS = """
+    PullScreen { align: center middle; }
+    PullScreen > Vertical { width: 72; max-width: 100%; height: auto; border: round $primary;
+                            background: $surface; padding: 0 1; }
+    .-ascii PullScreen > Vertical { border: ascii $primary; }
+    """
+
+    def __init__(self, engine: Engine, model: str) -> None:
+        super().__init__()
+        self.engine, self.model = engine, model
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text(f"Pulling {neutralise(self.model)} on {neutralise(self.engine.name)}"))
+            yield ProgressBar(total=None, show_eta=False, id="pull-bar")
+            yield Static("starting…", id="pull-status")
+            yield Static("esc: cancel", classes="muted")
+
+    def on_mount(self) -> None:
+        self.run_pull()
+
+    @work(exclusive=True, group="pull", exit_on_error=False)
+    async def run_pull(self) -> None:
+        actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+        started = time.monotonic()
+        status = self.query_one("#pull-status", Static)
+        bar = self.query_one("#pull-bar", ProgressBar)
+        try:
+            async for p in actions.pull(self.engine, self.model):
+                self._show(p, bar, status, started)
+        except EngineDeckError as exc:
+            self.app.notify(one_line(str(exc)), title="Pull failed", severity="error", markup=False)
+            self.dismiss(None)
+            return
+        self.app.notify(f"pulled {neutralise(self.model)}", title="Pull", markup=False)
+        self.dismiss(None)
+
+    @staticmethod
+    def _show(p: PullProgress, bar: ProgressBar, status: Static, started: float) -> None:
+        text = neutralise(p.status)
+        if p.total:
+            bar.update(total=p.total, progress=p.completed or 0)
+            rate = (p.completed or 0) / max(time.monotonic() - started, 1e-3)
+            text += f"  {human_bytes(p.completed)} / {human_bytes(p.total)}  {human_bytes(rate)}/s"
+        status.update(Text(text))
+
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "pull")
+        self.app.notify(f"pull of {neutralise(self.model)} cancelled", severity="warning", markup=False)
+        self.dismiss(None)
+
+
+class ModelsScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter", key_display="/", id="models-filter"),
+        Binding("enter,i", "details", "Details", id="models-details"),
+        Binding("l", "load", "Load", id="models-load"),
+        Binding("u", "unload", "Unload", id="models-unload"),
+        Binding("s", "swap", "Swap", id="models-swap"),
+        Binding("g", "pull", "Pull", id="models-pull", tooltip="Download a model (Ollama)"),
+        Binding("x", "delete", "Delete", id="models-delete"),
+        Binding("o", "sort", "Sort", id="models-sort"),
+        Binding("r", "reload", "Refresh", id="models-refresh"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="models-clear"),
+    ]
+    DEFAULT_CSS = """
+    ModelsScreen #filter { height: 3; }
+    ModelsScreen #models { height: 1fr; }
+    ModelsScreen #why { height: auto; color: $text-muted; padding: 0 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[Row] = []
+        self._shown: list[Row] = []
+        self._sort = 0
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="*" if self.app.has_class("-ascii") else "⭘")
+        yield Input(placeholder="type to filter models (/)", id="filter")
+        yield DataTable(id="models", cursor_type="row")
+        yield Static("", id="why")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#models", DataTable)
+        table.add_columns("engine", "model", "size", "quant", "ctx", "state", "modified")
+        table.focus()
+        self.reload()
+
+    # -- data ----------------------------------------------------------------------------------------
+    def on_engines_refreshed(self, message: EnginesRefreshed) -> None:
+        self.reload()
+
+    def action_reload(self) -> None:
+        self.app.refresh_engines()  # type: ignore[attr-defined]
+
+    @work(exclusive=True, group="models-load", exit_on_error=False)
+    async def reload(self) -> None:
+        import asyncio
+
+        registry = self.app.ctx.registry()  # type: ignore[attr-defined]
+        engines = [e.engine for e in registry.entries if e.engine is not None]
+
+        async def one(engine: Engine) -> tuple[list[Row], str | None]:
+            try:
+                models = await asyncio.wait_for(engine.list_models(), timeout=10)
+                try:
+                    loaded = {m.name for m in await asyncio.wait_for(engine.loaded_models(), timeout=10)}
+                except (EngineDeckError, TimeoutError):
+                    loaded = set()
+            except (EngineDeckError, TimeoutError) as exc:
+                return [], f"{engine.name}: {exc or 'timed out'}"
+            return [Row(engine, m, m.name in loaded or m.status == "loaded") for m in models], None
+
+        results = await asyncio.gather(*(one(e) for e in engines))
+        self._rows = [row for rows, _ in results for row in rows]
+        problems = [p for _, p in results if p]
+        if problems:
+            self.notify(one_line("; ".join(problems)), title="Some engines did not answer", severity="warning",
+                        markup=False)
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        needle = self.query_one("#filter", Input).value.strip().lower()
+        rows = [r for r in self._rows if needle in f"{r.engine.name} {r.model.name}".lower()]
+        by = SORTS[self._sort]
+        if by == "size":
+            rows.sort(key=lambda r: r.model.size or 0, reverse=True)
+        elif by == "modified":
+            rows.sort(key=lambda r: r.model.modified_at.timestamp() if r.model.modified_at else 0, reverse=True)
+        else:
+            rows.sort(key=lambda r: (r.model.name.lower(), r.engine.name))
+        self._shown = rows
+        table = self.query_one("#models", DataTable)
+        selected = self.selected
+        with self.app.batch_update():
+            table.clear()
+            for r in rows:
+                m = r.model
+                state = "loaded" if r.loaded else (m.status or "")
+                table.add_row(
+                    neutralise(r.engine.name), neutralise(m.name), human_bytes(m.size),
+                    neutralise(m.quantization or DASH), str(m.context_length or DASH), neutralise(state),
+                    m.modified_at.strftime("%Y-%m-%d") if m.modified_at else DASH, key=r.key)
+            if selected is not None and selected in rows:
+                table.move_cursor(row=rows.index(selected))
+        table.border_subtitle = f"{len(rows)} of {len(self._rows)} · sorted by {by}"
+        self._explain()
+
+    @property
+    def selected(self) -> Row | None:
+        table = self.query_one("#models", DataTable)
+        if not self._shown or table.cursor_row < 0 or table.cursor_row >= len(self._shown):
+            return None
+        return self._shown[table.cursor_row]
+
+    # -- why an action is greyed out -----------------------------------------------------------------
+    def _reason(self, action: str) -> str | None:
+        if action not in MUTATING and action != "details":
+            return None
+        if action in MUTATING and self.app.read_only:  # type: ignore[attr-defined]
+            return "read-only mode (--read-only): no load, unload, swap, pull or delete"
+        row = self.selected
+        if row is None:
+            return "no model selected"
+        op = MUTATING.get(action, Op.SHOW)
+        return row.engine.capabilities.reason(op)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return None if self._reason(action) else True
+
+    def _explain(self) -> None:
+        reasons = {a: self._reason(a) for a in (*MUTATING, "details")}
+        lines = sorted({r for r in reasons.values() if r})
+        self.query_one("#why", Static).update(Text("\n".join(f"unavailable: {neutralise(r)}" for r in lines)))
+        self.refresh_bindings()
+
+    @on(DataTable.RowHighlighted)
+    def _on_row(self) -> None:
+        self._explain()
+
+    @on(Input.Changed, "#filter")
+    def _on_filter(self) -> None:
+        self._render_rows()
+
+    @on(Input.Submitted, "#filter")
+    def _on_filter_done(self) -> None:
+        self.query_one("#models", DataTable).focus()
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.query_one("#models", DataTable).focus()
+
+    def action_sort(self) -> None:
+        self._sort = (self._sort + 1) % len(SORTS)
+        self._render_rows()
+
+    # -- actions -------------------------------------------------------------------------------------
+    def action_details(self) -> None:
+        if (row := self.selected) is not None:
+            self._details(row)
+
+    @work(group="models-action", exit_on_error=False)
+    async def _details(self, row: Row) -> None:
+        try:
+            d = await row.engine.show(row.model.name)
+        except EngineDeckError as exc:
+            self.notify(one_line(str(exc)), title="Details", severity="error", markup=False)
+            return
+        info = "\n".join(f"  {k}: {v}" for k, v in list(d.model_info.items())[:40])
+        body = "\n".join([
+            f"digest: {d.digest or DASH}", f"family: {d.family or DASH}", f"quantization: {d.quantization or DASH}",
+            f"context length: {d.context_length or DASH}", f"capabilities: {', '.join(d.capabilities) or DASH}",
+            "", "parameters:", d.parameters or DASH, "", "template:", d.template or DASH,
+            "", "license:", (d.license or DASH)[:2000], "", "model info:", info or DASH,
+        ])
+        await self.app.push_screen_wait(TextDialog(f"{row.model.name} on {row.engine.name}", body))
+
+    def action_load(self) -> None:
+        if (row := self.selected) is not None:
+            self._load(row)
+
+    @work(group="models-action", exclusive=True, exit_on_error=False)
+    async def _load(self, row: Row) -> None:
+        from console.telemetry.gpu import GpuMonitor, estimate_fit
+
+        def sample():  # noqa: ANN202 - local thread helper
+            monitor = GpuMonitor()
+            try:
+                return monitor.sample()
+            finally:
+                monitor.close()
+
+        import asyncio
+
+        fit = estimate_fit(row.model.size, await asyncio.to_thread(sample))
+        keep_alive: str | None = ""
+        if row.engine.kind == "ollama":
+            keep_alive = await self.app.push_screen_wait(ChoiceDialog(
+                f"Load {row.model.name}: keep it loaded for", KEEP_ALIVE_CHOICES,
+                hint=fit.text if fit.fits is not True else ""))
+            if keep_alive is None:
+                return
+        elif fit.fits is False and not await self.app.push_screen_wait(
+                ConfirmDialog(f"Load {row.model.name}?", "The VRAM estimate says it may not fit.", warning=fit.text)):
+            return
+        await self._run("load", row, lambda a: a.load(row.engine, row.model.name, keep_alive or None))
+
+    def action_unload(self) -> None:
+        if (row := self.selected) is not None:
+            self._unload(row)
+
+    @work(group="models-action", exclusive=True, exit_on_error=False)
+    async def _unload(self, row: Row) -> None:
+        if await self.app.push_screen_wait(ConfirmDialog(
+                f"Unload {row.model.name}?", f"Requests to it on {row.engine.name} will have to load it again.")):
+            await self._run("unload", row, lambda a: a.unload(row.engine, row.model.name))
+
+    def action_swap(self) -> None:
+        if (row := self.selected) is not None:
+            self._swap(row)
+
+    @work(group="models-action", exclusive=True, exit_on_error=False)
+    async def _swap(self, row: Row) -> None:
+        loaded = [r for r in self._rows if r.engine is row.engine and r.loaded]
+        old = loaded[0].model.name if loaded else None
+        choices = [(r.model.name, r.model.name) for r in self._rows
+                   if r.engine is row.engine and r.model.name != old]
+        new = await self.app.push_screen_wait(ChoiceDialog(
+            f"Swap {old or '(nothing loaded)'} for…", choices,
+            hint="unload, load and first-token times are measured; the old model comes back if the new fails"))
+        if new is None:
+            return
+        result = await self._run("swap", row, lambda a: a.swap(row.engine, old, new))
+        if result is None:
+            return
+        if result.ok:
+            self.notify(f"unload {ms(result.unload_s)} · load {ms(result.load_s)} · first token "
+                        f"{ms(result.first_token_s)}", title=f"Swapped to {neutralise(new)}", markup=False)
+        else:
+            back = f"{neutralise(old)} is back" if result.rolled_back else "the old model could not be restored"
+            self.notify(f"{one_line(result.error or '')}; {back}", title="Swap failed", severity="error",
+                        timeout=15, markup=False)
+
+    def action_pull(self) -> None:
+        if (row := self.selected) is not None:
+            self.app.push_screen(PullScreen(row.engine, row.model.name), callback=lambda _: self.reload())
+
+    def action_delete(self) -> None:
+        if (row := self.selected) is not None:
+            self._delete(row)
+
+    @work(group="models-action", exclusive=True, exit_on_error=False)
+    async def _delete(self, row: Row) -> None:
+        if await self.app.push_screen_wait(ConfirmDialog(
+                f"Delete {row.model.name} from {row.engine.name}?", "The files are removed from disk.",
+                warning="This cannot be undone.")):
+            await self._run("delete", row, lambda a: a.delete(row.engine, row.model.name))
+
+    async def _run(self, verb: str, row: Row, call):  # noqa: ANN001, ANN202 - call: Actions -> awaitable
+        if self._busy:
+            self.notify("another model action is still running", severity="warning")
+            return None
+        self._busy = True
+        self.query_one("#why", Static).update(Text(f"{verb} {neutralise(row.model.name)}…"))
+        try:
+            actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+            started = time.monotonic()
+            result = await call(actions)
+            if verb != "swap":
+                self.notify(f"{verb} {neutralise(row.model.name)} in {ms(time.monotonic() - started)}",
+                            markup=False)
+            return result if result is not None else True
+        except EngineDeckError as exc:
+            self.notify(one_line(str(exc)), title=f"{verb} failed", severity="error", timeout=10, markup=False)
+            return None
+        finally:
+            self._busy = False
+            self.reload()
