@@ -151,6 +151,8 @@ class DashboardScreen(Screen[None]):
             no_engine.display = True
         else:
             no_engine.display = False
+        self.query_one("#engines", DataTable).display = bool(statuses)
+        self.query_one("#loaded-panel").display = bool(statuses)
         now = time.time()
         engine_rows = []
         loaded_rows = []
