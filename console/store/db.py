@@ -1,0 +1,220 @@
+"""The SQLite store: one file, WAL, migrations by `PRAGMA user_version`, repositories as attributes.
+
+The only place with SQL. Every SQLite or OS failure leaves here as `StoreError` with a message a person can
+act on (disk full, read-only, corrupt, cannot create the directory), never as a raw sqlite3 exception.
+
+Two enginedeck processes may share the file: WAL lets readers and one writer overlap, `busy_timeout` makes a
+writer wait for the other instead of failing, and every multi-statement write starts with `BEGIN IMMEDIATE`,
+so a transaction never has to upgrade a read lock (the case busy_timeout cannot help with).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from console.errors import StoreError
+from console.store.migrations import LATEST, STEPS, split_statements
+
+if TYPE_CHECKING:
+    from console.store.audit import AuditRepo
+    from console.store.model_events import ModelEventsRepo
+    from console.store.probes import ProbesRepo
+    from console.store.sessions import SessionsRepo
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def explain(exc: BaseException, doing: str, path: Path | None = None) -> StoreError:
+    """One StoreError for any sqlite3/OS failure, worded for the person who has to fix it."""
+    where = f" ({path})" if path else ""
+    text = str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    low = text.lower()
+    if code == sqlite3.SQLITE_FULL or "disk is full" in low or getattr(exc, "errno", None) == 28:
+        return StoreError(f"cannot {doing}: the disk is full{where}", hint="free some space")
+    if code == sqlite3.SQLITE_READONLY or "readonly" in low or "read-only" in low:
+        return StoreError(f"cannot {doing}: the database is read-only{where}",
+                          hint="check the file's permissions and the filesystem's mount options")
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT) or "not a database" in low or "malformed" in low:
+        return StoreError(f"cannot {doing}: the database file is corrupt{where}",
+                          hint="move it aside (enginedeck starts a new one) or restore it from a backup")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in low:
+        return StoreError(f"cannot {doing}: another process kept the database busy for over "
+                          f"{BUSY_TIMEOUT_MS // 1000} s{where}", hint="try again")
+    if code == sqlite3.SQLITE_CANTOPEN or "unable to open" in low:
+        return StoreError(f"cannot {doing}: cannot open the database file{where}",
+                          hint="check that the directory exists and is writable")
+    if isinstance(exc, OSError):
+        return StoreError(f"cannot {doing}: {exc.strerror or text}{where}")
+    return StoreError(f"cannot {doing}: {text}{where}")
+
+
+@contextlib.contextmanager
+def guard(doing: str, path: Path | None = None) -> Iterator[None]:
+    """Turn sqlite3/OS errors raised inside into StoreError (see `explain`)."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise explain(exc, doing, path) from exc
+
+
+class Db:
+    """The shared connection, as the repositories use it. Methods raise StoreError, never sqlite3 errors.
+
+    The connection runs in autocommit mode: a single statement commits by itself; `transaction()` groups
+    several under `BEGIN IMMEDIATE`. A lock keeps two coroutines from interleaving inside one transaction.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._tx_lock = asyncio.Lock()
+
+    async def execute(self, sql: str, params: Iterable[Any] = (), *, doing: str = "write to the history") -> int:
+        """Run one statement; return how many rows it changed."""
+        async with self._tx_lock:
+            with guard(doing, self.path):
+                cursor = await self.conn.execute(sql, tuple(params))
+                changed = cursor.rowcount
+                await cursor.close()
+                return changed
+
+    async def insert(self, sql: str, params: Iterable[Any] = (), *, doing: str = "write to the history") -> int:
+        """Run one INSERT; return the new row's id."""
+        async with self._tx_lock:
+            with guard(doing, self.path):
+                cursor = await self.conn.execute(sql, tuple(params))
+                rowid = cursor.lastrowid or 0
+                await cursor.close()
+                return rowid
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = (), *,
+                       doing: str = "read the history") -> list[sqlite3.Row]:
+        with guard(doing, self.path):
+            async with self.conn.execute(sql, tuple(params)) as cursor:
+                return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = (), *,
+                       doing: str = "read the history") -> sqlite3.Row | None:
+        with guard(doing, self.path):
+            async with self.conn.execute(sql, tuple(params)) as cursor:
+                return await cursor.fetchone()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, doing: str = "write to the history") -> AsyncIterator[aiosqlite.Connection]:
+        """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any error; yields the raw connection."""
+        async with self._tx_lock:
+            with guard(doing, self.path):
+                await self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self.conn.execute("ROLLBACK")
+                    raise
+                await self.conn.execute("COMMIT")
+
+
+class Store:
+    """Open with `await Store.open(path)`; close with `await store.close()`."""
+
+    def __init__(self, db: Db) -> None:
+        from console.store.model_events import ModelEventsRepo
+        from console.store.sessions import SessionsRepo
+
+        self.db = db
+        self.path = db.path
+        self.sessions: SessionsRepo = SessionsRepo(db)
+        self.model_events: ModelEventsRepo = ModelEventsRepo(db)
+        self._probes: ProbesRepo | None = None
+        self._audit: AuditRepo | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path = Path(path)
+        with guard("create the data directory", path.parent):
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.is_dir():  # caught here: aiosqlite's failed connect leaves its thread finishing after us
+            raise StoreError(f"cannot open the history database: {path} is a directory",
+                             hint="point the data dir somewhere else (ENGINEDECK_DATA_DIR)")
+        with guard("open the history database", path):
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        store = cls(Db(conn, path))
+        try:
+            await store._prepare()
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def _prepare(self) -> None:
+        conn = self.db.conn
+        with guard("open the history database", self.path):
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                # A read-only file answers with its current mode instead of switching.
+                raise StoreError(f"cannot open the history database: it cannot be switched to WAL ({self.path})",
+                                 hint="check that the file and its directory are writable")
+            # In WAL mode NORMAL loses no committed transaction on a process crash, only on power loss.
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        with contextlib.suppress(OSError):
+            os.chmod(self.path, 0o600)
+        await self.migrate()
+
+    async def migrate(self, target: int = LATEST) -> None:
+        """Run the steps this file has not had, each in its own transaction (safe if two processes race)."""
+        while (current := await self.schema_version()) < target:
+            if current > LATEST:
+                break
+            async with self.db.transaction(f"upgrade the history database to version {current + 1}") as conn:
+                # Re-read inside the write lock: another process may have just run this step.
+                row = await (await conn.execute("PRAGMA user_version")).fetchone()
+                if row[0] != current:
+                    continue
+                for statement in split_statements(STEPS[current]):
+                    await conn.execute(statement)
+                await conn.execute(f"PRAGMA user_version = {current + 1}")
+        if (version := await self.schema_version()) > LATEST:
+            raise StoreError(f"the history database is version {version}, newer than this enginedeck "
+                             f"understands ({LATEST}) ({self.path})", hint="upgrade enginedeck")
+
+    async def schema_version(self) -> int:
+        row = await self.db.fetchone("PRAGMA user_version", doing="read the database version")
+        return int(row[0]) if row else 0
+
+    async def integrity_check(self) -> list[str]:
+        """Problems `PRAGMA integrity_check` finds; empty when the file is sound."""
+        rows = await self.db.fetchall("PRAGMA integrity_check", doing="check the database")
+        problems = [str(r[0]) for r in rows]
+        return [] if problems == ["ok"] else problems
+
+    @property
+    def probes(self) -> ProbesRepo:
+        if self._probes is None:
+            from console.store.probes import ProbesRepo
+
+            self._probes = ProbesRepo(self.db)
+        return self._probes
+
+    @property
+    def audit(self) -> AuditRepo:
+        if self._audit is None:
+            from console.store.audit import AuditRepo
+
+            self._audit = AuditRepo(self.db)
+        return self._audit
+
+    async def close(self) -> None:
+        with guard("close the history database", self.path):
+            await self.db.conn.close()

@@ -1,0 +1,88 @@
+"""One test per schema version: from an empty file, and from a file made at the version before, with rows."""
+
+import json
+import sqlite3
+
+import pytest
+
+from console.errors import StoreError
+from console.store.db import Store
+from console.store.migrations import LATEST, STEPS, V1, split_statements
+
+
+def _make_v1(path):
+    conn = sqlite3.connect(path)
+    for statement in split_statements(V1):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO sessions (id, title, engine, model, params_json, created_at, updated_at) "
+                 "VALUES (1, 'old', 'ollama', 'llama3.2:1b', '{\"temperature\": 0.2}', 1.0, 2.0)")
+    conn.execute("INSERT INTO messages (session_id, role, content, created_at, updated_at) "
+                 "VALUES (1, 'user', 'why is the sky blue', 1.0, 1.0)")
+    conn.execute("INSERT INTO messages (session_id, role, content, created_at, updated_at, tokens_out, status) "
+                 "VALUES (1, 'assistant', 'Rayleigh scattering', 1.5, 1.5, 3, 'complete')")
+    conn.commit()
+    conn.close()
+
+
+async def test_empty_file_gets_every_step(tmp_path):
+    store = await Store.open(tmp_path / "new.db")
+    try:
+        assert await store.schema_version() == LATEST == len(STEPS)
+        tables = {r[0] for r in await store.db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"sessions", "messages", "messages_fts", "model_events", "probe_runs", "probe_levels",
+                "audit_events"} <= tables
+        mode = await store.db.fetchone("PRAGMA journal_mode")
+        assert mode[0] == "wal"
+        assert (await store.db.fetchone("PRAGMA foreign_keys"))[0] == 1
+        assert (await store.db.fetchone("PRAGMA busy_timeout"))[0] >= 1000
+    finally:
+        await store.close()
+
+
+async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
+    path = tmp_path / "v1.db"
+    _make_v1(path)
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == 2
+        messages = await store.sessions.messages(1)
+        assert [m.content for m in messages] == ["why is the sky blue", "Rayleigh scattering"]
+        assert messages[0].params is None  # a user message has no generation parameters
+        assert messages[1].params == {"temperature": 0.2}
+        indexes = {r[0] for r in await store.db.fetchall("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "sessions_by_recency" in indexes
+        # The FTS index built under v1 still answers after the upgrade.
+        assert [h.message_id for h in await store.sessions.search("rayleigh")] == [messages[1].id]
+    finally:
+        await store.close()
+
+
+async def test_reopening_runs_nothing_twice(tmp_path):
+    path = tmp_path / "again.db"
+    first = await Store.open(path)
+    await first.sessions.create(title="kept")
+    await first.close()
+    second = await Store.open(path)
+    try:
+        assert [s.title for s in await second.sessions.list()] == ["kept"]
+        assert await second.schema_version() == LATEST
+    finally:
+        await second.close()
+
+
+async def test_newer_schema_is_refused_with_a_clear_message(tmp_path):
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {LATEST + 5}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this enginedeck"):
+        await Store.open(path)
+
+
+def test_split_statements_keeps_triggers_whole():
+    statements = split_statements(V1)
+    triggers = [s for s in statements if s.startswith("CREATE TRIGGER")]
+    assert len(triggers) == 3 and all(s.endswith("END;") for s in triggers)
+    assert all(sqlite3.complete_statement(s) for s in statements)
+    assert json.dumps(statements)  # plain strings
