@@ -6,6 +6,7 @@ Both the headless commands and the TUI get their services from here, so both beh
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ class Context:
         self._registry: Registry | None = None
         self._store: Store | None = None
         self._audit: AuditTrail | None = None
+        self._store_lock = asyncio.Lock()  # the TUI may ask for the store from two workers at once
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
@@ -67,10 +69,11 @@ class Context:
         return await self.registry().resolve(ref)
 
     async def store(self) -> Store:
-        if self._store is None:
-            from console.store.db import Store
+        async with self._store_lock:
+            if self._store is None:
+                from console.store.db import Store
 
-            self._store = await Store.open(self.config.db_path)
+                self._store = await Store.open(self.config.db_path)
         return self._store
 
     async def audit(self) -> AuditTrail:
