@@ -1,10 +1,401 @@
-"""Placeholder: replaced by the module's owner."""
+"""`enginedeck probe ENGINE MODEL`: the concurrency ladder, headless; and `probe history|show|compare`.
+
+Every run is saved as it goes (the run row first, each level when it completes), so Ctrl-C keeps the levels
+already measured (status "cancelled"). Exit 0 when the run completed, whatever the verdict.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import csv
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from console.config import SLO, EngineConfig
+from console.errors import ConfigError, EngineDeckError, ReadOnlyError
+from console.logs.sanitize import neutralise, one_line
+
+if TYPE_CHECKING:
+    from console.commands.context import Context
+    from console.probe.figures import LevelFigures
+    from console.probe.ladder import LevelProgress
+    from console.probe.report import RunView
+
+SUBCOMMANDS = ("history", "show", "compare")
+USAGE = ("enginedeck probe ENGINE MODEL [options] | probe history | probe show RUN_ID | "
+         "probe compare RUN_A RUN_B")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    return None
+    p = sub.add_parser(
+        "probe", parents=[common], usage=USAGE,
+        help="concurrency probe: TTFT / ITL / tok/s per level and the max usable concurrency",
+        description="Run a closed-loop concurrency ladder against ENGINE serving MODEL (every run is saved), or "
+                    "list, show and compare saved runs. Metric definitions: docs/probe.md.",
+    )
+    p.add_argument("target", nargs="+", metavar="ARG", help="ENGINE MODEL, or history, show RUN_ID, compare A B")
+    p.add_argument("--levels", default=None, help="concurrency levels, e.g. 1,2,4,8 (default 1,2,4,8,16,32)")
+    p.add_argument("--requests", type=int, default=20, metavar="N",
+                   help="measured requests per level (at least 2 per stream; default 20)")
+    p.add_argument("--max-tokens", type=int, default=128, metavar="N", help="output tokens asked per request")
+    p.add_argument("--prompt-tokens", type=int, default=64, metavar="N",
+                   help="approximate prompt length (no tokenizer is used; the server's count is shown)")
+    p.add_argument("--ignore-eos", action="store_true",
+                   help="ask for exactly --max-tokens (vLLM, llama.cpp, SGLang; others may refuse it)")
+    p.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="a whole reply; a longer one counts as a timeout error (default 120)")
+    p.add_argument("--slo", default=None, metavar="SPEC",
+                   help="e.g. ttft_p90=1s,decode_p10=10,errors=1%% (defaults from the config)")
+    p.add_argument("--limit", type=int, default=20, help="probe history: how many runs (default 20)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="one CSV row per level")
+    fmt.add_argument("--markdown", action="store_true", help="a Markdown table and the verdict")
+    p.set_defaults(handler=run)
+
+
+async def run(args: argparse.Namespace, ctx: Context) -> int:
+    target = list(args.target)
+    if target[0] == "history":
+        _arity(target, 1)
+        return await _history(args, ctx)
+    if target[0] == "show":
+        _arity(target, 2)
+        return await _show(args, ctx, _run_id(target[1]))
+    if target[0] == "compare":
+        _arity(target, 3)
+        return await _compare(args, ctx, _run_id(target[1]), _run_id(target[2]))
+    _arity(target, 2, what="ENGINE MODEL")
+    return await _probe(args, ctx, target[0], target[1])
+
+
+def _arity(target: Sequence[str], n: int, *, what: str | None = None) -> None:
+    if len(target) != n:
+        shown = what or " ".join(target[:1] + ["…"] * (n - 1))
+        raise ConfigError(f"probe: expected {shown} ({n} argument{'s' if n > 1 else ''}), got {len(target)}",
+                          hint=USAGE)
+
+
+def _run_id(text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"probe: run ids are numbers (see `enginedeck probe history`), not {text!r}")
+    return int(text)
+
+
+# -- SLO --------------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^([0-9]*\.?[0-9]+)\s*(ms|s)?$")
+
+
+def parse_slo(spec: str | None, base: SLO) -> SLO:
+    """`ttft_p90=1s,decode_p10=10,errors=1%` over the config's SLO; unknown keys are a clear error."""
+    if not spec:
+        return base
+    slo = base
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        key, value = key.strip().lower(), value.strip().lower()
+        if not sep or not value:
+            raise ConfigError(f"--slo: {part!r} is not KEY=VALUE", hint="e.g. ttft_p90=1s,decode_p10=10,errors=1%")
+        try:
+            if key in ("ttft_p90", "ttft"):
+                m = _DURATION.match(value)
+                if not m:
+                    raise ValueError
+                slo = replace(slo, ttft_p90_s=float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0))
+            elif key in ("decode_p10", "decode"):
+                slo = replace(slo, decode_p10_tok_s=float(value.removesuffix("tok/s")))
+            elif key in ("errors", "error_rate"):
+                rate = float(value.removesuffix("%")) / 100.0 if value.endswith("%") else float(value)
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError
+                slo = replace(slo, max_error_rate=rate)
+            else:
+                raise ConfigError(f"--slo: unknown key {key!r}", hint="use ttft_p90, decode_p10 and errors")
+        except ValueError:
+            raise ConfigError(f"--slo: cannot read {part!r}",
+                              hint="e.g. ttft_p90=800ms, decode_p10=10, errors=1% (or 0.01)") from None
+    return slo
+
+
+# -- running a probe ----------------------------------------------------------------------------------------
+
+class _Progress:
+    """One status line on stderr, rewritten in place, only when stderr is a terminal."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.live = out.isatty()
+
+    def __call__(self, p: LevelProgress) -> None:
+        if not self.live:
+            return
+        if p.phase == "done":
+            self.out.write(f"\r\x1b[2Kc={p.concurrency}: {p.done} requests, {p.errors} errors\n")
+        else:
+            self.out.write(f"\r\x1b[2Kc={p.concurrency} {p.phase} {p.done}/{p.total}  errors {p.errors}")
+        self.out.flush()
+
+
+async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model: str) -> int:
+    from console.engines.registry import build_engine
+    from console.probe.environment import engine_version, environment
+    from console.probe.ladder import Probe, ProbeParams, parse_levels
+    from console.probe.report import RunView
+
+    if ctx.config.read_only:
+        raise ReadOnlyError("probe refused: enginedeck runs with --read-only (a probe loads the engine)")
+    params = ProbeParams(
+        **({"levels": parse_levels(args.levels)} if args.levels else {}),
+        requests=args.requests, max_tokens=args.max_tokens, prompt_tokens=args.prompt_tokens,
+        timeout_s=args.request_timeout, ignore_eos=args.ignore_eos,
+    )
+    slo = parse_slo(args.slo, ctx.config.slo)
+    resolved = await ctx.engine(engine_ref)
+    # A client of its own, with a pool as large as the highest level (httpx defaults cap at 100).
+    cfg = ctx.config.engine(resolved.name) or EngineConfig(
+        name=resolved.name, url=resolved.base_url, kind=resolved.kind, timeouts=ctx.config.timeouts)
+    engine = build_engine(cfg, resolved.kind, max_connections=params.connections)
+    store = await ctx.store()
+    audit = await ctx.audit()
+    t0 = time.perf_counter()
+    status = "error"
+    try:
+        version = await engine_version(engine)
+        env = await environment(engine, version)
+        run_id = await store.probes.start(
+            engine=engine.name, engine_kind=engine.kind, engine_version=version, model=model,
+            params=params.to_dict(), slo=asdict(slo), environment=env)
+
+        async def save_level(figures: LevelFigures) -> None:
+            await store.probes.save_level(run_id, figures.concurrency, figures.to_dict())
+
+        probe = Probe(engine, model, params, slo, on_progress=_Progress(sys.stderr), on_level=save_level)
+        try:
+            result = await probe.run()
+        except asyncio.CancelledError:
+            result = probe.result
+            await store.probes.finish(run_id, "cancelled", result.verdict.to_dict() if result.verdict else None)
+            status = "cancelled"
+            if result.levels:  # the levels measured before Ctrl-C are kept and shown
+                _print_view(args, RunView.from_result(result, run_id=run_id, engine_version=version,
+                                                      environment=env))
+            raise
+        except BaseException:
+            result = probe.result
+            await store.probes.finish(run_id, "error", result.verdict.to_dict() if result.verdict else None)
+            raise
+        status = result.status
+        await store.probes.finish(run_id, status, result.verdict.to_dict() if result.verdict else None)
+    finally:
+        await engine.aclose()
+        try:
+            await audit.record("probe start", engine=engine.name, target=model,
+                               params={**params.to_dict(), "slo": asdict(slo)}, result=status,
+                               duration_s=time.perf_counter() - t0)
+        except EngineDeckError as exc:  # bookkeeping: the measured run stands even if the trail cannot be written
+            print(f"enginedeck: warning: the audit trail was not written: {one_line(str(exc))}", file=sys.stderr)
+    view = RunView.from_result(result, run_id=run_id, engine_version=version, environment=env)
+    _print_view(args, view)
+    return 0 if status == "complete" else 1
+
+
+# -- stored runs ------------------------------------------------------------------------------------------
+
+async def _history(args: argparse.Namespace, ctx: Context) -> int:
+    from console.commands.output import print_json, print_table
+
+    runs = await (await ctx.store()).probes.recent(limit=args.limit)
+    if args.json:
+        print_json([{
+            "run_id": r.id, "started_at": _iso(r.started_at), "status": r.status, "engine": r.engine,
+            "engine_kind": r.engine_kind, "model": r.model,
+            "max_usable_concurrency": (r.verdict or {}).get("max_usable_concurrency"),
+            "knee": (r.verdict or {}).get("knee"), "levels": (r.params or {}).get("levels"),
+        } for r in runs])
+        return 0
+    if not runs:
+        print("no probe runs yet: run `enginedeck probe ENGINE MODEL`")
+        return 0
+    print_table(
+        ["ID", "STARTED", "ENGINE", "MODEL", "STATUS", "LEVELS", "MAX USABLE", "KNEE"],
+        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status,
+          ",".join(str(n) for n in (r.params or {}).get("levels", [])),
+          (r.verdict or {}).get("max_usable_concurrency"), (r.verdict or {}).get("knee")] for r in runs],
+    )
+    return 0
+
+
+async def _load(ctx: Context, run_id: int) -> RunView:
+    from console.probe.report import RunView
+
+    run = await (await ctx.store()).probes.get(run_id)
+    if run is None:
+        raise ConfigError(f"no probe run {run_id}", hint="see `enginedeck probe history`")
+    return RunView.from_stored(run)
+
+
+async def _show(args: argparse.Namespace, ctx: Context, run_id: int) -> int:
+    _print_view(args, await _load(ctx, run_id))
+    return 0
+
+
+async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int) -> int:
+    from console.commands.output import print_json, print_table
+
+    a, b = await _load(ctx, a_id), await _load(ctx, b_id)
+    rows = compare_rows(a, b)
+    if args.json:
+        print_json({"a": _summary(a), "b": _summary(b), "levels": rows})
+        return 0
+    print(f"A = run {a.run_id}: {_who(a)}")
+    print(f"B = run {b.run_id}: {_who(b)}")
+    print(f"max usable concurrency: A {_v(a.verdict.max_usable_concurrency)}  B {_v(b.verdict.max_usable_concurrency)}"
+          f"   knee: A {_v(a.verdict.knee)}  B {_v(b.verdict.knee)}")
+    headers = ["C", "TTFT p90 A", "B", "Δ", "TOK/S A", "B", "Δ", "DECODE p10 A", "B", "Δ", "ERR A", "B"]
+    table = []
+    for r in rows:
+        table.append([
+            r["concurrency"], _ms(r["ttft_p90_s"]["a"]), _ms(r["ttft_p90_s"]["b"]), _pct(r["ttft_p90_s"]["delta_pct"]),
+            _num(r["agg_tok_s"]["a"]), _num(r["agg_tok_s"]["b"]), _pct(r["agg_tok_s"]["delta_pct"]),
+            _num(r["decode_p10_tok_s"]["a"]), _num(r["decode_p10_tok_s"]["b"]),
+            _pct(r["decode_p10_tok_s"]["delta_pct"]), _rate(r["error_rate"]["a"]), _rate(r["error_rate"]["b"]),
+        ])
+    print_table(headers, table)
+    return 0
+
+
+def compare_rows(a: RunView, b: RunView) -> list[dict[str, Any]]:
+    """Per concurrency level in either run: A, B and the change from A to B (percent) of the key figures."""
+    def pick(f: LevelFigures | None, key: str) -> float | None:
+        if f is None:
+            return None
+        if key == "ttft_p90_s":
+            return f.ttft_s.p90 if f.ttft_s else None
+        if key == "decode_p10_tok_s":
+            return f.decode_tok_s.p10 if f.decode_tok_s else None
+        if key == "tpot_p50_s":
+            return f.tpot_s.p50 if f.tpot_s else None
+        return getattr(f, key)
+
+    rows = []
+    for n in sorted({f.concurrency for f in a.levels} | {f.concurrency for f in b.levels}):
+        fa, fb = a.level(n), b.level(n)
+        row: dict[str, Any] = {"concurrency": n}
+        for key in ("ttft_p90_s", "tpot_p50_s", "decode_p10_tok_s", "agg_tok_s", "req_s", "error_rate"):
+            va, vb = pick(fa, key), pick(fb, key)
+            delta = (vb - va) / va * 100.0 if va and vb is not None else None
+            row[key] = {"a": va, "b": vb, "delta_pct": delta}
+        rows.append(row)
+    return rows
+
+
+# -- printing ---------------------------------------------------------------------------------------------
+
+LEVEL_HEADERS = ["C", "OK", "ERR", "TTFT p50", "p90", "p99", "TPOT p50", "ITL p50", "ITL p99", "DECODE p10",
+                 "TOK/S", "REQ/S", "ACHIEVED", "SLO"]
+
+
+def level_row(f: LevelFigures, passed: bool | None) -> list[str]:
+    itl = "ICL" if f.itl_kind == "inter-chunk" else ""
+    return [
+        str(f.concurrency), str(f.ok), str(f.attempted - f.ok),
+        _ms(f.ttft_s.p50 if f.ttft_s else None), _ms(f.ttft_s.p90 if f.ttft_s else None),
+        _ms(f.ttft_s.p99 if f.ttft_s else None), _ms(f.tpot_s.p50 if f.tpot_s else None),
+        _ms(f.itl_s.p50 if f.itl_s else None) + (f" {itl}" if itl and f.itl_s else ""),
+        _ms(f.itl_s.p99 if f.itl_s else None), _num(f.decode_tok_s.p10 if f.decode_tok_s else None),
+        _num(f.agg_tok_s), _num(f.req_s, 2), _num(f.achieved_concurrency, 2),
+        "—" if passed is None else "pass" if passed else "FAIL",
+    ]
+
+
+def verdict_lines(view: RunView) -> list[str]:
+    v = view.verdict
+    slo = view.slo
+    crit = (f"TTFT p90 ≤ {_ms(slo.get('ttft_p90_s'))}, decode p10 ≥ {slo.get('decode_p10_tok_s', 0):g} tok/s, "
+            f"errors ≤ {_rate(slo.get('max_error_rate'))}")
+    lines = [f"Max usable concurrency: {_v(v.max_usable_concurrency)} ({crit})",
+             f"Knee: {_v(v.knee)}" + ("" if v.knee else " (throughput kept rising or TTFT did not jump)")]
+    if v.queueing:
+        lines.append(v.queueing)
+    if v.stopped:
+        lines.append(f"Ladder {v.stopped}")
+    failing = [lv for lv in v.levels if not lv.passed]
+    lines.extend(f"c={lv.concurrency} fails: {'; '.join(lv.reasons)}" for lv in failing)
+    src = view.token_source
+    lines.append(f"Token counts: {src or 'none'}" + (" (approximate)" if any(
+        f.tokens_approximate for f in view.levels) else ""))
+    return lines
+
+
+def _print_view(args: argparse.Namespace, view: RunView, out: TextIO | None = None) -> None:
+    from console.commands.output import print_json, print_table
+
+    out = out or sys.stdout
+    judged = {lv.concurrency: lv.passed for lv in view.verdict.levels}
+    if args.json:
+        print_json(view.document(), out)
+        return
+    if getattr(args, "csv", False):
+        writer = csv.writer(out)
+        writer.writerow([h.lower().replace(" ", "_") for h in LEVEL_HEADERS])
+        for f in view.levels:
+            writer.writerow(level_row(f, judged.get(f.concurrency)))
+        return
+    if getattr(args, "markdown", False):
+        out.write(f"**{_who(view)}** — run {_v(view.run_id)}, {view.status}\n\n")
+        out.write("| " + " | ".join(LEVEL_HEADERS) + " |\n|" + "---|" * len(LEVEL_HEADERS) + "\n")
+        for f in view.levels:
+            out.write("| " + " | ".join(level_row(f, judged.get(f.concurrency))) + " |\n")
+        out.write("\n" + "\n".join(f"- {line}" for line in verdict_lines(view)) + "\n")
+        return
+    out.write(f"{_who(view)} — run {_v(view.run_id)}, {view.status}\n")
+    print_table(LEVEL_HEADERS, [level_row(f, judged.get(f.concurrency)) for f in view.levels], out)
+    for line in verdict_lines(view):
+        out.write(line + "\n")
+    for w in view.warnings:
+        out.write(f"warning: {one_line(w)}\n")
+    out.write("ITL marked ICL is per chunk (the engine did not count tokens per chunk). Definitions: docs/probe.md\n")
+
+
+def _who(view: RunView) -> str:
+    version = f" {view.engine_version}" if view.engine_version else ""
+    return neutralise(f"{view.engine} ({view.engine_kind or '?'}{version}) · {view.model}")
+
+
+def _summary(view: RunView) -> dict[str, Any]:
+    return {"run_id": view.run_id, "engine": view.engine, "engine_kind": view.engine_kind, "model": view.model,
+            "status": view.status, "max_usable_concurrency": view.verdict.max_usable_concurrency,
+            "knee": view.verdict.knee, "slo": dict(view.slo)}
+
+
+def _iso(ts: float, *, short: bool = False) -> str:
+    when = datetime.fromtimestamp(ts, UTC).astimezone()
+    return when.strftime("%Y-%m-%d %H:%M") if short else when.isoformat(timespec="seconds")
+
+
+def _v(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1000:.0f} ms" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.0f}%"
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"

@@ -1,0 +1,118 @@
+"""One view of a probe run, whether it just finished or comes from the history, and its JSON document.
+
+The CLI (`--json`, `probe show`, `probe compare`) and the TUI both read runs through `RunView`, so a stored run
+and a live one look the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from console.probe.figures import LevelFigures
+from console.probe.slo import Verdict
+
+if TYPE_CHECKING:
+    from console.probe.ladder import ProbeResult
+    from console.store.probes import ProbeRun
+
+# Printed with every JSON document: names mean what they say here, not what another tool means by them.
+DEFINITIONS: Mapping[str, str] = {
+    "clock": "time.perf_counter_ns (monotonic); each chunk stamped on arrival, before parsing",
+    "ttft_s": "send → first chunk with content, reasoning or a tool call (role-only/empty chunks excluded)",
+    "ttfa_s": "send → first answer content (after any reasoning)",
+    "e2e_s": "send → last content-bearing chunk",
+    "tpot_s": "(t_last − t_first) / (output tokens − tokens in the first chunk)",
+    "decode_tok_s": "per-user decode rate, 1 / TPOT; the SLO uses its p10",
+    "itl_s": "gaps between content chunks spread over the chunk's tokens (per-token) when the server counts "
+             "them per chunk; otherwise one sample per gap (inter-chunk, itl_kind says which)",
+    "max_stall_s": "longest gap between two content chunks of a request",
+    "agg_tok_s": "output tokens arriving in the measured window / window (all requests in flight counted)",
+    "req_s": "successful measured requests / measured window",
+    "achieved_concurrency": "time-averaged requests in flight over the measured window (Little's law)",
+    "percentiles": "linear interpolation; p95 only with n ≥ 20, p99 only with n ≥ 100 (else null)",
+    "errors": "failed requests by kind, excluded from every latency figure",
+    "load": "closed loop: N streams, no think time, one warm-up request per stream not counted",
+}
+
+
+@dataclass(frozen=True)
+class RunView:
+    engine: str
+    engine_kind: str | None
+    model: str
+    status: str
+    params: Mapping[str, Any]
+    slo: Mapping[str, Any]
+    levels: tuple[LevelFigures, ...]
+    verdict: Verdict
+    run_id: int | None = None
+    engine_version: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    environment: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_result(cls, result: ProbeResult, *, run_id: int | None = None, engine_version: str | None = None,
+                    environment: Mapping[str, Any] | None = None) -> RunView:
+        return cls(
+            engine=result.engine, engine_kind=result.engine_kind, model=result.model, status=result.status,
+            params=result.params.to_dict(), slo=asdict(result.slo), levels=tuple(result.levels),
+            verdict=result.verdict or Verdict(None, None), run_id=run_id, engine_version=engine_version,
+            started_at=result.started_at, finished_at=result.finished_at, environment=dict(environment or {}),
+        )
+
+    @classmethod
+    def from_stored(cls, run: ProbeRun) -> RunView:
+        return cls(
+            engine=run.engine, engine_kind=run.engine_kind, model=run.model, status=run.status,
+            params=dict(run.params), slo=dict(run.slo), levels=tuple(LevelFigures.from_dict(f) for f in run.levels),
+            verdict=Verdict.from_dict(run.verdict), run_id=run.id, engine_version=run.engine_version,
+            started_at=datetime.fromtimestamp(run.started_at, UTC),
+            finished_at=datetime.fromtimestamp(run.finished_at, UTC) if run.finished_at else None,
+            environment=dict(run.environment or {}),
+        )
+
+    @property
+    def token_source(self) -> str | None:
+        sources = sorted({f.token_source for f in self.levels if f.token_source})
+        return ", ".join(sources) if sources else None
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"c={f.concurrency}: {w}" for f in self.levels for w in f.warnings]
+
+    def level(self, concurrency: int) -> LevelFigures | None:
+        return next((f for f in self.levels if f.concurrency == concurrency), None)
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document of `enginedeck probe --json` and `probe show --json`."""
+        judged = {v.concurrency: v for v in self.verdict.levels}
+        levels = []
+        for f in self.levels:
+            d = f.to_dict()
+            v = judged.get(f.concurrency)
+            d["slo_pass"] = v.passed if v else None
+            d["slo_fail_reasons"] = list(v.reasons) if v else []
+            levels.append(d)
+        return {
+            "run_id": self.run_id, "status": self.status,
+            "engine": self.engine, "engine_kind": self.engine_kind, "engine_version": self.engine_version,
+            "model": self.model,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "max_usable_concurrency": self.verdict.max_usable_concurrency,
+            "knee": self.verdict.knee,
+            "queueing": self.verdict.queueing,
+            "stopped": self.verdict.stopped,
+            "token_source": self.token_source,
+            "tokens_approximate": any(f.tokens_approximate for f in self.levels),
+            "slo": dict(self.slo), "params": dict(self.params),
+            "overhead": {str(f.concurrency): f.overhead.to_dict() for f in self.levels if f.overhead},
+            "warnings": self.warnings,
+            "levels": levels,
+            "environment": dict(self.environment),
+            "definitions": dict(DEFINITIONS),
+        }

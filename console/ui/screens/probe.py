@@ -1,0 +1,481 @@
+"""The probe screen: pick engine, model, levels and SLO; run the ladder with a live progress bar and a table that
+fills in level by level; then plots of aggregate tok/s and TTFT p50/p90 against concurrency with the max usable
+level marked; the history of runs, and two runs compared with deltas.
+
+The probe runs on its own event loop in a worker thread, so repainting this screen never delays a timestamp
+(the probe still measures and reports its own lag). Progress comes back with `call_soon_threadsafe` (never
+blocking the probe); each completed level is saved on the app's loop, where the store lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Select, Static, TabbedContent, TabPane
+
+from console.commands.probe import LEVEL_HEADERS, compare_rows, level_row, parse_slo, verdict_lines
+from console.config import EngineConfig
+from console.errors import EngineDeckError
+from console.logs.sanitize import neutralise, one_line
+from console.ui.app import EnginesRefreshed
+
+if TYPE_CHECKING:
+    from console.engines.base import Engine
+    from console.probe.figures import LevelFigures
+    from console.probe.ladder import LevelProgress, Probe, ProbeParams, ProbeResult
+    from console.probe.report import RunView
+
+HISTORY_LIMIT = 200
+
+
+class ProbeScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "run", "Run probe", id="probe-run"),
+        Binding("c", "cancel", "Cancel", id="probe-cancel"),
+        Binding("h", "history", "History", id="probe-history"),
+        Binding("m", "mark", "Mark for compare", id="probe-mark"),
+        Binding("escape", "leave_input", "Leave field", show=False, id="probe-leave"),
+    ]
+    DEFAULT_CSS = """
+    ProbeScreen #labels, ProbeScreen #form { height: 1; }
+    ProbeScreen #labels Static { color: $text-muted; }
+    ProbeScreen .f-engine { width: 18; }
+    ProbeScreen .f-model { width: 1fr; }
+    ProbeScreen .f-levels { width: 14; }
+    ProbeScreen .f-requests, ProbeScreen .f-max-tokens { width: 6; }
+    ProbeScreen .f-slo { width: 1fr; }
+    ProbeScreen #progress-row { height: 1; }
+    ProbeScreen #bar { width: 32; }
+    ProbeScreen #status { width: 1fr; padding: 0 1; }
+    ProbeScreen #verdict { height: auto; max-height: 8; padding: 0 1; }
+    ProbeScreen #plots { height: 1fr; }
+    ProbeScreen #plots PlotextPlot { width: 1fr; }
+    ProbeScreen #compare-head { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = False
+        self._probe_loop: asyncio.AbstractEventLoop | None = None
+        self._probe_task: asyncio.Task[ProbeResult] | None = None
+        self._view: RunView | None = None
+        self._marked: int | None = None
+        self._history_ids: list[int] = []
+        self._probe_result: ProbeResult | None = None  # the live result of the probe running now, partial or not
+
+    # -- layout -------------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        slo = self.app.ctx.config.slo  # type: ignore[attr-defined]
+        yield Header(icon="*" if self.app.has_class("-ascii") else "⭘")
+        with Horizontal(id="labels"):
+            for name, label in (("engine", "engine"), ("model", "model"), ("levels", "levels"),
+                                ("requests", "reqs"), ("max-tokens", "max tok"), ("slo", "SLO")):
+                yield Static(label, classes=f"f-{name}")
+        with Horizontal(id="form"):
+            yield Select[str]([], prompt="engine", id="engine", compact=True, classes="f-engine")
+            yield Input(placeholder="model name", id="model", compact=True, classes="f-model")
+            yield Input("1,2,4,8,16,32", id="levels", compact=True, classes="f-levels")
+            yield Input("20", id="requests", type="integer", compact=True, classes="f-requests",
+                        tooltip="measured requests per level")
+            yield Input("128", id="max-tokens", type="integer", compact=True, classes="f-max-tokens",
+                        tooltip="max output tokens per request")
+            yield Input(f"ttft_p90={slo.ttft_p90_s:g}s,decode_p10={slo.decode_p10_tok_s:g},"
+                        f"errors={slo.max_error_rate:.0%}", id="slo", compact=True, classes="f-slo")
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(total=1, show_eta=False, id="bar")
+            yield Static("r: run · pick an engine and a model", id="status")
+        with TabbedContent(initial="tab-levels", id="tabs"):
+            with TabPane("Levels", id="tab-levels"):
+                yield DataTable(id="levels-table", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="verdict")
+            with TabPane("Plots", id="tab-plots"), Horizontal(id="plots"):
+                from textual_plotext import PlotextPlot
+
+                yield PlotextPlot(id="plot-tok")
+                yield PlotextPlot(id="plot-ttft")
+            with TabPane("History", id="tab-history"):
+                yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+            with TabPane("Compare", id="tab-compare"):
+                yield Static("m on a run in History marks it; m on a second one compares them", id="compare-head")
+                yield DataTable(id="compare", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#levels-table", DataTable).add_columns(*LEVEL_HEADERS)
+        self.query_one("#history", DataTable).add_columns(
+            "id", "started", "engine", "model", "status", "levels", "usable", "knee")
+        self.query_one("#compare", DataTable).add_columns(
+            "C", "TTFT p90 A", "B", "Δ", "tok/s A", "B", "Δ", "decode p10 A", "B", "Δ")
+        self._fill_engines()
+        self.load_history()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run" and (self.app.read_only or self.running):  # type: ignore[attr-defined]
+            return None
+        if action == "cancel" and not self.running:
+            return None
+        return True
+
+    # -- engines --------------------------------------------------------------------------------------------
+
+    def _fill_engines(self) -> None:
+        registry = self.app.ctx.registry()  # type: ignore[attr-defined]
+        names = [e.name for e in registry.entries if e.engine is not None]
+        select = self.query_one("#engine", Select)
+        current = select.value
+        select.set_options([(neutralise(n), n) for n in names])
+        if current in names:
+            select.value = current
+        elif names:
+            select.value = names[0]
+
+    def on_engines_refreshed(self, _message: EnginesRefreshed) -> None:
+        self._fill_engines()
+
+    @on(Select.Changed, "#engine")
+    def _engine_changed(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.suggest_model(event.value)
+
+    @work(exclusive=True, group="probe-models", exit_on_error=False)
+    async def suggest_model(self, name: str) -> None:
+        """Fill the model field with the engine's first loaded (else listed) model, unless one is typed."""
+        field = self.query_one("#model", Input)
+        if field.value:
+            return
+        try:
+            engine = await self.app.ctx.engine(name)  # type: ignore[attr-defined]
+            models = [m.name for m in await engine.loaded_models()] or [m.name for m in await engine.list_models()]
+        except EngineDeckError:
+            return
+        if models and not field.value:
+            field.value = models[0]
+
+    # -- running --------------------------------------------------------------------------------------------
+
+    def _status(self, text: str) -> None:
+        self.query_one("#status", Static).update(Text(text))
+
+    def _params(self) -> tuple[str, str, ProbeParams, Any]:
+        from console.probe.ladder import ProbeParams, parse_levels
+
+        engine = self.query_one("#engine", Select).value
+        model = self.query_one("#model", Input).value.strip()
+        if not isinstance(engine, str) or not model:
+            raise EngineDeckError("pick an engine and type a model name first")
+        try:
+            requests = int(self.query_one("#requests", Input).value or "20")
+            max_tokens = int(self.query_one("#max-tokens", Input).value or "128")
+        except ValueError:
+            raise EngineDeckError("requests and max tokens must be whole numbers") from None
+        params = ProbeParams(levels=parse_levels(self.query_one("#levels", Input).value), requests=requests,
+                             max_tokens=max_tokens)
+        slo = parse_slo(self.query_one("#slo", Input).value, self.app.ctx.config.slo)  # type: ignore[attr-defined]
+        return engine, model, params, slo
+
+    def action_run(self) -> None:
+        try:
+            engine, model, params, slo = self._params()
+        except EngineDeckError as exc:
+            self._status(one_line(str(exc)))
+            return
+        self.run_probe(engine, model, params, slo)
+
+    @work(exclusive=True, group="probe", exit_on_error=False)
+    async def run_probe(self, engine_name: str, model: str, params: ProbeParams, slo: Any) -> None:
+        from console.probe.environment import engine_version, environment
+        from console.probe.report import RunView
+
+        ctx = self.app.ctx  # type: ignore[attr-defined]
+        try:
+            resolved = await ctx.engine(engine_name)
+        except EngineDeckError as exc:
+            self._status(one_line(str(exc)))
+            return
+        cfg = ctx.config.engine(resolved.name) or EngineConfig(
+            name=resolved.name, url=resolved.base_url, kind=resolved.kind, timeouts=ctx.config.timeouts)
+        store = self.app.store  # type: ignore[attr-defined]
+        self.running = True
+        self.refresh_bindings()
+        self._reset_table()
+        self._status(f"starting {neutralise(model)} on {neutralise(resolved.name)}…")
+        started = time.perf_counter()
+        run_id: int | None = None
+        version = None
+        env: dict[str, Any] = {}
+        status = "error"
+        result: ProbeResult | None = None
+        try:
+            version = await engine_version(resolved)
+            env = await environment(resolved, version)
+            if store is not None:
+                run_id = await store.probes.start(
+                    engine=resolved.name, engine_kind=resolved.kind, engine_version=version, model=model,
+                    params=params.to_dict(), slo=asdict(slo), environment=env)
+            result = await self._in_thread(cfg, resolved.kind, model, params, slo, run_id)
+            status = result.status
+        except EngineDeckError as exc:
+            self._status(one_line(str(exc)))
+        finally:
+            if result is None and self._probe_result is not None:
+                result = self._probe_result
+                status = result.status if result.status != "running" else "error"
+            if store is not None and run_id is not None:
+                with contextlib.suppress(EngineDeckError):
+                    await store.probes.finish(run_id, status if status != "running" else "error",
+                                              result.verdict.to_dict() if result and result.verdict else None)
+            await self._audit(resolved.name, model, params, slo, status, time.perf_counter() - started)
+            self.running = False
+            self.refresh_bindings()
+        if result is not None:
+            self.show_view(RunView.from_result(result, run_id=run_id, engine_version=version, environment=env))
+            self._status(f"{status}: {len(result.levels)} level(s)" + ("" if store is not None else
+                         " (history is off: not saved)"))
+        self.load_history()
+
+    async def _audit(self, engine: str, model: str, params: ProbeParams, slo: Any, result: str,
+                     duration_s: float) -> None:
+        try:
+            actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+            if actions.audit is not None:
+                await actions.audit.record("probe start", engine=engine, target=model,
+                                           params={**params.to_dict(), "slo": asdict(slo)}, result=result,
+                                           duration_s=duration_s)
+        except EngineDeckError as exc:
+            self.app.notify(f"audit trail not written: {one_line(str(exc))}", severity="warning", markup=False)
+
+    async def _in_thread(self, cfg: EngineConfig, kind: str, model: str, params: ProbeParams, slo: Any,
+                         run_id: int | None) -> ProbeResult:
+        """Run the probe on a fresh event loop in a worker thread; progress and saves come back to this loop."""
+        from console.engines.registry import build_engine
+        from console.probe.ladder import Probe
+
+        ui_loop = asyncio.get_running_loop()
+        store = self.app.store  # type: ignore[attr-defined]
+        self._probe_result = None
+
+        def on_progress(p: LevelProgress) -> None:
+            ui_loop.call_soon_threadsafe(self._on_progress, p)
+
+        async def on_level(fig: LevelFigures) -> None:
+            ui_loop.call_soon_threadsafe(self._add_level, fig)
+            if store is not None and run_id is not None:
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                    store.probes.save_level(run_id, fig.concurrency, fig.to_dict()), ui_loop))
+
+        async def main() -> ProbeResult:
+            engine: Engine = build_engine(cfg, kind, max_connections=params.connections)
+            probe: Probe = Probe(engine, model, params, slo, on_progress=on_progress, on_level=on_level)
+            self._probe_result = probe.result
+            self._probe_task = asyncio.current_task()  # type: ignore[assignment]
+            self._probe_loop = asyncio.get_running_loop()
+            try:
+                return await probe.run()
+            finally:
+                await engine.aclose()
+
+        def in_thread() -> ProbeResult | None:
+            with contextlib.suppress(asyncio.CancelledError):
+                return asyncio.run(main())
+            return None
+
+        try:
+            outcome = await asyncio.to_thread(in_thread)
+        finally:
+            self._probe_loop = self._probe_task = None
+        if outcome is None and self._probe_result is not None:
+            return self._probe_result  # cancelled: the completed levels are kept
+        if outcome is None:
+            raise EngineDeckError("the probe was cancelled before it started")
+        return outcome
+
+    def action_cancel(self) -> None:
+        loop, task = self._probe_loop, self._probe_task
+        if loop is not None and task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+            self._status("cancelling… (completed levels are kept)")
+
+    def _on_progress(self, p: LevelProgress) -> None:
+        bar = self.query_one("#bar", ProgressBar)
+        bar.update(total=max(p.total, 1), progress=p.done)
+        self._status(f"c={p.concurrency} {p.phase} {p.done}/{p.total} · errors {p.errors}")
+
+    # -- showing runs -----------------------------------------------------------------------------------------
+
+    def _reset_table(self) -> None:
+        self.query_one("#levels-table", DataTable).clear()
+        self.query_one("#verdict", Static).update("")
+        self.query_one("#bar", ProgressBar).update(total=1, progress=0)
+
+    def _add_level(self, fig: LevelFigures) -> None:
+        from console.config import SLO
+        from console.probe.slo import judge
+
+        try:
+            slo = parse_slo(self.query_one("#slo", Input).value, self.app.ctx.config.slo)  # type: ignore[attr-defined]
+        except EngineDeckError:
+            slo = SLO()
+        self.query_one("#levels-table", DataTable).add_row(*level_row(fig, judge(fig, slo).passed))
+
+    def show_view(self, view: RunView) -> None:
+        self._view = view
+        table = self.query_one("#levels-table", DataTable)
+        table.clear()
+        judged = {v.concurrency: v.passed for v in view.verdict.levels}
+        for fig in view.levels:
+            table.add_row(*level_row(fig, judged.get(fig.concurrency)))
+        lines = [f"run {view.run_id if view.run_id is not None else '—'} · {neutralise(view.engine)} · "
+                 f"{neutralise(view.model)} · {view.status}", *verdict_lines(view)]
+        lines.extend(f"warning: {one_line(w)}" for w in view.warnings[:3])
+        self.query_one("#verdict", Static).update(Text("\n".join(lines)))
+        self._plot(view)
+
+    def _plot(self, view: RunView) -> None:
+        """Concurrency on a log2 axis (the ladder doubles); the max usable level is a vertical line."""
+        from textual_plotext import PlotextPlot
+
+        xs = [math.log2(f.concurrency) for f in view.levels]
+        usable = view.verdict.max_usable_concurrency
+        mark = f" · | max usable {usable}" if usable is not None else ""
+        tok = self.query_one("#plot-tok", PlotextPlot)
+        ttft = self.query_one("#plot-ttft", PlotextPlot)
+        for widget, title in ((tok, "aggregate tok/s"), (ttft, "TTFT ms p50 / p90")):
+            widget.plt.clear_data()
+            widget.plt.clear_figure()
+            widget.plt.title(title + mark)
+            widget.plt.xlabel("concurrency")
+            if xs:
+                widget.plt.xticks(xs, [str(f.concurrency) for f in view.levels])
+        if xs:
+            tok.plt.plot(xs, [f.agg_tok_s or 0.0 for f in view.levels], marker="braille")
+            ttft.plt.plot(xs, [(f.ttft_s.p50 if f.ttft_s else 0.0) * 1000 for f in view.levels], label="p50")
+            ttft.plt.plot(xs, [(f.ttft_s.p90 if f.ttft_s else 0.0) * 1000 for f in view.levels], label="p90")
+            if usable is not None:
+                for widget in (tok, ttft):
+                    widget.plt.vline(math.log2(usable))
+        tok.refresh()
+        ttft.refresh()
+
+    # -- history and compare ----------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="probe-history", exit_on_error=False)
+    async def load_history(self) -> None:
+        store = self.app.store  # type: ignore[attr-defined]
+        table = self.query_one("#history", DataTable)
+        if store is None:
+            return
+        try:
+            runs = await store.probes.recent(limit=HISTORY_LIMIT)
+        except EngineDeckError as exc:
+            self.app.notify(one_line(str(exc)), title="History", severity="error", markup=False)
+            return
+        table.clear()
+        self._history_ids = [r.id for r in runs]
+        for r in runs:
+            verdict = r.verdict or {}
+            table.add_row(str(r.id), time.strftime("%m-%d %H:%M", time.localtime(r.started_at)),
+                          neutralise(r.engine), neutralise(r.model), r.status,
+                          ",".join(str(n) for n in (r.params or {}).get("levels", [])),
+                          _dash(verdict.get("max_usable_concurrency")), _dash(verdict.get("knee")))
+
+    def action_history(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = "tab-history"
+        self.query_one("#history", DataTable).focus()
+        self.load_history()
+
+    def _selected_run(self) -> int | None:
+        table = self.query_one("#history", DataTable)
+        if not self._history_ids or table.cursor_row < 0 or table.cursor_row >= len(self._history_ids):
+            return None
+        return self._history_ids[table.cursor_row]
+
+    @on(DataTable.RowSelected, "#history")
+    def _open_selected(self) -> None:
+        if (rid := self._selected_run()) is not None:
+            self._with_runs([rid], lambda views: self._open(views[0]))
+
+    def _open(self, view: RunView) -> None:
+        self.show_view(view)
+        self.query_one("#tabs", TabbedContent).active = "tab-levels"
+
+    def action_mark(self) -> None:
+        rid = self._selected_run()
+        if rid is None or self.query_one("#tabs", TabbedContent).active != "tab-history":
+            self._status("m works on a run in the History tab (h)")
+            return
+        if self._marked is None or self._marked == rid:
+            self._marked = rid
+            self._status(f"run {rid} marked: m on another run compares them")
+            return
+        first, self._marked = self._marked, None
+        self._with_runs([first, rid], self._compare)
+
+    def _with_runs(self, ids: list[int], then: Callable[[list[RunView]], None]) -> None:
+        self.run_worker(self._load_runs(ids, then), name="probe-load-runs", group="probe-load", exclusive=True,
+                        exit_on_error=False)
+
+    async def _load_runs(self, ids: list[int], then: Callable[[list[RunView]], None]) -> None:
+        from console.probe.report import RunView
+
+        store = self.app.store  # type: ignore[attr-defined]
+        if store is None:
+            return
+        views = []
+        for rid in ids:
+            run = await store.probes.get(rid)
+            if run is None:
+                self._status(f"run {rid} is gone")
+                return
+            views.append(RunView.from_stored(run))
+        then(views)
+
+    def _compare(self, views: list[RunView]) -> None:
+        a, b = views
+        head = (f"A = run {a.run_id}: {neutralise(a.engine)} · {neutralise(a.model)} · usable "
+                f"{_dash(a.verdict.max_usable_concurrency)}\nB = run {b.run_id}: {neutralise(b.engine)} · "
+                f"{neutralise(b.model)} · usable {_dash(b.verdict.max_usable_concurrency)}")
+        self.query_one("#compare-head", Static).update(Text(head))
+        table = self.query_one("#compare", DataTable)
+        table.clear()
+        for r in compare_rows(a, b):
+            t, k, d = r["ttft_p90_s"], r["agg_tok_s"], r["decode_p10_tok_s"]
+            table.add_row(str(r["concurrency"]), _ms(t["a"]), _ms(t["b"]), _pct(t["delta_pct"]),
+                          _num(k["a"]), _num(k["b"]), _pct(k["delta_pct"]),
+                          _num(d["a"]), _num(d["b"]), _pct(d["delta_pct"]))
+        self.query_one("#tabs", TabbedContent).active = "tab-compare"
+
+    def action_leave_input(self) -> None:
+        self.query_one("#tabs", TabbedContent).focus()
+
+    async def on_unmount(self) -> None:
+        self.action_cancel()
+
+
+def _dash(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def _ms(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.0f}%"
+

@@ -1,0 +1,110 @@
+"""Probe runs in the store, and `enginedeck probe` end to end against the synthetic engine."""
+
+import json
+
+import pytest
+
+from console.cli import main
+from console.commands.context import Context
+from console.store.db import Store
+
+
+async def test_repo_round_trip(tmp_path):
+    store = await Store.open(tmp_path / "e.db")
+    try:
+        repo = store.probes
+        run_id = await repo.start(engine="sim", engine_kind="openai", engine_version="1.0", model="m",
+                                  params={"levels": [1, 2]}, slo={"ttft_p90_s": 1.0}, environment={"host": "h"})
+        await repo.save_level(run_id, 2, {"concurrency": 2, "agg_tok_s": 20.0})
+        await repo.save_level(run_id, 1, {"concurrency": 1, "agg_tok_s": 9.0})
+        await repo.save_level(run_id, 1, {"concurrency": 1, "agg_tok_s": 10.0})  # a level saved twice: replaced
+        running = await repo.get(run_id)
+        assert running.status == "running" and running.finished_at is None
+        await repo.finish(run_id, "cancelled", {"max_usable_concurrency": 1})
+        run = await repo.get(run_id)
+        assert run.status == "cancelled" and run.finished_at is not None
+        assert [lv["agg_tok_s"] for lv in run.levels] == [10.0, 20.0]
+        assert run.verdict == {"max_usable_concurrency": 1} and run.environment == {"host": "h"}
+        other = await repo.start(engine="b", engine_kind=None, engine_version=None, model="m2", params={}, slo={})
+        assert [r.id for r in await repo.recent()] == [other, run_id]
+        assert [r.id for r in await repo.recent(engine="sim")] == [run_id]
+        assert await repo.get(999) is None
+        with pytest.raises(ValueError):
+            await repo.finish(run_id, "running", None)
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch, synthetic_engine):
+    sim = synthetic_engine(ttft_s=0.05, itl_s=0.01, tokens=8, slots=2)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[[engines]]\nname = "sim"\nurl = "{sim.url}"\nkind = "openai"\n')
+    monkeypatch.setenv("ENGINEDECK_CONFIG", str(cfg))
+    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
+    recorded = []
+
+    class Sink:
+        async def record(self, action, **kw):
+            recorded.append((action, kw))
+
+    async def audit(self):
+        return Sink()
+
+    monkeypatch.setattr(Context, "audit", audit)
+    return recorded
+
+
+def run_json(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip().startswith(("{", "[")) else out
+
+
+def test_probe_command_saves_shows_and_compares(cli_env, capsys):
+    code, doc = run_json(capsys, "probe", "sim", "synthetic", "--levels", "1,2,4", "--requests", "4",
+                         "--max-tokens", "8", "--slo", "ttft_p90=110ms", "--json", "--no-discover")
+    assert code == 0
+    assert doc["status"] == "complete" and doc["engine"] == "sim" and doc["model"] == "synthetic"
+    # two slots: c=4 queues a whole reply (~120 ms) before its first token
+    assert doc["max_usable_concurrency"] == 2, [(lv["concurrency"], lv["slo_fail_reasons"]) for lv in doc["levels"]]
+    assert doc["token_source"] == "server usage"
+    assert [lv["concurrency"] for lv in doc["levels"]] == [1, 2, 4]
+    assert doc["levels"][2]["slo_pass"] is False and doc["levels"][2]["slo_fail_reasons"]
+    assert "1" in doc["overhead"] and "ttft_s" in doc["definitions"]
+    assert cli_env[0][0] == "probe start" and cli_env[0][1]["result"] == "complete"
+    assert cli_env[0][1]["target"] == "synthetic"
+    first = doc["run_id"]
+
+    code, _ = run_json(capsys, "probe", "sim", "synthetic", "--levels", "1", "--requests", "2", "--max-tokens", "8",
+                       "--json", "--no-discover")
+    assert code == 0
+
+    code, history = run_json(capsys, "probe", "history", "--json", "--no-discover")
+    assert code == 0 and [h["run_id"] for h in history][-1] == first and len(history) == 2
+
+    code, shown = run_json(capsys, "probe", "show", str(first), "--json", "--no-discover")
+    assert shown["levels"] == doc["levels"] and shown["max_usable_concurrency"] == 2
+
+    code, cmp = run_json(capsys, "probe", "compare", str(first), str(first + 1), "--json", "--no-discover")
+    assert [r["concurrency"] for r in cmp["levels"]] == [1, 2, 4]
+    assert cmp["levels"][2]["agg_tok_s"]["b"] is None  # the second run never reached c=4
+    assert cmp["levels"][0]["agg_tok_s"]["delta_pct"] is not None
+
+    code, text = run_json(capsys, "probe", "show", str(first), "--no-discover")
+    assert "Max usable concurrency: 2" in text and "TTFT p50" in text
+    code, md = run_json(capsys, "probe", "show", str(first), "--markdown", "--no-discover")
+    assert md.startswith("**sim") and "| C |" in md
+    code, csv_text = run_json(capsys, "probe", "show", str(first), "--csv", "--no-discover")
+    assert csv_text.splitlines()[0].startswith("c,ok,err") and len(csv_text.splitlines()) == 4
+
+
+def test_probe_command_errors_are_one_line(cli_env, capsys):
+    assert main(["probe", "show", "12345", "--no-discover"]) == 1
+    assert "no probe run 12345" in capsys.readouterr().err
+    assert main(["probe", "sim", "synthetic", "--levels", "4,2", "--no-discover"]) == 1
+    assert "must rise" in capsys.readouterr().err
+    assert main(["probe", "sim", "--no-discover"]) == 1
+    assert "ENGINE MODEL" in capsys.readouterr().err
+    assert main(["probe", "sim", "synthetic", "--read-only", "--no-discover"]) == 1
+    assert "read-only" in capsys.readouterr().err
