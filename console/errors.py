@@ -75,3 +75,11 @@ class StreamError(EngineError):
 
 class UnsupportedError(EngineError):
     """This engine kind (or this server's configuration) cannot do the operation; the message says why."""
+
+
+class LogSourceError(EngineDeckError):
+    """A log source cannot be opened or followed (missing file, no journalctl, a command that cannot start)."""
+
+
+class AuditError(EngineDeckError):
+    """The audit trail cannot be written or verified (key file unsafe, file unreadable, broken chain)."""

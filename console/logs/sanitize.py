@@ -30,7 +30,7 @@ _MARKUP = re.compile(r"(\\*)(\[[a-zA-Z@/#!$].*?\]|\[\])")
 
 def neutralise(text: str) -> str:
     """Remove every terminal control sequence and control character except newline and tab."""
-    if not text:
+    if not text or text.isprintable():  # the common case, no regex: printable text holds no control at all
         return text
     return _CONTROL.sub("", _ESCAPE_SEQ.sub("", text))
 
