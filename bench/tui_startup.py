@@ -94,22 +94,26 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle measurement per run")
     ap.add_argument("--engine", action="append", default=[], help="engine URL to connect to (repeatable)")
     ap.add_argument("--contract", action="store_true", help="start two Ollama contract servers to connect to")
+    ap.add_argument("--poll", type=float, default=1.0, help="engine poll interval, seconds (ui.poll_interval_s)")
+    ap.add_argument("--telemetry", type=float, default=1.0,
+                    help="telemetry interval, seconds (ui.telemetry_interval_s)")
     args = ap.parse_args()
 
     servers = []
     urls = list(args.engine)
     if args.contract:
         sys.path.insert(0, str(ROOT))
-        from tests.fakes.ollama_server import start_background_server  # noqa: PLC0415
+        from tests.fakes.ollama_server import FakeOllama
 
         for _ in range(2):
-            server = start_background_server()
+            server = FakeOllama().start()
             servers.append(server)
             urls.append(server.url)
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TERM": "xterm-256color", "ENGINEDECK_DATA_DIR": tmp,
                "ENGINEDECK_CONFIG": str(Path(tmp) / "none.toml"), "COLUMNS": "80", "LINES": "24"}
-        Path(env["ENGINEDECK_CONFIG"]).write_text("[ui]\npoll_interval_s = 1.0\ntelemetry_interval_s = 1.0\n")
+        Path(env["ENGINEDECK_CONFIG"]).write_text(
+            f"[ui]\npoll_interval_s = {args.poll}\ntelemetry_interval_s = {args.telemetry}\n")
         engine_args = [a for u in urls for a in ("--engine", u)]
         results = [one_run(engine_args, args.idle, env) for _ in range(args.runs)]
     for server in servers:

@@ -74,7 +74,8 @@ async def _checks(ctx: Any) -> list[Check]:
             checks.append(Check(f"engine {entry.name}", "fail", f"{entry.url}: {reason}"))
         else:
             version = status.info.version or "?"
-            checks.append(Check(f"engine {entry.name}", "ok" if status.health.value == "ok" else "warn",
+            verdict = {"ok": "ok", "down": "fail"}.get(status.health.value, "warn")  # loading / sleeping: warn
+            checks.append(Check(f"engine {entry.name}", verdict,
                                 f"{entry.kind} {version} at {entry.url}: {status.health.value}"
                                 + (f" ({status.info.reason})" if status.info.reason else "")))
 

@@ -124,7 +124,7 @@ class GpuMonitor:
         util = opt(nvml, nvml.nvmlDeviceGetUtilizationRates, h)
         mem = opt(nvml, nvml.nvmlDeviceGetMemoryInfo, h)
         power_mw = opt(nvml, nvml.nvmlDeviceGetPowerUsage, h)
-        limit_mw = opt(nvml, nvml.nvmlDeviceGetEnforcedPowerManagementLimit, h)
+        limit_mw = opt(nvml, nvml.nvmlDeviceGetEnforcedPowerLimit, h)
         processes: list[GpuProcess] = []
         for kind, fn in (("compute", nvml.nvmlDeviceGetComputeRunningProcesses),
                          ("graphics", nvml.nvmlDeviceGetGraphicsRunningProcesses)):
@@ -179,3 +179,34 @@ def estimate_fit(model_bytes: int | None, snapshot: GpuSnapshot) -> FitEstimate:
     return FitEstimate(False, need, free,
                        f"will not fit: needs ≈{need / gib:.1f} GiB, only {free / gib:.1f} GiB free on GPU "
                        "(it may load partly on CPU and run slowly, or fail)")
+
+
+def main() -> int:
+    """`python -m console.telemetry.gpu`: one snapshot as JSON, each GPU process with its owner's command line.
+
+    This is the probe run on a real GPU machine (docs/telemetry.md); it needs nothing but nvidia-ml-py and psutil.
+    """
+    import dataclasses
+    import json
+
+    import psutil
+
+    monitor = GpuMonitor()
+    try:
+        snap = monitor.sample()
+    finally:
+        monitor.close()
+    out = dataclasses.asdict(snap)
+    for gpu in out["gpus"]:
+        for proc in gpu["processes"]:
+            try:
+                p = psutil.Process(proc["pid"])
+                proc["owner"] = {"name": p.name(), "cmdline": " ".join(p.cmdline())[:200]}
+            except (psutil.NoSuchProcess, psutil.AccessDenied) as exc:
+                proc["owner"] = {"error": type(exc).__name__}
+    print(json.dumps(out, indent=2))
+    return 0 if snap.available else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -38,9 +38,21 @@ class HostSnapshot:
     swap_total: int
     swap_used: int
     disks: tuple[DiskUsage, ...]
-    net_rx_bps: float | None  # bytes per second since the previous sample
+    net_rx_bps: float | None  # bytes per second since the previous sample, loopback left out
     net_tx_bps: float | None
     taken_at: float = field(default_factory=time.time)
+
+
+def _external_traffic() -> tuple[int, int]:
+    """Bytes received and sent on every interface but loopback: the console's own polling of local engines
+    is not network traffic a person wants to see."""
+    rx = tx = 0
+    for nic, c in (psutil.net_io_counters(pernic=True) or {}).items():
+        if nic == "lo" or nic.startswith("lo:"):
+            continue
+        rx += c.bytes_recv
+        tx += c.bytes_sent
+    return rx, tx
 
 
 class HostMonitor:
@@ -74,14 +86,13 @@ class HostMonitor:
         vm = psutil.virtual_memory()
         sw = psutil.swap_memory()
         now = time.monotonic()
-        net = psutil.net_io_counters()
+        rx, tx = _external_traffic()
         rx_bps = tx_bps = None
-        if net is not None:
-            if self._last_net is not None:
-                t0, rx0, tx0 = self._last_net
-                dt = max(now - t0, 1e-6)
-                rx_bps, tx_bps = (net.bytes_recv - rx0) / dt, (net.bytes_sent - tx0) / dt
-            self._last_net = (now, net.bytes_recv, net.bytes_sent)
+        if self._last_net is not None:
+            t0, rx0, tx0 = self._last_net
+            dt = max(now - t0, 1e-6)
+            rx_bps, tx_bps = max(0, rx - rx0) / dt, max(0, tx - tx0) / dt
+        self._last_net = (now, rx, tx)
         return HostSnapshot(
             cpu_pct=psutil.cpu_percent(None),
             cpu_count=psutil.cpu_count() or 1,

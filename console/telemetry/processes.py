@@ -12,6 +12,7 @@ import ipaddress
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -78,13 +79,11 @@ def guess_kind(name: str, cmdline: Iterable[str]) -> str | None:
     return None
 
 
-def _connections() -> tuple[dict[int, list[Endpoint]], dict[int, list[Endpoint]]]:
+def classify_connections(conns: Iterable[Any]) -> tuple[dict[int, list[Endpoint]], dict[int, list[Endpoint]]]:
+    """Split psutil's connection records into {pid: listening endpoints} and {pid: established remotes that are
+    not loopback} (the egress the doctor reports). Pure, so it is tested on records made up in the test."""
     listening: dict[int, list[Endpoint]] = {}
     egress: dict[int, list[Endpoint]] = {}
-    try:
-        conns = psutil.net_connections(kind="inet")
-    except (psutil.AccessDenied, OSError):
-        return listening, egress
     for c in conns:
         if c.pid is None:
             continue
@@ -95,6 +94,14 @@ def _connections() -> tuple[dict[int, list[Endpoint]], dict[int, list[Endpoint]]
             if not remote.loopback:
                 egress.setdefault(c.pid, []).append(remote)
     return listening, egress
+
+
+def _connections() -> tuple[dict[int, list[Endpoint]], dict[int, list[Endpoint]]]:
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return {}, {}
+    return classify_connections(conns)
 
 
 def engine_processes(engine_ports: Mapping[int, str] | None = None) -> list[EngineProcess]:

@@ -1,16 +1,35 @@
 """The Textual app: a shell of screens (one Textual mode each), services passed in, nothing done at import.
 
-Screens switch on the digits 1-5 everywhere, so letters stay free for each screen's own actions.
+Conventions every screen follows (chat, probe and logs too):
 
-Screens are registered by module path and imported the first time they are opened, so start-up pays only for
-the dashboard. Each screen is a mode: switching away keeps it alive, so a running chat stream or probe goes on.
+- A screen is a `Screen` subclass named in `SCREENS` as "module:Class"; it is imported the first time it is
+  opened, so start-up pays only for the dashboard. Import heavy modules (Markdown, plotext, aiosqlite users)
+  inside the screen module or inside the method that needs them, never in this file.
+- Each screen is a mode: switching away keeps it alive, so a running chat stream or probe goes on. Digits
+  1-5 switch screens everywhere; letters are free for each screen's own actions. A focused text input takes
+  digits and letters as text, so a screen with one binds escape to leave it (focus the main table or log).
+- Services come from the app, never from globals: `self.app.ctx` (a `console.commands.context.Context`:
+  `config`, `registry()`, `engine(ref)`, `store()`, `actions()`), `self.app.read_only`, `self.app.store`
+  (None until opened, `self.app.store_problem` says why), and the telemetry sources `self.app.gpu_monitor`,
+  `self.app.host_monitor`, `self.app.scan_processes`. Tests inject stubs through the constructor.
+- Every binding has an `id` and a description; a mutating one is refused in `check_action` under
+  `--read-only` (return None so the footer greys it out) and the screen says why in words. The palette and
+  the help screen list bindings from `BINDINGS`, so there is nothing else to register.
+- Engine lists come from the registry; when it finishes a refresh the app posts `EnginesRefreshed` to every
+  screen. `self.app.engines_ready` is False until the first refresh is done.
+- Network and disk work runs in workers: `@work(exclusive=True, group=..., exit_on_error=False)` for async
+  I/O, `thread=True` only for blocking libraries (NVML, psutil, file scans). A worker that fails tells the
+  person with `notify(..., markup=False)`; untrusted text goes through `console.logs.sanitize` first.
+- Borders: use the `.panel` class or `border: round`; the app class `-ascii` switches them to ASCII (add a
+  `.-ascii YourWidget` rule for your own borders), and `self.app.has_class("-ascii")` says to avoid glyphs.
+- Repaint only when something changed: compare before `update()`, keep histories in bounded deques.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -25,6 +44,11 @@ if TYPE_CHECKING:
     from console.commands.context import Context
     from console.engines.registry import EngineEntry
     from console.store.db import Store
+    from console.telemetry.gpu import GpuMonitor
+    from console.telemetry.host import HostMonitor
+    from console.telemetry.processes import EngineProcess
+
+    ProcessScan = Callable[[Mapping[int, str]], list[EngineProcess]]
 
 
 @dataclass(frozen=True)
@@ -75,18 +99,32 @@ class EngineDeckApp(App[int]):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     MODES: ClassVar[dict[str, str]] = {}  # filled in __init__ with lazy factories
     BINDINGS: ClassVar[list[BindingType]] = [
-        *[Binding(spec.key, f"switch_mode('{name}')", spec.title, id=f"screen-{name}")
+        *[Binding(spec.key, f"open_screen('{name}')", spec.title, id=f"screen-{name}")
           for name, spec in SCREENS.items()],
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, ctx: Context, *, ascii_mode: bool = False, theme: str | None = None) -> None:
+    def __init__(self, ctx: Context, *, ascii_mode: bool = False, theme: str | None = None,
+                 gpu_monitor: GpuMonitor | None = None, host_monitor: HostMonitor | None = None,
+                 scan_processes: ProcessScan | None = None) -> None:
+        """Args:
+            ctx: the run's services (config, registry, store, actions).
+            ascii_mode: ASCII borders and no glyphs.
+            theme: a theme name that wins over the config (NO_COLOR still wins over both).
+            gpu_monitor, host_monitor, scan_processes: telemetry sources; the real ones are built on first use
+                (in a worker thread), tests pass fakes with fixed figures.
+        """
         self.ctx = ctx
         self.ascii_mode = ascii_mode
         self._requested_theme = theme
         self.store: Store | None = None
         self.store_problem: str | None = None
+        self.engines_ready = False
+        """True once the registry has finished its first refresh (until then "no engine" would be a lie)."""
+        self._gpu_monitor = gpu_monitor
+        self._host_monitor = host_monitor
+        self._scan_processes = scan_processes
         super().__init__()
         for name, spec in SCREENS.items():
             self.add_mode(name, self._factory(spec))
@@ -98,6 +136,32 @@ class EngineDeckApp(App[int]):
     @property
     def read_only(self) -> bool:
         return self.ctx.config.read_only
+
+    # Telemetry sources are built lazily: importing pynvml/psutil and initialising NVML is start-up cost the
+    # first paint should not pay. Call these from a worker thread.
+    @property
+    def gpu_monitor(self) -> GpuMonitor:
+        if self._gpu_monitor is None:
+            from console.telemetry.gpu import GpuMonitor
+
+            self._gpu_monitor = GpuMonitor()
+        return self._gpu_monitor
+
+    @property
+    def host_monitor(self) -> HostMonitor:
+        if self._host_monitor is None:
+            from console.telemetry.host import HostMonitor
+
+            self._host_monitor = HostMonitor()
+        return self._host_monitor
+
+    @property
+    def scan_processes(self) -> ProcessScan:
+        if self._scan_processes is None:
+            from console.telemetry.processes import engine_processes
+
+            self._scan_processes = engine_processes
+        return self._scan_processes
 
     def on_mount(self) -> None:
         loaded = load_themes()
@@ -115,6 +179,11 @@ class EngineDeckApp(App[int]):
         if self.ascii_mode:
             self.add_class("-ascii")
         self.switch_mode("dashboard")
+        # Start-up work begins after the first paint: importing httpx and the engine adapters and opening the
+        # database would otherwise hold the dashboard back (docs/performance.md).
+        self.call_after_refresh(self._start_services)
+
+    def _start_services(self) -> None:
         self.run_worker(self._open_store(), name="open-store", group="store", exclusive=True,
                         exit_on_error=False)
         self.refresh_engines()
@@ -134,17 +203,35 @@ class EngineDeckApp(App[int]):
                         exit_on_error=False)
 
     async def _refresh_engines(self) -> None:
-        entries = await self.ctx.registry().refresh()
-        if self.screen is not None:
-            for screen in self._each_screen():
-                screen.post_message(EnginesRefreshed(entries))
+        from console.errors import EngineDeckError
+
+        try:
+            entries = await self.ctx.registry().refresh()
+        except EngineDeckError as exc:
+            self.notify(str(exc), title="Engines", severity="error", timeout=10, markup=False)
+            entries = []
+        self.engines_ready = True
+        for screen in self._each_screen():
+            screen.post_message(EnginesRefreshed(entries))
 
     def _each_screen(self) -> Iterable[Screen]:
         for stack in self._screen_stacks.values():
             yield from stack
 
     async def on_unmount(self) -> None:
+        if self._gpu_monitor is not None:
+            self._gpu_monitor.close()
         await self.ctx.aclose()
+
+    def action_open_screen(self, name: str) -> None:
+        """Switch to a screen; one whose module cannot be imported is reported, and the app goes on."""
+        spec = SCREENS[name]
+        try:
+            spec.load()
+        except (ImportError, AttributeError) as exc:
+            self.notify(f"{spec.title} is unavailable: {exc}", title="Screen", severity="error", markup=False)
+            return
+        self.switch_mode(name)
 
     def action_help(self) -> None:
         from console.ui.screens.help import HelpScreen
@@ -155,10 +242,11 @@ class EngineDeckApp(App[int]):
         """The palette lists every screen and every action the current screen offers, with its key."""
         for name, spec in SCREENS.items():
             yield SystemCommand(f"Open {spec.title}  [{spec.key}]", spec.description,
-                                lambda name=name: self.switch_mode(name))
+                                lambda name=name: self.action_open_screen(name))
         for active in screen.active_bindings.values():
             binding = active.binding
-            if not binding.show or binding.action.startswith("switch_mode") or not binding.description:
+            if binding.action.startswith("open_screen") or binding.action == "command_palette" \
+                    or not binding.description:
                 continue
             yield SystemCommand(
                 f"{binding.description}  [{binding.key_display or binding.key}]",

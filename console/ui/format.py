@@ -66,3 +66,16 @@ def vram_split(size: int | None, size_vram: int | None) -> str:
     if gpu <= 0:
         return "100% CPU"
     return f"{100 - gpu}%/{gpu}% CPU/GPU"
+
+
+def latency(seconds: float | None) -> str:
+    """A poll latency for a live table: coarse on purpose (below 10 ms is just fast), so a figure that jitters
+    by a millisecond every poll does not repaint the table every poll."""
+    if seconds is None:
+        return DASH
+    milli = seconds * 1000
+    if milli < 10:
+        return "<10 ms"
+    if milli < 100:
+        return f"{round(milli, -1):.0f} ms"
+    return ms(round(seconds, 1))

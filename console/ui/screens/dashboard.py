@@ -1,12 +1,16 @@
 """The screen enginedeck opens on: engines, loaded models, GPU and host, with sparklines.
 
-Polling runs in workers (async for engines, a thread for NVML/psutil) into frozen snapshots; the screen only
-swaps snapshots in and repaints a table when its rows actually changed, so an idle dashboard costs little.
+Each engine is polled by its own worker with a deadline, so a slow or dead engine shows as down after the
+deadline and never delays the others. Telemetry is sampled in a thread into frozen snapshots; the screen only
+swaps snapshots in, and a table, text or sparkline repaints only when what it shows changed, so an idle
+dashboard writes almost nothing to the terminal.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
+import contextlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -15,21 +19,25 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Static
 
-from console.engines.base import Health
-from console.logs.sanitize import neutralise
+from console.engines.base import Engine, Health
+from console.engines.poll import DEFAULT_DEADLINE_S, EngineStatus, poll_engine
+from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
-from console.ui.format import DASH, expires_in, human_bytes, human_duration, ms, pct, vram_split
+from console.ui.format import DASH, expires_in, human_bytes, human_duration, latency, pct, vram_split
 from console.ui.widgets.spark import Spark
 
 if TYPE_CHECKING:
-    from console.engines.poll import EngineStatus
-    from console.telemetry.gpu import GpuMonitor, GpuSnapshot
-    from console.telemetry.host import HostMonitor, HostSnapshot
+    from console.telemetry.gpu import GpuSnapshot
+    from console.telemetry.host import HostSnapshot
     from console.telemetry.processes import EngineProcess
 
-PROCESS_SCAN_EVERY_S = 5.0  # /proc walks cost more than a telemetry sample; engines rarely come and go
+# A /proc walk plus the socket table costs ~50 ms here; engines rarely come and go, so rescan only this often
+# or when the set of engines changes.
+PROCESS_SCAN_EVERY_S = 60.0
+HEALTH_STYLES = {Health.OK: "green", Health.LOADING: "yellow", Health.SLEEPING: "cyan", Health.DOWN: "red"}
 
 
 def no_engine_message(ports: str, config_path: str) -> str:
@@ -42,10 +50,74 @@ def no_engine_message(ports: str, config_path: str) -> str:
     )
 
 
-def health_text(status: EngineStatus) -> Text:
-    styles = {Health.OK: "green", Health.LOADING: "yellow", Health.SLEEPING: "cyan", Health.DOWN: "red"}
-    label = status.health.value
-    return Text(label, style=styles.get(status.health, ""))
+def show(widget: Widget, visible: bool) -> None:
+    """Set `display` only when it changes: even an unchanged assignment costs a full layout pass."""
+    if widget.display != visible:
+        widget.display = visible
+
+
+def poll_deadline(interval_s: float) -> float:
+    """How long one engine may take to answer a poll: long enough for a busy engine, short enough that a dead
+    one is reported as down within a couple of refreshes."""
+    return min(DEFAULT_DEADLINE_S, max(1.0, 2 * interval_s))
+
+
+def engine_row(s: EngineStatus) -> tuple[str | Text, ...]:
+    m, info = s.metrics, s.info
+    run_wait = DASH if m is None or m.running is None else f"{m.running:.0f}/{(m.waiting or 0):.0f}"
+    health = Text(s.health.value, style=HEALTH_STYLES.get(s.health, ""))
+    return (
+        neutralise(s.name), s.kind, neutralise(info.version or DASH) if info else DASH, health,
+        latency(info.latency_ms / 1000) if info and info.latency_ms is not None else DASH,
+        run_wait, pct(m.kv_cache_usage, ratio=True) if m else DASH,
+    )
+
+
+def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
+    rows = []
+    for lm in s.loaded:
+        status = lm.status or expires_in(lm.expires_at)
+        if s.metrics is not None and s.metrics.sleeping:
+            status = "sleeping"
+        rows.append((neutralise(s.name), neutralise(lm.name), human_bytes(lm.size), vram_split(lm.size, lm.size_vram),
+                     str(lm.context_length) if lm.context_length else DASH, neutralise(status)))
+    return rows
+
+
+def problem_line(s: EngineStatus) -> str | None:
+    reason = s.error or (s.info.reason if s.info and s.info.health is not Health.OK else "")
+    return f"{neutralise(s.name)}: {one_line(neutralise(reason), 160)}" if reason else None
+
+
+def gpu_lines(gpu: GpuSnapshot, owners: Mapping[int, str]) -> list[str]:
+    if not gpu.available:
+        return [gpu.reason or "no NVIDIA GPU / NVML not available"]
+    lines = []
+    for g in gpu.gpus:
+        power = f"{g.power_w:.0f}/{g.power_limit_w:.0f} W" if g.power_w and g.power_limit_w else DASH
+        temp = f"{g.temp_c:.0f}°C" if g.temp_c is not None else DASH
+        lines.append(f"{g.index} {neutralise(g.name)}  {pct(g.util_pct)}  "
+                     f"{human_bytes(g.mem_used)}/{human_bytes(g.mem_total)}  {temp}  {power}")
+        for p in g.processes:
+            lines.append(f"  pid {p.pid} {human_bytes(p.used_bytes)} → {neutralise(owners.get(p.pid, '?'))}")
+    return lines
+
+
+def host_lines(host: HostSnapshot, processes: list[EngineProcess]) -> list[str]:
+    # The CPU figure lives on its sparkline; everything here changes slowly, so the text rarely repaints.
+    disk = "  ".join(f"{neutralise(d.path)} {human_bytes(d.free)} free" for d in host.disks)
+    net = (f"net ↓{human_bytes(host.net_rx_bps)}/s ↑{human_bytes(host.net_tx_bps)}/s"
+           if host.net_rx_bps is not None else "net —")
+    lines = [
+        f"ram {human_bytes(host.mem_used)}/{human_bytes(host.mem_total)}  "
+        f"swap {human_bytes(host.swap_used)}/{human_bytes(host.swap_total)}  load {host.load_avg[0]:.1f}",
+        f"disk {disk}", net,
+    ]
+    for p in processes:
+        ports = ",".join(str(e.port) for e in p.listening) or DASH
+        lines.append(f"{p.pid} {neutralise(p.engine or p.kind or p.name)} rss {human_bytes(p.rss)} "
+                     f"up {human_duration(p.uptime_s)} :{ports}")
+    return lines
 
 
 class DashboardScreen(Screen[None]):
@@ -58,21 +130,26 @@ class DashboardScreen(Screen[None]):
     DashboardScreen #body { height: 1fr; }
     DashboardScreen DataTable { height: auto; max-height: 12; }
     DashboardScreen #columns { height: auto; }
-    DashboardScreen #columns > Vertical { height: auto; }
-    DashboardScreen #no-engine { color: $warning; }
+    DashboardScreen #columns > Vertical { height: auto; width: 1fr; }
+    DashboardScreen #status-line { color: $warning; }
+    DashboardScreen #engine-problems { color: $warning; height: auto; }
     DashboardScreen.-narrow #columns { layout: vertical; }
     DashboardScreen #gpu-text, DashboardScreen #host-text { height: auto; }
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._rows: dict[str, tuple] = {}
-        self._statuses: list[EngineStatus] = []
-        self._gpu: GpuMonitor | None = None
-        self._host: HostMonitor | None = None
+        self._drawn: dict[str, object] = {}  # what each table/text shows now, to skip unchanged repaints
+        self._order: list[str] = []  # engine names in registry order
+        self._statuses: dict[str, EngineStatus] = {}
+        self._polls: dict[str, asyncio.Task[None]] = {}  # engine name -> its poll in flight (or done)
+        self._wake = asyncio.Event()
+        self._samples = 0
         self._processes: list[EngineProcess] = []
-        self._processes_at = 0.0
-        self._tokens_seen: dict[str, tuple[float, float]] = {}  # engine -> (time, generation_tokens_total)
+        self._processes_key: frozenset[tuple[str, str]] | None = None
+        self._processes_at = float("-inf")
+        self._tokens_seen: dict[str, tuple[float, float]] = {}  # engine -> (polled_at, generation tokens total)
+        self._tok_rates: dict[str, float] = {}
 
     def compose(self) -> ComposeResult:
         yield Header(icon="*" if self.app.has_class("-ascii") else "⭘")
@@ -80,8 +157,10 @@ class DashboardScreen(Screen[None]):
             engines = Vertical(classes="panel", id="engines-panel")
             engines.border_title = "Engines"
             with engines:
-                yield Static("Looking for engines…", id="no-engine")
+                yield Static("Looking for engines…", id="status-line")
                 yield DataTable(id="engines", cursor_type="row", zebra_stripes=False)
+                yield Static("", id="engine-problems")
+                yield Spark("tok/s", id="spark-toks")
             loaded = Vertical(classes="panel", id="loaded-panel")
             loaded.border_title = "Loaded models"
             with loaded:
@@ -93,23 +172,31 @@ class DashboardScreen(Screen[None]):
                     yield Static("Reading NVML…", id="gpu-text")
                     yield Spark("util", top=100.0, id="spark-gpu")
                     yield Spark("vram", id="spark-vram")
-                    yield Spark("tok/s", id="spark-toks")
                 host = Vertical(classes="panel", id="host-panel")
                 host.border_title = "Host"
                 with host:
-                    yield Static("Reading host…", id="host-text")
                     yield Spark("cpu", top=100.0, id="spark-cpu")
+                    yield Static("Reading host…", id="host-text")
         yield Footer()
 
     def on_mount(self) -> None:
-        engines = self.query_one("#engines", DataTable)
-        engines.add_columns("engine", "kind", "version", "health", "poll", "run/wait", "KV")
-        loaded = self.query_one("#loaded", DataTable)
-        loaded.add_columns("engine", "model", "size", "where", "ctx", "expires/status")
+        self.query_one("#engines", DataTable).add_columns(
+            "engine", "kind", "version", "health", "poll", "run/wait", "KV")
+        self.query_one("#loaded", DataTable).add_columns("engine", "model", "size", "where", "ctx", "expires/status")
+        for widget_id in ("#engines", "#loaded-panel", "#engine-problems", "#spark-toks"):
+            self.query_one(widget_id).display = False
         ui = self.app.ctx.config.ui  # type: ignore[attr-defined]
-        self.set_interval(ui.poll_interval_s, self.poll_engines, name="poll-engines")
-        self.set_interval(ui.telemetry_interval_s, self.poll_telemetry, name="poll-telemetry")
-        self.poll_telemetry()
+        self._interval, self._telemetry_interval = ui.poll_interval_s, ui.telemetry_interval_s
+        self._deadline = poll_deadline(ui.poll_interval_s)
+        self._engine_loop()
+        # After the first paint: importing psutil/pynvml and starting NVML must not delay it.
+        self.call_after_refresh(self._telemetry_loop)
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing in flight: every engine has answered (or timed out) and telemetry has been shown once."""
+        return (self.app.engines_ready and self._samples > 0  # type: ignore[attr-defined]
+                and all(t.done() for t in self._polls.values()) and set(self._order) <= set(self._statuses))
 
     # -- engines -------------------------------------------------------------------------------------
     def on_engines_refreshed(self, message: EnginesRefreshed) -> None:
@@ -121,75 +208,94 @@ class DashboardScreen(Screen[None]):
     def action_focus_table(self, table_id: str) -> None:
         self.query_one(f"#{table_id}", DataTable).focus()
 
-    @work(exclusive=True, group="dashboard-engines", exit_on_error=False)
-    async def poll_engines(self) -> None:
-        from console.engines.poll import poll_all
+    def poll_engines(self) -> None:
+        """Poll now rather than at the next tick."""
+        self._wake.set()
 
-        registry = self.app.ctx.registry()  # type: ignore[attr-defined]
-        entries = list(registry.entries)
-        engines = [e.engine for e in entries if e.engine is not None]
-        statuses = await poll_all(engines)
-        by_name = {s.name: s for s in statuses}
-        from console.engines.poll import EngineStatus
+    # One long-lived worker ticks for all engines (a worker per engine per tick costs more CPU than the polls).
+    # Each engine's poll is its own task with a deadline, and a poll still in flight is not started again, so a
+    # dead engine never delays the others.
+    @work(exclusive=True, group="dashboard-engines", name="engine-poll-loop", exit_on_error=False)
+    async def _engine_loop(self) -> None:
+        try:
+            while True:
+                if self.app.engines_ready:  # type: ignore[attr-defined]
+                    self._start_polls()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
+        finally:
+            for task in self._polls.values():
+                task.cancel()
 
-        for entry in entries:  # entries that could not even be built still show, with their error
-            if entry.engine is None:
-                by_name[entry.name] = EngineStatus(name=entry.name, url=entry.url, kind=entry.kind or "?",
-                                                   error=entry.error)
-        self._show_engines([by_name[e.name] for e in entries if e.name in by_name])
+    def _start_polls(self) -> None:
+        entries = list(self.app.ctx.registry().entries)  # type: ignore[attr-defined]
+        self._order = [e.name for e in entries]
+        self._statuses = {n: s for n, s in self._statuses.items() if n in self._order}
+        for entry in entries:
+            if entry.engine is None:  # it could not even be built: show it with its error
+                self._statuses[entry.name] = EngineStatus(name=entry.name, url=entry.url, kind=entry.kind or "?",
+                                                          error=entry.error or "could not be set up")
+            elif (task := self._polls.get(entry.name)) is None or task.done():
+                self._polls[entry.name] = asyncio.create_task(self._poll_one(entry.engine),
+                                                              name=f"poll {entry.name}")
+        self._show_engines()
 
-    def _show_engines(self, statuses: list[EngineStatus]) -> None:
-        self._statuses = statuses
-        no_engine = self.query_one("#no-engine", Static)
-        if not statuses:
-            from console.config import default_config_path
-            from console.engines.detect import DEFAULT_PORTS
+    async def _poll_one(self, engine: Engine) -> None:
+        status = await poll_engine(engine, deadline_s=self._deadline, previous=self._statuses.get(engine.name))
+        if engine.name in self._order:
+            self._statuses[engine.name] = status
+            self._note_tokens(status)
+            self._show_engines()
 
-            cfg = self.app.ctx.config  # type: ignore[attr-defined]
-            ports = ", ".join(str(p) for p in DEFAULT_PORTS) if cfg.discover else "discovery off"
-            no_engine.update(Text(no_engine_message(ports, str(cfg.path or default_config_path()))))
-            no_engine.display = True
-        else:
-            no_engine.display = False
-        self.query_one("#engines", DataTable).display = bool(statuses)
-        self.query_one("#loaded-panel").display = bool(statuses)
-        now = time.time()
-        engine_rows = []
-        loaded_rows = []
-        tok_rate = 0.0
-        have_rate = False
-        for s in statuses:
-            m = s.metrics
-            run_wait = DASH if m is None or m.running is None else f"{m.running:.0f}/{(m.waiting or 0):.0f}"
-            info = s.info
-            engine_rows.append((
-                neutralise(s.name), s.kind, neutralise(info.version or DASH) if info else DASH,
-                health_text(s) if s.error is None or info else Text("down", style="red"),
-                ms(info.latency_ms / 1000) if info and info.latency_ms is not None else DASH,
-                run_wait, pct(m.kv_cache_usage, ratio=True) if m else DASH,
-            ))
-            for lm in s.loaded:
-                status = lm.status or expires_in(lm.expires_at)
-                loaded_rows.append((neutralise(s.name), neutralise(lm.name), human_bytes(lm.size),
-                                    vram_split(lm.size, lm.size_vram),
-                                    str(lm.context_length) if lm.context_length else DASH, neutralise(status)))
-            if m is not None and m.generation_tokens_total is not None:
-                prev = self._tokens_seen.get(s.name)
-                self._tokens_seen[s.name] = (now, m.generation_tokens_total)
-                if prev is not None and now > prev[0]:
-                    tok_rate += max(0.0, (m.generation_tokens_total - prev[1]) / (now - prev[0]))
-                    have_rate = True
-        self._update_table("engines", engine_rows)
-        self._update_table("loaded", loaded_rows)
-        self.query_one("#spark-toks", Spark).push(tok_rate if have_rate else None,
-                                                  f"{tok_rate:.0f}" if have_rate else DASH)
+    def _note_tokens(self, s: EngineStatus) -> None:
+        total = s.metrics.generation_tokens_total if s.metrics else None
+        if total is None:
+            self._tok_rates.pop(s.name, None)
+            return
+        prev = self._tokens_seen.get(s.name)
+        self._tokens_seen[s.name] = (s.polled_at, total)
+        if prev is not None and s.polled_at > prev[0]:
+            self._tok_rates[s.name] = max(0.0, (total - prev[1]) / (s.polled_at - prev[0]))
+
+    def _show_engines(self) -> None:
+        statuses = [self._statuses[n] for n in self._order if n in self._statuses]
+        status_line = self.query_one("#status-line", Static)
+        if not self.app.engines_ready:  # type: ignore[attr-defined]
+            self._set_text(status_line, "Looking for engines…")
+        elif not self._order:
+            self._set_text(status_line, self._no_engine_text())
+        elif not statuses:
+            self._set_text(status_line, f"Polling {len(self._order)} engine(s)…")
+        show(status_line, not statuses)
+        for widget_id in ("#engines", "#loaded-panel"):
+            show(self.query_one(widget_id), bool(statuses))
+        self._update_table("engines", [engine_row(s) for s in statuses])
+        self._update_table("loaded", [row for s in statuses for row in loaded_rows(s)])
+        problems = [line for s in statuses if (line := problem_line(s))]
+        problems_widget = self.query_one("#engine-problems", Static)
+        show(problems_widget, bool(problems))
+        self._set_text(problems_widget, "\n".join(problems))
+        spark = self.query_one("#spark-toks", Spark)
+        show(spark, bool(self._tok_rates) or bool(spark.values))
+        if self._tok_rates:
+            rate = sum(self._tok_rates.values())
+            spark.push(rate, f"{rate:.0f}")
+
+    def _no_engine_text(self) -> str:
+        from console.config import default_config_path
+        from console.engines.detect import DEFAULT_PORTS
+
+        cfg = self.app.ctx.config  # type: ignore[attr-defined]
+        ports = ", ".join(str(p) for p in DEFAULT_PORTS) if cfg.discover else "discovery is off (--no-discover)"
+        return no_engine_message(ports, str(cfg.path or default_config_path()))
 
     def _update_table(self, table_id: str, rows: list[tuple]) -> None:
         """Replace rows only when something changed: an unchanged table costs no repaint."""
         key = tuple(tuple(str(c) for c in r) for r in rows)
-        if self._rows.get(table_id) == key:
+        if self._drawn.get(table_id) == key:
             return
-        self._rows[table_id] = key
+        self._drawn[table_id] = key
         table = self.query_one(f"#{table_id}", DataTable)
         cursor = table.cursor_row
         with self.app.batch_update():
@@ -198,70 +304,65 @@ class DashboardScreen(Screen[None]):
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1))
 
+    def _set_text(self, widget: Static, text: str) -> None:
+        """Update a text only when it changed, and ask for a layout pass (~13 ms here) only when its height may
+        change: a different number of lines, or a line that may wrap."""
+        key = widget.id or ""
+        before = self._drawn.get(key)
+        if before == text:
+            return
+        self._drawn[key] = text
+        lines = text.split("\n")
+        same_shape = (isinstance(before, str) and before.count("\n") == len(lines) - 1
+                      and max(map(len, lines)) < widget.content_size.width)
+        widget.update(Text(text), layout=not same_shape)
+
     # -- telemetry -----------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="dashboard-telemetry", exit_on_error=False)
-    def poll_telemetry(self) -> None:
-        from console.telemetry.gpu import GpuMonitor
-        from console.telemetry.host import HostMonitor
-        from console.telemetry.processes import engine_processes, ports_by_engine
+    @work(exclusive=True, group="dashboard-telemetry", name="telemetry-loop", exit_on_error=False)
+    async def _telemetry_loop(self) -> None:
+        """Sample in a thread (NVML and psutil block), show the snapshot here, on the UI loop."""
+        while True:
+            urls = frozenset((s.name, s.url) for s in self._statuses.values())
+            try:
+                sample = await asyncio.to_thread(self._sample, urls)
+            except OSError as exc:  # /proc vanished under psutil, a disk went away: say so, try again next tick
+                self._set_text(self.query_one("#host-text", Static), f"host telemetry failed: {exc}")
+            else:
+                self._show_telemetry(*sample)
+            self._samples += 1
+            await asyncio.sleep(self._telemetry_interval)
 
-        if self._gpu is None:
-            self._gpu, self._host = GpuMonitor(), HostMonitor()
-        gpu = self._gpu.sample()
-        host = self._host.sample() if self._host else None
-        if time.monotonic() - self._processes_at > PROCESS_SCAN_EVERY_S:
-            self._processes = engine_processes(ports_by_engine({s.name: s.url for s in self._statuses}))
-            self._processes_at = time.monotonic()
-        self.app.call_from_thread(self._show_telemetry, gpu, host)
+    def _sample(self, urls: frozenset[tuple[str, str]]
+                ) -> tuple[GpuSnapshot, HostSnapshot, dict[int, str], list[EngineProcess]]:
+        import time
 
-    def _show_telemetry(self, gpu: GpuSnapshot, host: HostSnapshot | None) -> None:
-        from console.telemetry.processes import owner_of
+        from console.telemetry.processes import owner_of, ports_by_engine
 
-        lines = []
-        if not gpu.available:
-            lines.append(gpu.reason or "no NVIDIA GPU / NVML not available")
-            self.query_one("#spark-gpu", Spark).push(None, DASH)
-            self.query_one("#spark-vram", Spark).push(None, DASH)
-        else:
-            for g in gpu.gpus:
-                power = f"{g.power_w:.0f}/{g.power_limit_w:.0f} W" if g.power_w and g.power_limit_w else DASH
-                temp = f"{g.temp_c:.0f}°C" if g.temp_c is not None else DASH
-                lines.append(f"{g.index} {neutralise(g.name)}  {pct(g.util_pct)}  "
-                             f"{human_bytes(g.mem_used)}/{human_bytes(g.mem_total)}  {temp}  {power}")
-                for p in g.processes:
-                    owner = owner_of(p.pid, self._processes)
-                    who = f"{owner.engine or owner.kind or owner.name}" if owner else "?"
-                    lines.append(f"   pid {p.pid} {human_bytes(p.used_bytes)} → {neutralise(who)}")
+        app = self.app
+        gpu = app.gpu_monitor.sample()  # type: ignore[attr-defined]
+        host = app.host_monitor.sample()  # type: ignore[attr-defined]
+        now = time.monotonic()
+        if urls != self._processes_key or now - self._processes_at > PROCESS_SCAN_EVERY_S:
+            self._processes = app.scan_processes(ports_by_engine(dict(urls)))  # type: ignore[attr-defined]
+            self._processes_key, self._processes_at = urls, now
+        owners = {}
+        for g in gpu.gpus:  # parents() reads /proc: done here, off the UI thread
+            for p in g.processes:
+                owner = owner_of(p.pid, self._processes)
+                owners[p.pid] = (owner.engine or owner.kind or owner.name) if owner else "?"
+        return gpu, host, owners, list(self._processes)
+
+    def _show_telemetry(self, gpu: GpuSnapshot, host: HostSnapshot, owners: Mapping[int, str],
+                        processes: list[EngineProcess]) -> None:
+        self._set_text(self.query_one("#gpu-text", Static), "\n".join(gpu_lines(gpu, owners)))
+        util_spark, vram_spark = self.query_one("#spark-gpu", Spark), self.query_one("#spark-vram", Spark)
+        show(util_spark, gpu.available)
+        show(vram_spark, gpu.available)
+        if gpu.available:
             util = [g.util_pct for g in gpu.gpus if g.util_pct is not None]
+            mean = sum(util) / len(util) if util else None
             used = sum(g.mem_used or 0 for g in gpu.gpus)
-            self.query_one("#spark-gpu", Spark).push(sum(util) / len(util) if util else None,
-                                                     pct(sum(util) / len(util)) if util else DASH)
-            self.query_one("#spark-vram", Spark).push(float(used), human_bytes(used))
-        self._set_text("#gpu-text", "\n".join(lines))
-        if host is not None:
-            disk = "  ".join(f"{neutralise(d.path)} {human_bytes(d.free)} free" for d in host.disks)
-            net = (f"net ↓{human_bytes(host.net_rx_bps)}/s ↑{human_bytes(host.net_tx_bps)}/s"
-                   if host.net_rx_bps is not None else "net —")
-            host_lines = [
-                f"cpu {host.cpu_pct:.0f}% of {host.cpu_count}  load {host.load_avg[0]:.2f}",
-                f"ram {human_bytes(host.mem_used)}/{human_bytes(host.mem_total)}  "
-                f"swap {human_bytes(host.swap_used)}/{human_bytes(host.swap_total)}",
-                f"disk {disk}", net,
-            ]
-            for p in self._processes:
-                ports = ",".join(str(e.port) for e in p.listening) or DASH
-                host_lines.append(f"{p.pid} {neutralise(p.engine or p.kind or p.name)} "
-                                  f"rss {human_bytes(p.rss)} up {human_duration(p.uptime_s)} :{ports}")
-            self._set_text("#host-text", "\n".join(host_lines))
-            self.query_one("#spark-cpu", Spark).push(host.cpu_pct, f"{host.cpu_pct:.0f}%")
-
-    def _set_text(self, selector: str, text: str) -> None:
-        widget = self.query_one(selector, Static)
-        if getattr(widget, "_last_text", None) != text:
-            widget._last_text = text  # type: ignore[attr-defined]
-            widget.update(Text(text))
-
-    def on_unmount(self) -> None:
-        if self._gpu is not None:
-            self._gpu.close()
-
+            util_spark.push(mean, pct(mean))
+            vram_spark.push(float(used), human_bytes(used))
+        self.query_one("#spark-cpu", Spark).push(host.cpu_pct, f"{host.cpu_pct:.0f}% of {host.cpu_count}")
+        self._set_text(self.query_one("#host-text", Static), "\n".join(host_lines(host, processes)))

@@ -24,7 +24,7 @@ from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
 from console.ui.format import DASH, human_bytes, ms
-from console.ui.widgets.dialogs import ChoiceDialog, ConfirmDialog, TextDialog
+from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog, TextDialog
 
 if TYPE_CHECKING:
     from console.engines.base import PullProgress
@@ -279,18 +279,12 @@ class ModelsScreen(Screen[None]):
 
     @work(group="models-action", exclusive=True, exit_on_error=False)
     async def _load(self, row: Row) -> None:
-        from console.telemetry.gpu import GpuMonitor, estimate_fit
-
-        def sample():  # noqa: ANN202 - local thread helper
-            monitor = GpuMonitor()
-            try:
-                return monitor.sample()
-            finally:
-                monitor.close()
-
         import asyncio
 
-        fit = estimate_fit(row.model.size, await asyncio.to_thread(sample))
+        from console.telemetry.gpu import estimate_fit
+
+        gpu = await asyncio.to_thread(self.app.gpu_monitor.sample)  # type: ignore[attr-defined]
+        fit = estimate_fit(row.model.size, gpu)
         keep_alive: str | None = ""
         if row.engine.kind == "ollama":
             keep_alive = await self.app.push_screen_wait(ChoiceDialog(
@@ -341,7 +335,16 @@ class ModelsScreen(Screen[None]):
 
     def action_pull(self) -> None:
         if (row := self.selected) is not None:
-            self.app.push_screen(PullScreen(row.engine, row.model.name), callback=lambda _: self.reload())
+            self._pull(row)
+
+    @work(group="models-action", exclusive=True, exit_on_error=False)
+    async def _pull(self, row: Row) -> None:
+        name = await self.app.push_screen_wait(AskDialog(
+            f"Pull a model onto {row.engine.name}", value=row.model.name,
+            hint="a name from the engine's library, e.g. llama3.2:1b    enter: pull    esc: cancel"))
+        if name:
+            await self.app.push_screen_wait(PullScreen(row.engine, name))
+            self.reload()
 
     def action_delete(self) -> None:
         if (row := self.selected) is not None:

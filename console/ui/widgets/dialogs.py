@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.logs.sanitize import neutralise
@@ -98,3 +98,26 @@ class TextDialog(ModalScreen[None]):
             with VerticalScroll():
                 yield Static(Text(neutralise(self._body)))
             yield Static("esc: close", classes="dialog-hint")
+
+
+class AskDialog(ModalScreen[str | None]):
+    """One line of text (a model name to pull): enter accepts, escape cancels, an empty answer cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="ask-cancel")]
+    DEFAULT_CSS = DIALOG_CSS.format(name="AskDialog")
+
+    def __init__(self, title: str, *, value: str = "", hint: str = "") -> None:
+        super().__init__()
+        self._title, self._value, self._hint = title, value, hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text(neutralise(self._title)), classes="dialog-title")
+            yield Input(value=self._value, id="answer")
+            yield Static(Text(neutralise(self._hint or "enter: ok    esc: cancel")), classes="dialog-hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

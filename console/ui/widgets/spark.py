@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from textual.reactive import reactive
 from textual.widget import Widget
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -31,25 +30,33 @@ def render_spark(values: Iterable[float | None], width: int, *, ascii_only: bool
 
 
 class Spark(Widget):
-    """`label ▁▂▅█ value`. Repaints only when a sample is pushed."""
+    """`label ▁▂▅█ value`. Repaints only when the drawn line changes, so a flat line costs no output."""
 
-    DEFAULT_CSS = "Spark { height: 1; width: 1fr; } Spark > .spark--bar { color: $primary; }"
-    COMPONENT_CLASSES = frozenset({"spark--bar"})
-    revision: reactive[int] = reactive(0)
+    DEFAULT_CSS = "Spark { height: 1; width: 1fr; color: $primary; }"
 
     def __init__(self, label: str, *, top: float | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.label = label
         self.top = top
+        """Fixed scale top (100 for percentages); None scales to the highest value shown."""
         self.values: deque[float | None] = deque(maxlen=HISTORY)
         self.current = ""
+        """The latest value as a person reads it, drawn after the line."""
+        self._drawn = ""
 
     def push(self, value: float | None, shown: str) -> None:
         self.values.append(value)
         self.current = shown
-        self.revision += 1
+        line = self._line(self.size.width)
+        if line != self._drawn:
+            self.refresh()
+
+    def _line(self, width: int) -> str:
+        ascii_only = self.app.has_class("-ascii")
+        bar_width = max(0, width - len(self.label) - len(self.current) - 2)
+        return f"{self.label} {render_spark(self.values, bar_width, ascii_only=ascii_only, top=self.top)} " \
+               f"{self.current}"
 
     def render(self) -> str:
-        ascii_only = self.app.has_class("-ascii")
-        width = max(0, self.size.width - len(self.label) - len(self.current) - 2)
-        return f"{self.label} {render_spark(self.values, width, ascii_only=ascii_only, top=self.top)} {self.current}"
+        self._drawn = self._line(self.size.width)
+        return self._drawn

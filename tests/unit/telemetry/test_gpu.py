@@ -51,7 +51,7 @@ def fake_nvml(*, init_fails: bool = False, power_supported: bool = True) -> type
     m.nvmlDeviceGetMemoryInfo = lambda h: Mem(10 * 2**30, 80 * 2**30, 70 * 2**30)
     m.nvmlDeviceGetTemperature = lambda h, kind: 55
     m.nvmlDeviceGetPowerUsage = power
-    m.nvmlDeviceGetEnforcedPowerManagementLimit = lambda h: 700_000
+    m.nvmlDeviceGetEnforcedPowerLimit = lambda h: 700_000
     m.nvmlDeviceGetComputeRunningProcesses = lambda h: [Proc(1234, 9 * 2**30), Proc(99, None)] if h == 0 else []
     m.nvmlDeviceGetGraphicsRunningProcesses = lambda h: []
     m.nvmlSystemGetDriverVersion = lambda: "570.1"
@@ -92,3 +92,19 @@ def test_fit_estimate(monkeypatch):
     assert estimate_fit(None, snap).fits is None
     none = estimate_fit(2**30, GpuSnapshot(available=False, reason="no NVIDIA GPU"))
     assert none.fits is None and "no NVIDIA GPU" in none.text
+
+
+def test_every_nvml_call_exists_in_the_real_package():
+    """The fake NVML above cannot catch a misspelt function; the real nvidia-ml-py (installed, no GPU needed) can.
+    A misspelling once passed every fake test and failed on the first real H100."""
+    import re
+    from pathlib import Path
+
+    import pynvml
+
+    import console.telemetry.gpu as gpu
+
+    called = set(re.findall(r"nvml\.(nvml\w+|NVML_\w+)", Path(gpu.__file__).read_text()))
+    assert called, "no NVML calls found: the pattern is stale"
+    missing = sorted(name for name in called if not hasattr(pynvml, name))
+    assert not missing, missing

@@ -1,0 +1,145 @@
+"""The shell around the screens: digits switch screens, help lists every key, the palette lists every action,
+ASCII mode, NO_COLOR, themes from files (a user's, a broken one)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from textual.binding import Binding
+from textual.widgets import Static
+
+from console.ui.app import SCREENS, EngineDeckApp, ascii_wanted
+from tests.ui.fixtures import StubRegistry, TestContext, demo_app, make_config, screen_text, settle
+
+
+def importable(name: str) -> bool:
+    return importlib.util.find_spec(SCREENS[name].target.partition(":")[0]) is not None
+
+
+async def test_digits_switch_screens(tmp_path):
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        for name, spec in SCREENS.items():
+            if not importable(name):
+                continue
+            app.screen.set_focus(None)  # a focused text input takes digits as text (see app.py conventions)
+            await pilot.press(spec.key)
+            await settle(pilot)
+            assert app.current_mode == name, name
+            assert type(app.screen).__name__ == spec.target.partition(":")[2]
+        app.screen.set_focus(None)
+        await pilot.press("1")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "DashboardScreen"
+
+
+async def test_a_screen_that_cannot_be_imported_is_reported_not_fatal(tmp_path, monkeypatch):
+    from console.ui import app as app_module
+
+    broken = app_module.ScreenSpec("5", "Logs", "console.ui.screens.no_such_screen:Nope", "missing")
+    monkeypatch.setitem(app_module.SCREENS, "logs", broken)
+    notes = []
+    app = demo_app(tmp_path)
+    hook = lambda m: notes.append(m.notification) if type(m).__name__ == "Notify" else None  # noqa: E731
+    async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "DashboardScreen"
+        assert any(n.title == "Screen" and "Logs is unavailable" in n.message for n in notes)
+
+
+def described(bindings: list) -> list[Binding]:
+    return [b for b in bindings if isinstance(b, Binding) and b.description]
+
+
+async def test_help_lists_every_binding_of_every_screen(tmp_path):
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(100, 60)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "HelpScreen"
+        text = str(app.screen.query_one(Static).render())
+        for b in described(EngineDeckApp.BINDINGS):
+            assert f"{b.key_display or b.key}" in text and b.description in text
+        for name, spec in SCREENS.items():
+            if not importable(name):
+                continue
+            assert spec.title in text
+            for b in described(list(spec.load().BINDINGS)):
+                assert b.description in text, (name, b.description)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "DashboardScreen"
+
+
+async def test_palette_lists_every_screen_and_action(tmp_path):
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        for key in ("1", "2"):
+            await pilot.press(key)
+            await settle(pilot)
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            for spec in SCREENS.values():
+                assert f"Open {spec.title}  [{spec.key}]" in titles
+            for b in described(list(type(app.screen).BINDINGS)):
+                assert any(t.startswith(f"{b.description}  [") for t in titles), b.description
+            assert "Help  [?]" in titles and "Refresh engines" in titles
+
+
+async def test_ascii_mode_draws_no_box_characters(tmp_path):
+    app = demo_app(tmp_path, ascii_mode=True)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        assert app.has_class("-ascii")
+        shown = screen_text(app)
+        assert "Engines" in shown and "+" in shown
+        assert not set("╭╮╰╯│─▁▂▃▄▅▆▇█⭘") & set(shown)
+
+
+def test_ascii_is_automatic_on_a_linux_console(monkeypatch):
+    monkeypatch.setenv("TERM", "linux")
+    assert ascii_wanted(None, False)
+    assert not ascii_wanted(False, True)  # an explicit choice wins
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert not ascii_wanted(None, False) and ascii_wanted(None, True)
+
+
+async def test_no_color_means_the_monochrome_theme(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = demo_app(tmp_path, theme="light")  # NO_COLOR wins even over --theme
+    async with app.run_test() as pilot:
+        await settle(pilot)
+        assert app.theme == "monochrome"
+
+
+async def test_user_theme_is_loaded_and_a_broken_one_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    themes = tmp_path / "xdg" / "enginedeck" / "themes"
+    themes.mkdir(parents=True)
+    (themes / "solar.toml").write_text('name = "solar"\ndark = true\nprimary = "#b58900"\nbackground = "#002b36"\n')
+    (themes / "broken.toml").write_text('name = "broken"\nprimary = "not-a-colour"\n')
+    notes = []
+    hook = lambda m: notes.append(m.notification) if type(m).__name__ == "Notify" else None  # noqa: E731
+    app = demo_app(tmp_path, theme="solar")
+    async with app.run_test(message_hook=hook) as pilot:
+        await settle(pilot)
+        assert app.theme == "solar"
+        assert {"dark", "light", "high-contrast", "monochrome", "solar"} <= set(app.available_themes)
+        assert "broken" not in app.available_themes
+        skipped = [n for n in notes if n.title == "Theme skipped"]
+        assert len(skipped) == 1 and "broken.toml" in skipped[0].message
+
+
+async def test_unknown_theme_falls_back_to_dark_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    notes = []
+    hook = lambda m: notes.append(m.notification) if type(m).__name__ == "Notify" else None  # noqa: E731
+    app = EngineDeckApp(TestContext(make_config(tmp_path), StubRegistry([])), theme="nope")
+    async with app.run_test(message_hook=hook) as pilot:
+        await settle(pilot)
+        assert app.theme == "dark" and any("theme 'nope' not found" in n.message for n in notes)

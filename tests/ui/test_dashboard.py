@@ -1,0 +1,148 @@
+"""The dashboard, driven headless: fixed engines and telemetry, the Ollama contract server, the real llama.cpp
+router, no engine at all, and a dead engine that must not freeze the others."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from textual.widgets import DataTable, Static
+
+from console.config import EngineConfig, UIConfig
+from tests.fakes.ollama_server import FakeOllama, ollama_server  # noqa: F401 - the fixture
+from tests.ui.fixtures import (
+    NO_GPU,
+    EngineDeckApp,
+    StubEngine,
+    StubRegistry,
+    TestContext,
+    demo_app,
+    make_config,
+    screen_text,
+    settle,
+)
+
+
+def rows(app: EngineDeckApp, table_id: str) -> list[list[str]]:
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def text_of(app: EngineDeckApp, widget_id: str) -> str:
+    return str(app.screen.query_one(f"#{widget_id}", Static).render())
+
+
+async def test_engines_loaded_models_gpu_and_host(tmp_path):
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        assert app.screen.__class__.__name__ == "DashboardScreen"
+        assert rows(app, "engines") == [
+            ["ollama-a", "ollama", "0.12.6", "ok", "<10 ms", "—", "—"],
+            ["vllm-a", "vllm", "0.11.0", "ok", "<10 ms", "3/1", "42%"],
+        ]
+        assert rows(app, "loaded") == [
+            ["ollama-a", "llama3.2:1b", "2.0 GB", "100% GPU", "4096", "forever"],
+            ["ollama-a", "gemma3:4b", "5.0 GB", "40%/60% CPU/GPU", "8192", "forever"],
+            ["vllm-a", "Qwen/Qwen3-8B", "—", "—", "32768", "loaded"],
+        ]
+        gpu = text_of(app, "gpu-text")
+        assert "0 NVIDIA H100 80GB HBM3  63%  41.0 GB/80.0 GB  54°C  312/700 W" in gpu
+        assert "pid 4242 38.0 GB → vllm-a" in gpu  # the GPU process maps to the engine that owns it
+        host = text_of(app, "host-text")
+        assert "ram 21.0 GB/64.0 GB" in host and "/srv/models 800.0 GB free" in host
+        assert "4242 vllm-a rss 3.0 GB up 2h00m :8000" in host
+        shown = screen_text(app)
+        assert "enginedeck" in shown.splitlines()[0]  # the header names the app
+        assert "12% of 16" in shown
+
+
+async def test_no_gpu_says_so_and_the_rest_works(tmp_path):
+    app = demo_app(tmp_path, gpu=NO_GPU)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        assert "no NVIDIA GPU / NVML not available" in text_of(app, "gpu-text")
+        assert not app.screen.query_one("#spark-gpu").display  # no empty sparklines for a GPU that is not there
+        assert len(rows(app, "engines")) == 2 and "12% of 16" in screen_text(app)
+
+
+async def test_real_nvml_on_this_box_reports_no_gpu(tmp_path, ollama_server: FakeOllama):  # noqa: F811
+    """Real telemetry (NVML, psutil, /proc) against the Ollama contract server: the CI box has no NVIDIA GPU."""
+    async with httpx.AsyncClient() as client:
+        load = {"model": "llama3.2:1b", "keep_alive": "10m"}
+        (await client.post(f"{ollama_server.url}/api/generate", json=load)).raise_for_status()
+    config = make_config(tmp_path, engines=[EngineConfig(name="fake-ollama", url=ollama_server.url, kind="ollama")])
+    app = EngineDeckApp(TestContext(config))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, until=lambda: bool(rows(app, "loaded")))
+        assert rows(app, "engines")[0][:4] == ["fake-ollama", "ollama", "0.12.6", "ok"]
+        engine, model, _size, where, ctx, expires = rows(app, "loaded")[0]
+        assert (engine, model, where, ctx) == ("fake-ollama", "llama3.2:1b", "100% GPU", "4096")
+        assert expires.startswith(("9m", "10m"))  # keep-alive of 10 minutes, counting down
+        gpu = text_of(app, "gpu-text")
+        assert "no NVIDIA GPU / NVML not available" in gpu or "NVML not available" in gpu
+        assert "ram " in text_of(app, "host-text")
+
+
+async def test_no_engine_tells_how_to_point_at_one(tmp_path):
+    app = EngineDeckApp(TestContext(make_config(tmp_path), StubRegistry([])))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        message = text_of(app, "status-line")
+        assert message.startswith("No engine found.")
+        assert "enginedeck --engine http://HOST:PORT" in message and "[[engines]]" in message
+        assert "--no-discover" in message  # this config has discovery off, and the message says so
+        assert not app.screen.query_one("#engines").display
+
+
+async def test_a_dead_engine_does_not_freeze_polling(tmp_path):
+    """One engine never answers. The other keeps being polled and shown; the dead one is marked down once its
+    deadline (1 s at a 0.2 s interval) passes, while its poll is still outstanding."""
+    alive = StubEngine("alive", "ollama")
+    dead = StubEngine("dead", "ollama", hang=True)
+    polls = 0
+    original = alive.loaded_models
+
+    async def counting_loaded():
+        nonlocal polls
+        polls += 1
+        return await original()
+
+    alive.loaded_models = counting_loaded  # type: ignore[method-assign]
+    ui = UIConfig(theme="dark", poll_interval_s=0.2, telemetry_interval_s=3600)
+    ctx = TestContext(make_config(tmp_path, ui=ui), StubRegistry([alive, dead]))
+    app = EngineDeckApp(ctx, gpu_monitor=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, until=lambda: bool(rows(app, "engines")))
+        assert rows(app, "engines")[0][:4] == ["alive", "ollama", "0.12.6", "ok"]  # shown before "dead" answers
+        await settle(pilot, until=lambda: len(rows(app, "engines")) == 2, timeout_s=8)
+        assert rows(app, "engines")[1][:4] == ["dead", "ollama", "—", "down"]
+        assert "dead: no answer within 1 s" in text_of(app, "engine-problems")
+        seen = polls
+        await settle(pilot, until=lambda: polls >= seen + 3, timeout_s=8)
+
+
+async def test_refresh_key_rediscovers(tmp_path):
+    registry = StubRegistry([StubEngine("one")])
+    app = EngineDeckApp(TestContext(make_config(tmp_path), registry))
+    async with app.run_test() as pilot:
+        await settle(pilot)
+        assert registry.refreshes == 1
+        registry.engines.append(StubEngine("two"))
+        await pilot.press("r")
+        await settle(pilot, until=lambda: len(rows(app, "engines")) == 2)
+        assert registry.refreshes == 2 and [r[0] for r in rows(app, "engines")] == ["one", "two"]
+
+
+@pytest.mark.llama
+async def test_real_llama_router(tmp_path, router):
+    """The real llama-server in router mode: its models and their router status reach the dashboard."""
+    async with httpx.AsyncClient(timeout=60) as client:
+        (await client.post(router.url + "/models/load", json={"model": "smol-a"})).raise_for_status()
+    config = make_config(tmp_path, engines=[EngineConfig(name="router", url=router.url, kind="llamacpp")],
+                         ui=UIConfig(poll_interval_s=0.5, telemetry_interval_s=3600))
+    app = EngineDeckApp(TestContext(config))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, until=lambda: any(r[1] == "smol-a" and r[5] == "loaded" for r in rows(app, "loaded")),
+                     timeout_s=60)
+        assert rows(app, "engines")[0][:2] == ["router", "llamacpp"]
+        assert rows(app, "engines")[0][3] == "ok"
