@@ -1,10 +1,192 @@
-"""Placeholder: replaced by the module's owner."""
+"""`enginedeck engines`, `models [ENGINE]`, `ps [ENGINE]`: what runs, what it can serve, what is loaded.
+
+Every engine is asked concurrently with its own deadline, so a dead host costs its timeout and nothing more.
+With no ENGINE, one engine failing is reported (stderr, or `errors` in JSON) and the others still print; the
+exit code is 1 only when every engine failed. A named ENGINE that fails exits 1.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from console.commands.output import human_bytes, print_json, print_table, to_jsonable
+from console.engines.poll import DEFAULT_DEADLINE_S
+from console.logs.sanitize import one_line
+from console.ui.format import expires_in, vram_split
+
+if TYPE_CHECKING:
+    from console.commands.context import Context
+    from console.engines.base import Engine, LoadedModel, ModelInfo
+    from console.engines.poll import EngineStatus
+    from console.engines.registry import EngineEntry
+
+T = TypeVar("T")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    return None
+    p = sub.add_parser("engines", parents=[common], help="list engines: kind, version, health, latency")
+    p.set_defaults(handler=run_engines)
+    p = sub.add_parser("models", parents=[common], help="models each engine can serve (all engines by default)")
+    p.add_argument("engine", nargs="?", metavar="ENGINE", help="a configured name, a name from `engines`, or a URL")
+    p.set_defaults(handler=run_models)
+    p = sub.add_parser("ps", parents=[common], help="models loaded now: size, VRAM, context, expiry")
+    p.add_argument("engine", nargs="?", metavar="ENGINE", help="a configured name, a name from `engines`, or a URL")
+    p.set_defaults(handler=run_ps)
+
+
+def deadline(args: argparse.Namespace) -> float:
+    timeout = getattr(args, "timeout", None)
+    return float(timeout) if timeout is not None else DEFAULT_DEADLINE_S
+
+
+def no_engine_message(ctx: Context) -> str:
+    from console.config import default_config_path
+    from console.engines.detect import DEFAULT_PORTS
+
+    cfg = ctx.config
+    scanned = (f"Scanned 127.0.0.1 on the default ports ({', '.join(map(str, DEFAULT_PORTS))})."
+               if cfg.discover else "Discovery is off (--no-discover or discover = false).")
+    return (
+        f"No engine found. {scanned}\n"
+        "Point enginedeck at one:  enginedeck --engine http://HOST:PORT COMMAND\n"
+        f"or add an [[engines]] entry (name, url) to {cfg.path or default_config_path()}\n"
+    )
+
+
+# -- engines ------------------------------------------------------------------------------------------------------
+
+async def run_engines(args: argparse.Namespace, ctx: Context) -> int:
+    from console.engines.poll import poll_all
+
+    entries = await ctx.registry().refresh()
+    statuses = await poll_all([e.engine for e in entries if e.engine is not None], deadline_s=deadline(args))
+    by_name: dict[str, EngineStatus] = {s.name: s for s in statuses}
+    rows = [_engine_row(e, by_name.get(e.name)) for e in entries]
+    if args.json:
+        print_json({"engines": rows})
+    elif not rows:
+        sys.stdout.write(no_engine_message(ctx))
+    else:
+        print_table(("NAME", "URL", "KIND", "VERSION", "HEALTH", "LATENCY", "ERROR"), (
+            (r["name"], r["url"], r["kind"], r["version"], r["health"],
+             None if r["latency_ms"] is None else f"{r['latency_ms']:.0f} ms",
+             (r["error"] or r["reason"] or "").removeprefix(f"{r['name']}: ") or None)
+            for r in rows))
+    return 0
+
+
+def _engine_row(entry: EngineEntry, status: EngineStatus | None) -> dict[str, Any]:
+    info = status.info if status is not None else None
+    return {
+        "name": entry.name, "url": entry.url, "kind": entry.kind, "source": entry.source,
+        "version": (info.version if info else None) or entry.version,
+        "health": info.health.value if info else "down",
+        "reason": (info.reason or None) if info else None,
+        "latency_ms": round(info.latency_ms, 1) if info and info.latency_ms is not None else None,
+        "error": entry.error or (status.error if status is not None else None),
+    }
+
+
+# -- models and ps ------------------------------------------------------------------------------------------------
+
+Gathered = tuple[list[tuple["Engine", T]], list[dict[str, str]], int]
+
+
+async def _gather(args: argparse.Namespace, ctx: Context,
+                  call: Callable[[Engine], Awaitable[list[T]]]) -> Gathered[T] | None:
+    """`call` on the engine ENGINE names (its failure raises), or on every known engine at once, each within
+    the deadline (failures listed). Returns (engine, item) rows, errors, how many engines answered; None when
+    no engine is known at all."""
+    from console.errors import EngineDeckError, EngineTimeoutError
+
+    limit = deadline(args)
+    if args.engine:
+        engine = await ctx.engine(args.engine)
+        try:
+            items = await asyncio.wait_for(call(engine), timeout=limit)
+        except TimeoutError:
+            raise EngineTimeoutError(f"no answer within {limit:g} s", engine=engine.name,
+                                     hint="raise --timeout") from None
+        return [(engine, item) for item in items], [], 1
+    entries = await ctx.registry().refresh()
+    if not entries:
+        return None
+    engines = [e.engine for e in entries if e.engine is not None]
+    errors = [{"engine": e.name, "error": e.error or "not available"} for e in entries if e.engine is None]
+
+    async def one(engine: Engine) -> list[T] | str:
+        try:
+            return await asyncio.wait_for(call(engine), timeout=limit)
+        except EngineDeckError as exc:
+            return str(exc)
+        except TimeoutError:
+            return f"{engine.name}: no answer within {limit:g} s"
+
+    rows: list[tuple[Engine, T]] = []
+    answered = 0
+    for engine, result in zip(engines, await asyncio.gather(*(one(e) for e in engines)), strict=True):
+        if isinstance(result, str):
+            errors.append({"engine": engine.name, "error": result})
+        else:
+            answered += 1
+            rows.extend((engine, item) for item in result)
+    return rows, errors, answered
+
+
+def _finish(args: argparse.Namespace, errors: list[dict[str, str]], answered: int) -> int:
+    """Per-engine errors to stderr (JSON carries them in `errors`); 1 only when no engine answered."""
+    if not args.json:
+        for err in errors:
+            print(f"enginedeck: {one_line(err['error'], 600)}", file=sys.stderr)
+    return 1 if errors and not answered else 0
+
+
+async def run_models(args: argparse.Namespace, ctx: Context) -> int:
+    gathered = await _gather(args, ctx, lambda e: e.list_models())
+    if gathered is None:
+        return _nothing(args, ctx, "models")
+    rows, errors, answered = gathered
+    if args.json:
+        print_json({"models": [_row_json(e, m) for e, m in rows], "errors": errors})
+    else:
+        print_table(("ENGINE", "MODEL", "SIZE", "PARAMS", "QUANT", "CONTEXT", "STATUS"), (
+            (e.name, m.name, human_bytes(m.size) if m.size else None, m.parameter_size, m.quantization,
+             m.context_length, m.status) for e, m in rows))
+    return _finish(args, errors, answered)
+
+
+def _row_json(engine: Engine, item: ModelInfo | LoadedModel) -> dict[str, Any]:
+    return {"engine": engine.name, "kind": engine.kind, **to_jsonable(item)}
+
+
+async def run_ps(args: argparse.Namespace, ctx: Context) -> int:
+    gathered = await _gather(args, ctx, lambda e: e.loaded_models())
+    if gathered is None:
+        return _nothing(args, ctx, "loaded")
+    rows, errors, answered = gathered
+    if args.json:
+        print_json({"loaded": [_row_json(e, m) for e, m in rows], "errors": errors})
+    else:
+        print_table(("ENGINE", "MODEL", "SIZE", "VRAM", "CONTEXT", "UNTIL/STATUS"), (
+            (e.name, m.name, human_bytes(m.size) if m.size else None, _vram(m), m.context_length,
+             expires_in(m.expires_at) if m.expires_at else m.status) for e, m in rows))
+    return _finish(args, errors, answered)
+
+
+def _vram(m: LoadedModel) -> str | None:
+    if m.size_vram is None:
+        return None
+    split = vram_split(m.size, m.size_vram)
+    return f"{human_bytes(m.size_vram)} ({split})" if m.size else human_bytes(m.size_vram)
+
+
+def _nothing(args: argparse.Namespace, ctx: Context, key: str) -> int:
+    if args.json:
+        print_json({key: [], "errors": []})
+    else:
+        sys.stderr.write(no_engine_message(ctx))
+    return 0
