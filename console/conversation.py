@@ -294,7 +294,9 @@ class Turn:
                         break
                     self._take(event, counter)
                     yield event
-                    if time.monotonic() - last_flush >= conv.flush_interval_s and \
+                    # The first text is written at once (it carries the TTFT), then at most once per interval.
+                    first_text = flushed == ("", "") and bool(reply.content or reply.reasoning)
+                    if (first_text or time.monotonic() - last_flush >= conv.flush_interval_s) and \
                             (reply.content, reply.reasoning) != flushed:
                         flushed = (reply.content, reply.reasoning)
                         await conv._write(reply, content=reply.content, reasoning=reply.reasoning,

@@ -22,7 +22,8 @@ def test_core_imports_no_ui_library():
         "sys.modules['click'] = None\n"
         f"for m in {CORE!r}:\n"
         "    importlib.import_module(m)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich') or m.startswith('console.ui.'))\n"
+        "bad = sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] in ('textual', 'rich') or m.startswith('console.ui.'))\n"
         "bad = [m for m in bad if m != 'console.ui.format']\n"
         "print(','.join(bad))\n"
     )
