@@ -7,7 +7,7 @@ at 256. Also printed: the engine's own lateness (its actual send time − its de
 on a small box falls behind first, and then its bursts are what the probe sees; the probe's CPU seconds per
 1000 chunks; its event-loop lag; the most requests the engine saw in flight (proves no pool cap).
 
-    .venv/bin/python bench/probe_overhead.py [--streams 1,16,64,256] [--itl 0.005] [--tokens 64]
+    .venv/bin/python bench/probe_overhead.py [--streams 1,16,64,256] [--itl 0.005] [--tokens 64] [--pin 0,1]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def fmt(dist: Dist | None, key: str) -> str:
 async def one_level(streams: int, args: argparse.Namespace) -> dict:
     knobs = Knobs(ttft_s=args.ttft, itl_s=args.itl, tokens=args.tokens, role_first=True)
     with SyntheticEngine(knobs) as sim:
+        if args.pin:
+            os.sched_setaffinity(sim.proc.pid, {args.pin[1]})
         params = ProbeParams(levels=(streams,), requests=max(args.min_requests, 2 * streams),
                              max_tokens=args.tokens, timeout_s=300.0)
         engine = OpenAICompatEngine(EngineConfig(name="sim", url=sim.url), max_connections=params.connections)
@@ -71,9 +73,14 @@ async def main() -> None:
     parser.add_argument("--itl", type=float, default=0.005)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--min-requests", type=int, default=32)
+    parser.add_argument("--pin", type=lambda v: tuple(int(x) for x in v.split(",")), metavar="PROBE_CPU,SIM_CPU",
+                        help="run the probe and the engine on one CPU each, so they do not take each other's time")
     args = parser.parse_args()
+    if args.pin:
+        os.sched_setaffinity(0, {args.pin[0]})
     print(f"probe overhead: synthetic engine TTFT {args.ttft * 1000:.0f} ms, ITL {args.itl * 1000:.0f} ms, "
-          f"{args.tokens} tokens; {os.cpu_count()} CPU cores; Python {sys.version.split()[0]}")
+          f"{args.tokens} tokens; {os.cpu_count()} CPU cores; Python {sys.version.split()[0]}"
+          + (f"; probe on CPU {args.pin[0]}, engine on CPU {args.pin[1]}" if args.pin else ""))
     head = (f"{'streams':>7} {'chunks':>7} {'added p50':>9} {'p99':>7} {'max':>7} {'sim late p50':>12} {'p99':>7} "
             f"{'lag p99':>7} {'cpu s/1k':>8} {'cpu %':>6} {'achieved':>8} {'in flight':>9} {'target':>7}")
     print(head)

@@ -6,7 +6,9 @@ empty bodies); they all end up as one typed `EngineError` whose message says wha
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from console.errors import (
     AuthError,
     BadResponseError,
     BusyError,
+    ConfigError,
     EngineError,
     EngineTimeoutError,
     NotFoundError,
@@ -31,16 +34,39 @@ def build_client(cfg: EngineConfig, *, max_connections: int = 100) -> httpx.Asyn
     key = cfg.resolve_api_key()
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    verify: bool | str = str(cfg.ca_file) if cfg.ca_file else cfg.verify_tls
     t = cfg.timeouts
     return httpx.AsyncClient(
         base_url=cfg.url,
         headers=headers,
-        verify=verify,
+        verify=tls_verify(cfg),
         timeout=httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.read_s),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         trust_env=False,  # never route loopback engines through a proxy from the environment
     )
+
+
+def tls_verify(cfg: EngineConfig) -> ssl.SSLContext | bool:
+    """What an engine's TLS is checked against: its ca_file (which wins over verify_tls), else nothing when
+    verify_tls is false, else httpx's default CA bundle.
+
+    A plain-http engine gets one shared context with no CAs loaded: httpx otherwise reads the whole CA bundle
+    for every client (~22 ms and memory each, several clients at start) for TLS the engine never speaks. That
+    context still demands a verified certificate, so TLS nobody configured fails rather than goes unchecked.
+    """
+    if not cfg.url.lower().startswith("https://"):
+        return _no_ca_context()
+    if not cfg.ca_file:
+        return cfg.verify_tls
+    try:
+        return ssl.create_default_context(cafile=str(cfg.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"engine {cfg.name!r}: ca_file {cfg.ca_file} is not a usable CA bundle ({exc})",
+                          hint="point ca_file at a PEM file") from None
+
+
+@functools.cache
+def _no_ca_context() -> ssl.SSLContext:
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificates and host names, trusts no CA
 
 
 def error_message_from_body(body: bytes | str) -> str:
@@ -83,15 +109,28 @@ def error_for_status(status: int, body: bytes | str, *, engine: str, what: str =
     return BadResponseError(f"answered {status}{where}{said}", engine=engine, status=status)
 
 
+def no_answer_in_time(url: str, which: str, *, engine: str) -> EngineTimeoutError:
+    """`which` names the timeout that ran out (ConnectTimeout, ReadTimeout, ...)."""
+    return EngineTimeoutError(f"no answer from {url} in time ({which})", engine=engine,
+                              hint="raise --timeout or check the engine's load")
+
+
+def cannot_connect(url: str, detail: object, *, engine: str) -> UnreachableError:
+    return UnreachableError(f"cannot connect to {url} ({detail})", engine=engine,
+                            hint="is the engine running and listening on that address?")
+
+
+def connection_broke(url: str, detail: object, *, engine: str) -> UnreachableError:
+    return UnreachableError(f"connection to {url} broke ({detail})", engine=engine)
+
+
 def error_for_transport(exc: httpx.HTTPError, *, engine: str, url: str) -> EngineError:
     if isinstance(exc, httpx.TimeoutException):
-        return EngineTimeoutError(f"no answer from {url} in time ({type(exc).__name__})", engine=engine,
-                                  hint="raise --timeout or check the engine's load")
+        return no_answer_in_time(url, type(exc).__name__, engine=engine)
     if isinstance(exc, httpx.ConnectError):
-        return UnreachableError(f"cannot connect to {url} ({exc})", engine=engine,
-                                hint="is the engine running and listening on that address?")
+        return cannot_connect(url, exc, engine=engine)
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-        return UnreachableError(f"connection to {url} broke ({exc})", engine=engine)
+        return connection_broke(url, exc, engine=engine)
     return UnreachableError(f"request to {url} failed ({type(exc).__name__}: {exc})", engine=engine)
 
 

@@ -1,15 +1,16 @@
-"""Ollama: the native API (shared/reference/ollama-api.md) through the official `ollama` client.
+"""Ollama: the native API (shared/reference/ollama-api.md), partly through the official `ollama` client.
 
-The official AsyncClient does the typed calls (ps, show, delete, pull). A few calls go straight to the client's own
-httpx pool instead, each for a reason the client cannot meet:
+The official AsyncClient does show, pull and delete. It is built on the first of those calls: importing it brings
+pydantic (~14 MB and ~0.2 s), which a dashboard that only polls never needs. Every other call goes straight to one
+httpx pool (console/engines/http.py's `build_client`), which the official client is handed too, each for a reason:
 - `GET /` and `/api/version`: the client has no method for them;
 - `/api/tags`: the client's `ListResponse` drops `details.context_length` and `capabilities`;
+- `/api/ps`: the dashboard reads it every poll, and validating it with pydantic was most of an idle dashboard's CPU;
 - load and unload: the reply comes only once the model is resident, which can take minutes, and the client has no
-  per-call timeout;
-- the chat stream: the client parses every line before handing it over, and the probe needs each line's arrival
-  time taken before any parsing.
-Those raw calls share one pool, one TLS setup and one set of timeouts with the client, and map their errors through
-console/engines/http.py like every other adapter.
+  per-call timeout.
+So every call shares one pool, one TLS setup and one set of timeouts, and the raw ones map their errors through
+console/engines/http.py like every other adapter. The chat stream goes through console/engines/stream.py instead:
+the client parses every line before handing it over, and the probe needs each read stamped on arrival, cheaply.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -42,15 +42,18 @@ from console.engines.base import (
     TokenSource,
     Usage,
 )
-from console.engines.http import error_for_status, error_for_transport, request, request_json
+from console.engines.http import build_client, error_for_status, error_for_transport, request, request_json
+from console.engines.stream import StreamClient, StreamResponse
 from console.errors import (
     BadResponseError,
-    ConfigError,
     EngineError,
     EngineTimeoutError,
     StreamError,
     UnreachableError,
 )
+
+if TYPE_CHECKING:
+    import ollama
 
 # A load answers only once the runner is up; Ollama itself gives up on a stalled load after 5 minutes.
 LOAD_TIMEOUT_S = 330.0
@@ -76,40 +79,34 @@ class OllamaEngine(Engine):
     def __init__(self, cfg: EngineConfig, *, max_connections: int = 100) -> None:
         super().__init__(cfg.name, cfg.url)
         self.unload_wait_s = UNLOAD_WAIT_S
-        key = cfg.resolve_api_key()
         t = cfg.timeouts
         self._load_timeout = httpx.Timeout(connect=t.connect_s, read=max(t.read_s, LOAD_TIMEOUT_S),
                                            write=t.read_s, pool=t.read_s)
-        verify: bool | ssl.SSLContext = cfg.verify_tls
-        if cfg.ca_file:
-            try:
-                verify = ssl.create_default_context(cafile=str(cfg.ca_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"engine {cfg.name!r}: ca_file {cfg.ca_file} is not a usable CA bundle ({exc})",
-                                  hint="point ca_file at a PEM file") from None
-        import ollama  # with pydantic ~100 ms: paid when an Ollama engine is built, not when enginedeck starts
+        # Keys come only from the config: this pool never sends $OLLAMA_API_KEY (an ollama.com key), as the
+        # official client would on its own, to whatever host this engine is.
+        self._http = build_client(cfg, max_connections=max_connections)
+        self._streams = StreamClient(cfg, max_connections=max_connections)
+        self._official: ollama.AsyncClient | None = None
 
-        self._client = ollama.AsyncClient(
-            host=self.base_url,
-            headers={"Authorization": f"Bearer {key}"} if key else None,
-            timeout=httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.read_s),
-            verify=verify,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            trust_env=False,  # never route a loopback engine through a proxy from the environment
-        )
-        # The client keeps its httpx.AsyncClient in `_client`; the raw calls reuse it, so there is one pool.
-        self._http: httpx.AsyncClient = self._client._client
-        if not key:
-            # Without a configured key the client would send $OLLAMA_API_KEY (an ollama.com key) to whatever host
-            # this engine is; keys come only from the config.
-            self._http.headers.pop("authorization", None)
+    @property
+    def _client(self) -> ollama.AsyncClient:
+        """The official client, built on first use and handed this engine's pool."""
+        if self._official is None:
+            import ollama
+
+            client = ollama.AsyncClient(host=self.base_url)
+            # The client keeps its httpx.AsyncClient in `_client` and sends every call through it; the one it just
+            # built has not opened a connection, so swapping it for this engine's pool loses nothing.
+            client._client = self._http
+            self._official = client
+        return self._official
 
     @property
     def capabilities(self) -> Capabilities:
         return CAPABILITIES
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._http.aclose()  # the official client, if built, shares it
 
     # --- reading ------------------------------------------------------------------------------------------------
 
@@ -136,22 +133,16 @@ class OllamaEngine(Engine):
         return [_model_info(m) for m in models if isinstance(m, dict)]
 
     async def loaded_models(self) -> list[LoadedModel]:
-        with self._mapped("list loaded models"):
-            resp = await self._client.ps()
-        out = []
-        for m in resp.models:
-            d = m.details
-            out.append(LoadedModel(
-                name=m.name or m.model or "?",
-                size=_int(m.size),
-                size_vram=_int(m.size_vram),
-                context_length=m.context_length or None,
-                expires_at=_aware(m.expires_at),
-                details={"digest": m.digest, "family": d.family if d else None,
-                         "parameter_size": d.parameter_size if d else None,
-                         "quantization": d.quantization_level if d else None},
-            ))
-        return out
+        what = "list loaded models"
+        data = await request_json(self._http, "GET", "/api/ps", engine=self.name, what=what)
+        try:
+            models = data.get("models") if isinstance(data, dict) else None
+            if not isinstance(models, list):
+                raise ValueError("no list of models")
+            return [_loaded_model(m) for m in models]
+        except ValueError as exc:
+            raise BadResponseError(f"answered something that is not Ollama's API when asked to {what} ({exc})",
+                                   engine=self.name) from None
 
     async def show(self, model: str) -> ModelDetail:
         with self._mapped(f"show {model}"):
@@ -224,53 +215,34 @@ class OllamaEngine(Engine):
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
         """Stream /api/chat. Failures before the stream opens raise; failures after it yield one ERROR event."""
-        what = f"chat with {request.model}"
-        try:
-            async with self._http.stream("POST", "/api/chat", json=chat_body(request)) as resp:
-                if resp.status_code != 200:
-                    raise error_for_status(resp.status_code, await resp.aread(), engine=self.name, what=what)
-                async for event in self._events(resp):
-                    yield event
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, engine=self.name, url=f"{self.base_url}/api/chat") from None
-
-    async def _events(self, resp: httpx.Response) -> AsyncIterator[ChatEvent]:
-        pending = b""
-        finished = False
-        try:
-            async for chunk in resp.aiter_bytes():
-                t_ns = time.perf_counter_ns()  # arrival of these bytes, before any parsing
-                if finished:
-                    continue  # read to the end, so the connection goes back to the pool instead of closing
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    if line.strip() and not finished:
-                        events, finished = self._parse_line(line, t_ns)
-                        for event in events:
-                            yield event
-        except httpx.HTTPError as exc:
-            if not finished:
-                yield self._stream_error(f"the connection broke mid-reply ({type(exc).__name__}: {exc})")
-            return
-        if finished:
-            return
-        if pending.strip():  # a last line without its newline
-            events, finished = self._parse_line(pending, time.perf_counter_ns())
-            for event in events:
+        async with self._streams.open("POST", "/api/chat", json_body=chat_body(request),
+                                      what=f"chat with {request.model}") as resp:
+            async for event in self._events(resp):
                 yield event
-            if finished:
-                return
+
+    async def _events(self, resp: StreamResponse) -> AsyncIterator[ChatEvent]:
+        try:
+            # Each line carries the arrival stamp of the read that completed it, taken before any parsing.
+            async for t_ns, line in resp.lines():
+                if line.strip():
+                    events, finished = self._parse_line(line, t_ns)
+                    for event in events:
+                        yield event
+                    if finished:
+                        return
+        except EngineError as exc:  # broken, cut short or stalled: this adapter reports each as a StreamError
+            yield self._stream_error(exc.message)
+            return
         yield self._stream_error("the reply ended without its final line; it may be cut short")
 
-    def _parse_line(self, line: bytes, t_ns: int) -> tuple[list[ChatEvent], bool]:
+    def _parse_line(self, line: str, t_ns: int) -> tuple[list[ChatEvent], bool]:
         """The events one NDJSON line carries, and whether the stream is over."""
         try:
             part = json.loads(line)
         except ValueError:
             part = None
         if not isinstance(part, dict):
-            snippet = line[:80].decode("utf-8", "replace")
-            return [self._stream_error(f"sent a line that is not Ollama JSON: {snippet!r}", t_ns)], True
+            return [self._stream_error(f"sent a line that is not Ollama JSON: {line[:80]!r}", t_ns)], True
         if part.get("error"):
             return [self._stream_error(f"reported an error mid-reply: {part['error']}", t_ns)], True
         events: list[ChatEvent] = []
@@ -399,6 +371,33 @@ def _model_info(raw: Mapping[str, Any]) -> ModelInfo:
         modified_at=_parse_time(raw.get("modified_at")),
         details=extra,
     )
+
+
+def _loaded_model(raw: Any) -> LoadedModel:
+    """One entry of /api/ps (`ProcessModelResponse`). Go omits nothing here but `details`; a field of another type
+    is not Ollama's shape (ValueError), as the official client's validation would say."""
+    if not isinstance(raw, dict):
+        raise ValueError("a loaded model that is not an object")
+    details = _field(raw, "details", dict) or {}
+    expires = _field(raw, "expires_at", str)
+    return LoadedModel(
+        name=_field(raw, "name", str) or _field(raw, "model", str) or "?",
+        size=_field(raw, "size", int),
+        size_vram=_field(raw, "size_vram", int),
+        context_length=_field(raw, "context_length", int) or None,
+        expires_at=_aware(datetime.fromisoformat(expires)) if expires is not None else None,
+        details={"digest": _field(raw, "digest", str), "family": _field(details, "family", str),
+                 "parameter_size": _field(details, "parameter_size", str),
+                 "quantization": _field(details, "quantization_level", str)},
+    )
+
+
+def _field(obj: Mapping[str, Any], key: str, kind: type) -> Any:
+    """obj[key] when it is a `kind`, None when absent or null; ValueError when it is something else."""
+    value = obj.get(key)
+    if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"{key} is a {type(value).__name__}, not a {kind.__name__}")
 
 
 def _int(value: Any) -> int | None:

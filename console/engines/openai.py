@@ -42,16 +42,17 @@ from console.engines.base import (
 from console.engines.http import (
     ERROR_BODY_LIMIT,
     build_client,
-    error_for_status,
-    error_for_transport,
     parse_json,
     request,
     request_json,
 )
 from console.engines.metrics import parse_metrics
+from console.engines.stream import SSELineSplitter as SSELineSplitter  # the one splitter; tests import it here
+from console.engines.stream import StreamClient, StreamResponse
 from console.errors import (
     BadResponseError,
     BusyError,
+    EngineError,
     EngineTimeoutError,
     StreamError,
     UnreachableError,
@@ -64,47 +65,6 @@ _SERVES_WHAT_IT_STARTED_WITH = (
 
 def _fixed_reason(op: str) -> str:
     return _SERVES_WHAT_IT_STARTED_WITH.format(op=op)
-
-
-class SSELineSplitter:
-    """Split a byte stream into lines, whatever the read boundaries.
-
-    Lines end in LF, CRLF or CR (the SSE spec allows all three). Splitting happens on bytes, so a multibyte
-    UTF-8 character cut across two reads is joined before decoding: no newline byte occurs inside one.
-    """
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[str]:
-        """The lines completed by `data`. One pass over the buffer, so a large read stays linear."""
-        buf = self._buf
-        buf += data
-        lines: list[str] = []
-        start = 0
-        while True:
-            lf = buf.find(b"\n", start)
-            cr = buf.find(b"\r", start, lf if lf != -1 else len(buf))
-            if cr != -1:
-                if cr == len(buf) - 1:
-                    break  # a CR at the end may be the first half of CRLF: wait for the next read
-                lines.append(buf[start:cr].decode("utf-8", "replace"))
-                start = cr + 2 if buf[cr + 1] == 0x0A else cr + 1
-            elif lf != -1:
-                lines.append(buf[start:lf].decode("utf-8", "replace"))
-                start = lf + 1
-            else:
-                break
-        del buf[:start]
-        return lines
-
-    def flush(self) -> str | None:
-        """The unterminated tail at EOF, if any (a server that closes without a final newline)."""
-        if not self._buf:
-            return None
-        tail = bytes(self._buf).decode("utf-8", "replace")
-        self._buf.clear()
-        return tail
 
 
 def sse_data(line: str) -> str | None:
@@ -215,6 +175,7 @@ class OpenAICompatEngine(Engine):
         super().__init__(cfg.name, cfg.url)
         self.cfg = cfg
         self._client = build_client(cfg, max_connections=max_connections)
+        self._streams = StreamClient(cfg, max_connections=max_connections)
         self._caps = Capabilities(dict(self.UNSUPPORTED))
 
     # -- capabilities -------------------------------------------------------------------------------------
@@ -386,34 +347,18 @@ class OpenAICompatEngine(Engine):
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
         """Stream one chat. See the module docstring for the raise-before / yield-after error convention."""
         payload = self._chat_payload(request)
-        req = self._client.build_request("POST", self.chat_path, json=payload)
-        url = f"{self._client.base_url}{self.chat_path}"
-        try:
-            resp = await self._client.send(req, stream=True)
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, engine=self.name, url=url) from None
-        try:
-            if resp.status_code != 200:
-                try:
-                    body = await resp.aread()
-                except httpx.HTTPError:
-                    body = b""
-                raise error_for_status(resp.status_code, body, engine=self.name, what=f"chat with {request.model}")
+        async with self._streams.open("POST", self.chat_path, json_body=payload,
+                                      what=f"chat with {request.model}") as resp:
             if resp.headers.get("content-type", "").startswith("application/json"):
                 async for event in self._whole_reply(resp):
                     yield event
                 return
-            async for event in self._stream_events(resp, url):
+            async for event in self._stream_events(resp):
                 yield event
-        finally:
-            await resp.aclose()
 
-    async def _whole_reply(self, resp: httpx.Response) -> AsyncIterator[ChatEvent]:
+    async def _whole_reply(self, resp: StreamResponse) -> AsyncIterator[ChatEvent]:
         """A server that ignored `stream: true` and sent one JSON reply: still events, same shape."""
-        try:
-            body = await resp.aread()
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, engine=self.name, url=str(resp.url)) from None
+        body = await resp.read()
         t_ns = time.perf_counter_ns()
         data = parse_json(body, engine=self.name, what="chat reply")
         if not isinstance(data, Mapping):
@@ -433,36 +378,26 @@ class OpenAICompatEngine(Engine):
         yield usage_from(state, t_ns)
         yield ChatEvent(EventKind.DONE, t_ns=t_ns, done_reason=state.finish_reason)
 
-    async def _stream_events(self, resp: httpx.Response, url: str) -> AsyncIterator[ChatEvent]:
+    async def _stream_events(self, resp: StreamResponse) -> AsyncIterator[ChatEvent]:
         state = StreamState()
-        splitter = SSELineSplitter()
         t_ns = time.perf_counter_ns()
         try:
-            async for data in resp.aiter_bytes():
-                # One stamp per read: every line completed by these bytes arrived now, before any parsing.
-                t_ns = time.perf_counter_ns()
-                for line in splitter.feed(data):
-                    outcome = self._line_events(line, t_ns, state)
-                    if outcome is None:
-                        continue
-                    for event in outcome:
-                        yield event
-                        if event.kind in (EventKind.DONE, EventKind.ERROR):
-                            return
-        except httpx.HTTPError as exc:
-            err = error_for_transport(exc, engine=self.name, url=url)
-            if not isinstance(err, EngineTimeoutError):
-                why = str(exc) or ("the connection was closed or reset" if isinstance(exc, httpx.ReadError)
-                                   else type(exc).__name__)
-                err = self._stream_error(f"the stream broke after {state.output_chunks} output chunk(s): {why}")
+            # Each line carries the arrival stamp of the read that completed it, taken before any parsing.
+            async for t_ns, line in resp.lines():
+                outcome = self._line_events(line, t_ns, state)
+                if outcome is None:
+                    continue
+                for event in outcome:
+                    yield event
+                    if event.kind in (EventKind.DONE, EventKind.ERROR):
+                        return
+        except EngineError as exc:
+            err = exc
+            if isinstance(exc, StreamError):
+                err = self._stream_error(f"the stream broke after {state.output_chunks} output chunk(s): "
+                                         f"{exc.message}")
             yield ChatEvent(EventKind.ERROR, t_ns=time.perf_counter_ns(), error=err)
             return
-        tail = splitter.flush()
-        if tail is not None:
-            for event in self._line_events(tail, t_ns, state) or ():
-                yield event
-                if event.kind in (EventKind.DONE, EventKind.ERROR):
-                    return
         end_ns = time.perf_counter_ns()
         if state.finish_reason is None:
             err = self._stream_error(

@@ -241,8 +241,11 @@ async def test_stopping_early_releases_the_connection(engine: OllamaEngine, fake
     assert events[-1].kind is EventKind.DONE
 
 
-async def test_connection_is_reused_after_a_complete_reply(engine: OllamaEngine, fake: FakeOllama) -> None:
-    await collect(engine, ask())
-    await collect(engine, ask())
+async def test_each_chat_stream_has_a_connection_of_its_own(engine: OllamaEngine, fake: FakeOllama) -> None:
+    # Chat streams go through console/engines/stream.py (one request per connection, stamped on arrival), not
+    # the httpx pool: each says `Connection: close`, and the next one opens afresh.
+    assert kinds(await collect(engine, ask()))[-1] is EventKind.DONE
+    assert kinds(await collect(engine, ask()))[-1] is EventKind.DONE
     first, second = fake.requests_to("/api/chat")
-    assert first.peer == second.peer
+    assert first.headers["connection"] == second.headers["connection"] == "close"
+    assert first.peer != second.peer
