@@ -32,6 +32,8 @@ def to_jsonable(obj: Any) -> Any:
         return str(obj)
     if isinstance(obj, BaseException):
         return str(obj)
+    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):  # NamedTuple records (LogLine) keep their field names
+        return {k: to_jsonable(v) for k, v in obj._asdict().items()}
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set | frozenset):

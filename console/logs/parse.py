@@ -1,6 +1,7 @@
 """Turn raw log lines into `LogLine`s: level, normalised timestamp, readable text and structured fields.
 
-Formats recognised (the first that matches wins, and moves to the front, so a steady stream costs one regex):
+Formats recognised (the first that matches wins; a format is only tried on lines whose first character it can
+start with, so most lines cost one anchored regex and the generic fallback runs only when nothing else fits):
 - JSON objects: journald's `-o json` records (MESSAGE, PRIORITY, __REALTIME_TIMESTAMP; the message itself is
   parsed again, because Ollama under systemd writes its slog lines into MESSAGE) and generic JSON logs;
 - Ollama's Go slog text (`time=... level=INFO source=file.go:12 msg="..."`) and its gin access lines;
@@ -34,7 +35,11 @@ _JSON_MSG_KEYS = ("msg", "message", "MESSAGE", "event", "text")
 # A field value longer than this is cut in `text` (the raw line keeps all of it).
 FIELD_VALUE_LIMIT = 200
 
-_LOGFMT_PAIR = re.compile(r'([\w.\-/]+)=("(?:[^"\\]|\\.)*"|\S*)')
+_LOGFMT_VALUE = r'("(?:[^"\\]|\\.)*"|\S*)'
+_LOGFMT_PAIR = re.compile(r"([\w.\-/]+)=" + _LOGFMT_VALUE)
+# The head every Ollama slog line has, in one match instead of four turns of the pair loop. Atomic groups: a value
+# is cut exactly where `_LOGFMT_PAIR` would cut it, or the head does not match and the pair loop does it all.
+_SLOG_HEAD = re.compile(" ".join(f"{key}=(?>{_LOGFMT_VALUE})" for key in ("time", "level", "source", "msg")))
 _GIN = re.compile(r"^\[GIN\] (\d{4}/\d\d/\d\d - \d\d:\d\d:\d\d) \|\s*(\d{3}) \|(.*)$")
 _VLLM = re.compile(
     r"^(?:\((?P<proc>[^)]*)\) )?(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
@@ -48,12 +53,24 @@ _LLAMA_PLAIN = re.compile(
 )
 _LEADING_ISO = re.compile(r"^\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)\]?\s*")
 # Upper case only: "error" in a sentence is not a level, "ERROR" or "[error]" or "level: error" near the start is.
+# Each of these starts with a lookahead on the first letters its words can start with: it changes nothing that
+# matches, but lets `re` skip to candidate positions instead of trying every alternative at every character
+# (about 3x faster on a line with no level, which is every plain line).
 _LEVEL_WORD = re.compile(
-    r"\b(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|CRITICAL|FATAL|PANIC)\b"
+    r"(?=[TDINWECFP\[l])"
+    r"(?:\b(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|CRITICAL|FATAL|PANIC)\b"
     r"|\[(trace|debug|info|notice|warn|warning|error|critical|fatal)\]"
-    r"|\blevel[:=]\s*\"?(\w+)")
-_PROBLEM_WORD = re.compile(r"\b(error|failed|failure|fatal|exception|panic)\b", re.I)
-_WARNING_WORD = re.compile(r"\b(warn|warning|deprecated)\b", re.I)
+    r"|\blevel[:=]\s*\"?(\w+))")
+_PROBLEM_WORD = re.compile(r"(?=[efp])\b(error|failed|failure|fatal|exception|panic)\b", re.I)
+_WARNING_WORD = re.compile(r"(?=[wd])\b(warn|warning|deprecated)\b", re.I)
+
+# Level names as engines usually write them, looked up as they are: the same answer as Level.parse, without its
+# strip() and lower() on every line. Every token the vLLM and llama.cpp patterns capture is here.
+_KNOWN_LEVELS: dict[str, Level | None] = {
+    token: Level.parse(token)
+    for name in ("trace", "debug", "info", "warn", "warning", "error", "critical", "fatal", *"iwedt")
+    for token in (name, name.upper())
+}
 
 Parsed = tuple[Level | None, datetime | None, str, tuple[tuple[str, str], ...], str]
 TextFormat = Callable[[str, float], Parsed | None]
@@ -61,6 +78,16 @@ TextFormat = Callable[[str, float], Parsed | None]
 
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 text or a Unix time in s/ms/µs/ns → aware datetime. Naive times are taken as local time."""
+    if type(value) is str:  # the common case first: one C call for a well-formed ISO time
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            text = value.strip().replace(",", ".", 1)
+            try:
+                dt = datetime.fromisoformat(text)
+            except ValueError:
+                return None
+        return dt if dt.tzinfo is not None else _local(dt)
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -71,14 +98,7 @@ def parse_time(value: Any) -> datetime | None:
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
             return None
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace(",", ".", 1) if "," in value else value.strip()
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo is not None else _local(dt)
+    return None
 
 
 def _unquote(value: str) -> str:
@@ -109,22 +129,49 @@ _LOCAL_TZ: dict[tuple[int, int, int, int], tzinfo] = {}  # local UTC offset by h
 
 def _local(dt: datetime) -> datetime:
     """A naive local time made aware, without a localtime() call per line."""
+    return dt.replace(tzinfo=_local_tz(dt))
+
+
+def _local_tz(dt: datetime) -> tzinfo:
+    """The local UTC offset in force at naive local time `dt`."""
     key = (dt.year, dt.month, dt.day, dt.hour)
     tz = _LOCAL_TZ.get(key)
     if tz is None:
         if len(_LOCAL_TZ) > 1000:
             _LOCAL_TZ.clear()
         tz = _LOCAL_TZ[key] = dt.astimezone().tzinfo or UTC
-    return dt.replace(tzinfo=tz)
+    return tz
+
+
+# `MM-DD HH` of a vLLM time → (the quarter hour of `now` it was worked out in, then year, month, day, hour and
+# local offset, or None when it is not a date). Working out the year and the offset once per hour of log instead
+# of once per line is most of a vLLM line's cost.
+_YEAR_LESS_HOURS: dict[str, tuple[int, tuple[int, int, int, int, tzinfo] | None]] = {}
 
 
 def _year_less(ts: str, now: float) -> datetime | None:
     """vLLM writes `MM-DD HH:MM:SS` in local time without a year: take the year that is not in the future."""
+    quarter = int(now) // 900  # "today" only changes on a quarter hour, in every time zone
+    hit = _YEAR_LESS_HOURS.get(ts[:8])
+    if hit is None or hit[0] != quarter:
+        if len(_YEAR_LESS_HOURS) > 1000:
+            _YEAR_LESS_HOURS.clear()
+        hit = _YEAR_LESS_HOURS[ts[:8]] = (quarter, _year_less_hour(ts, now))
+    hour = hit[1]
+    if hour is None:
+        return None
+    try:
+        return datetime(hour[0], hour[1], hour[2], hour[3], int(ts[9:11]), int(ts[12:14]), 0, hour[4])
+    except ValueError:
+        return None
+
+
+def _year_less_hour(ts: str, now: float) -> tuple[int, int, int, int, tzinfo] | None:
     today = time.localtime(now)
     try:
-        month, day = int(ts[0:2]), int(ts[3:5])
+        month, day, hour = int(ts[0:2]), int(ts[3:5]), int(ts[6:8])
         year = today.tm_year - 1 if (month, day) > (today.tm_mon, today.tm_mday + 1) else today.tm_year
-        return _local(datetime(year, month, day, int(ts[6:8]), int(ts[9:11]), int(ts[12:14])))
+        return year, month, day, hour, _local_tz(datetime(year, month, day, hour))
     except ValueError:
         return None
 
@@ -132,20 +179,33 @@ def _year_less(ts: str, now: float) -> datetime | None:
 def _slog(text: str, now: float) -> Parsed | None:
     if not (text.startswith("time=") or text.startswith("level=")):
         return None
-    level: Level | None = None
-    ts: datetime | None = None
+    time_value = level_value = None
     msg = ""
     rest: list[tuple[str, str]] = []
-    for key, value in _LOGFMT_PAIR.findall(text):
-        value = _unquote(value)
+    head = _SLOG_HEAD.match(text)
+    if head is not None:
+        time_value, level_value, source, msg = head.groups()
+        if msg[:1] == '"':
+            msg = _unquote(msg)
+        if '"' in text[:head.start(4)]:  # time, level or source quoted: rare, so one check for the three
+            time_value, level_value, source = _unquote(time_value), _unquote(level_value), _unquote(source)
+        rest.append(("source", source))
+        pairs = _LOGFMT_PAIR.findall(text, head.end())
+    else:
+        pairs = _LOGFMT_PAIR.findall(text)
+    for key, value in pairs:
+        if value[:1] == '"':
+            value = _unquote(value)
         if key == "level":
-            level = Level.parse(value)
+            level_value = value
         elif key == "time":
-            ts = parse_time(value)
+            time_value = value
         elif key == "msg":
             msg = value
         else:
             rest.append((key, value))
+    level = None if level_value is None else _KNOWN_LEVELS.get(level_value) or Level.parse(level_value)
+    ts = parse_time(time_value) if time_value is not None else None
     fields = tuple(rest)
     return level, ts, _with_fields(msg, fields), fields, "slog"
 
@@ -167,9 +227,9 @@ def _vllm(text: str, now: float) -> Parsed | None:
     m = _VLLM.match(text)
     if m is None:
         return None
-    fields = (("process", m["proc"]),) if m["proc"] else ()
-    fields += (("at", m["loc"]),)
-    return Level.parse(m["level"]), _year_less(m["ts"], now), m["msg"], fields, "vllm"
+    proc, level, ts, loc, msg = m.groups()
+    fields = (("process", proc), ("at", loc)) if proc else (("at", loc),)
+    return _KNOWN_LEVELS[level], _year_less(ts, now), msg, fields, "vllm"
 
 
 def _pylog(text: str, now: float) -> Parsed | None:
@@ -185,7 +245,7 @@ def _llama(text: str, now: float) -> Parsed | None:
     if m is not None and (m["up"] or _LLAMA_PLAIN.match(m["msg"])):
         # The timestamp is time since the server started, not a wall clock: kept as a field, not as ts.
         fields = (("uptime", m["up"]),) if m["up"] else ()
-        return Level.parse(m["level"]), None, m["msg"], fields, "llamacpp"
+        return _KNOWN_LEVELS[m["level"]], None, m["msg"], fields, "llamacpp"
     if _LLAMA_PLAIN.match(text):
         return _guess_level(text), None, text, (), "llamacpp"
     return None
@@ -212,12 +272,24 @@ def _generic(text: str, now: float) -> Parsed | None:
 
 
 TEXT_FORMATS: tuple[TextFormat, ...] = (_slog, _vllm, _llama, _pylog, _gin, _generic)
+# The characters a line of each specific format can start with (`_generic` can start with anything).
+_FIRST_CHARS: dict[TextFormat, str] = {
+    _slog: "tl",  # time= level=
+    _vllm: "(DIWEC",  # (APIServer pid=1) or a level name
+    _pylog: "(DIWEC",
+    _llama: "0123456789IWEDT" "scmlgpbiq",  # uptime, level letter, or srv slot cmn main llama_ ggml_ ... que
+    _gin: "[",
+}
+_BY_FIRST_CHAR: dict[str, tuple[TextFormat, ...]] = {
+    char: tuple(fmt for fmt in TEXT_FORMATS if fmt is _generic or char in _FIRST_CHARS[fmt])
+    for char in set("".join(_FIRST_CHARS.values()))
+}
+_ONLY_GENERIC: tuple[TextFormat, ...] = (_generic,)
 
 
 class LineParser:
-    """Parses the lines of one source. Keeps the format that matched last in front, and gives continuation
-    lines (a traceback, an indented detail line) the level of the line they continue, so a level filter
-    keeps a stack trace with its error.
+    """Parses the lines of one source. Gives continuation lines (a traceback, an indented detail line) the
+    level of the line they continue, so a level filter keeps a stack trace with its error.
 
     `marker` (for signed JSONL) decides the signature mark of each raw line. `carry=False` for random
     access (a huge file read out of order), where "the line before" is not the one parsed before.
@@ -227,7 +299,6 @@ class LineParser:
                  now: Callable[[], float] = time.time) -> None:
         self._carry = carry
         self.source = source
-        self._formats = list(TEXT_FORMATS)
         self._marker = marker
         self._now = now
         self._last_level: Level | None = None
@@ -237,36 +308,40 @@ class LineParser:
         return LineParser(self.source, marker=self._marker, carry=False, now=self._now)
 
     def parse(self, raw: str, *, lineno: int | None = None, offset: int | None = None) -> LogLine:
-        raw = raw.rstrip("\r\n")
-        stripped = raw.lstrip()
-        parsed = self._json(stripped) if stripped.startswith("{") else None
-        if parsed is None:
+        if raw[-1:] in ("\n", "\r"):
+            raw = raw.rstrip("\r\n")
+        first = raw[:1]
+        if first == "{" or (first.isspace() and raw.lstrip().startswith("{")):
+            parsed = self._json(raw.lstrip() if first != "{" else raw)
+            if parsed is None:
+                parsed = self._text(neutralise(raw))
+        else:
             parsed = self._text(neutralise(raw))
         level, ts, text, fields, fmt = parsed
-        if level is None and self._last_level is not None and _continues(text):
-            level = self._last_level
-        elif level is not None and self._carry:
+        if level is None:
+            if self._last_level is not None and _continues(text):
+                level = self._last_level
+        elif self._carry:
             self._last_level = level
         mark = self._marker(raw) if self._marker is not None else None
         return LogLine(self.source, raw, text, level, ts, lineno, offset, fields, mark, fmt)
 
     def _text(self, text: str) -> Parsed:
         now = self._now()
-        formats = self._formats
-        for i, fmt in enumerate(formats):
+        for fmt in _BY_FIRST_CHAR.get(text[:1], _ONLY_GENERIC):
             parsed = fmt(text, now)
             if parsed is not None:
-                if i:
-                    formats.insert(0, formats.pop(i))
                 return parsed
         return None, None, text, (), "plain"
 
     def _json(self, stripped: str) -> Parsed | None:
         try:
-            obj = json.loads(stripped)
+            obj, end = _JSON.raw_decode(stripped)
         except ValueError:
             return None
-        if not isinstance(obj, dict):
+        if end != len(stripped) and stripped[end:].strip(" \t\n\r"):
+            return None  # something after the object: not a JSON line
+        if type(obj) is not dict:
             return None
         if "MESSAGE" in obj and ("__REALTIME_TIMESTAMP" in obj or "PRIORITY" in obj):
             return self._journal(obj)
@@ -288,6 +363,10 @@ class LineParser:
         return level, ts, text, fields, "journal"
 
 
+# raw_decode rather than json.loads: one line is one object, so loads' extra whitespace passes are wasted.
+_JSON = json.JSONDecoder()
+
+
 def _journal_message(value: Any) -> str:
     # journald exports a message that is not valid UTF-8 as an array of byte values.
     if isinstance(value, list):
@@ -299,9 +378,10 @@ def _journal_message(value: Any) -> str:
 
 
 def _scalar(value: Any) -> str:
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return neutralise(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if kind is int or kind is float or (isinstance(value, int | float) and not isinstance(value, bool)):
         return repr(value)
     return neutralise(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
@@ -309,31 +389,38 @@ def _scalar(value: Any) -> str:
 def _generic_json(obj: dict[str, Any]) -> Parsed:
     level = ts = None
     msg = ""
-    used: set[str] = set()
+    level_key = time_key = msg_key = None
     for key in _JSON_LEVEL_KEYS:
         if key in obj:
             value = obj[key]
-            level = Level.parse(str(value)) if not isinstance(value, int) else _numeric_level(value)
-            used.add(key)
+            level = _KNOWN_LEVELS.get(value) if type(value) is str else None
+            if level is None:
+                level = Level.parse(str(value)) if not isinstance(value, int) else _numeric_level(value)
+            level_key = key
             break
     for key in _JSON_TIME_KEYS:
         if key in obj:
             ts = parse_time(obj[key])
-            used.add(key)
+            time_key = key
             break
     for key in _JSON_MSG_KEYS:
         if key in obj:
             msg = _scalar(obj[key])
-            used.add(key)
+            msg_key = key
             break
-    fields = tuple((neutralise(str(k)), _scalar(v)) for k, v in obj.items() if k not in used)
+    rest = [(neutralise(k), _scalar(v)) for k, v in obj.items() if k != level_key and k != time_key and k != msg_key]
+    if not rest:
+        return level, ts, msg, (), "json"
+    fields = tuple(rest)
     return level, ts, _with_fields(msg, fields), fields, "json"
+
+
+_NUMERIC_LEVELS = {10: Level.TRACE, 20: Level.DEBUG, 30: Level.INFO, 40: Level.WARN, 50: Level.ERROR, 60: Level.FATAL}
 
 
 def _numeric_level(value: int) -> Level | None:
     # Numeric levels in JSON come from pino/bunyan (10 trace … 60 fatal); Python's JSON loggers write names.
-    table = {10: Level.TRACE, 20: Level.DEBUG, 30: Level.INFO, 40: Level.WARN, 50: Level.ERROR, 60: Level.FATAL}
-    return table.get(value)
+    return _NUMERIC_LEVELS.get(value)
 
 
 def _continues(text: str) -> bool:

@@ -17,7 +17,7 @@ import shutil
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from console.errors import EngineDeckError, LogSourceError
@@ -89,18 +89,17 @@ class FileSource(LogSource):
                 await asyncio.sleep(self.poll_s)
                 fd = _open(self.path)
         else:
-            fd, lineno, first = opened
-            for line in first:
-                yield line
+            fd, lineno = opened
         try:
             missing_said = False
             while True:
                 offset = os.lseek(fd, 0, os.SEEK_CUR) - len(buf)  # where buf starts in the file
                 data = os.read(fd, READ_SIZE)
                 if data:
-                    lines, buf = _take_lines(buf + data)
+                    lines, buf = _take_lines(buf + data if buf else data)
+                    parse = self.parser.parse
                     for raw in lines:
-                        yield self.parser.parse(raw.decode("utf-8", "replace"), lineno=lineno, offset=offset)
+                        yield parse(raw.decode("utf-8", "replace"), lineno=lineno, offset=offset)
                         lineno = lineno and lineno + 1
                         offset += len(raw) + 1  # (a piece of an over-long line has no newline: offsets drift)
                     continue
@@ -139,15 +138,17 @@ class FileSource(LogSource):
         if not self.follow and not self.path.exists():
             raise LogSourceError(f"{self.path} does not exist")
 
-    def _initial(self) -> tuple[int, int | None, list[LogLine]] | None:
-        """(fd, next line number, the last complete lines) through the huge-file index, or None when the file
-        does not exist. The fd is positioned just after the lines returned."""
+    def _initial(self) -> tuple[int, int | None] | None:
+        """(fd, number of the line it is at, or None when not known) with the fd positioned at the first of the
+        last `lines` complete lines, found through the huge-file index; None when the file does not exist.
+        The lines themselves are then read, parsed and yielded a block at a time like appended ones, so the
+        first shows at once and `-n 300000` never holds 300,000 parsed lines at once."""
         if not self.path.exists():
             return None
         with FileIndex(self.path, self.parser) as index:
             fd = index.dup_fd()
             if index.size == 0:
-                return fd, 1, []
+                return fd, 1
             unfinished = index.raw_tail_byte() != b"\n"
             if index.size <= NUMBER_LINES_UP_TO:
                 while index.extend_back(100_000):
@@ -156,18 +157,9 @@ class FileSource(LogSource):
                 index.extend_back(self.lines + unfinished - index.count)
             last = index.count - unfinished  # the lines [first, last) are shown; an unfinished one waits
             first = max(0, last - self.lines)
-        start = index.offset(first) if first < last else 0
-        end = index.offset(last) if unfinished else index.size
-        os.lseek(fd, end, os.SEEK_SET)
-        if first >= last:
-            return fd, (last + 1) if index.complete else None, []
-        raws, _ = _take_lines(os.pread(fd, end - start, start))
-        lines = []
-        for k, raw in enumerate(raws):
-            lines.append(self.parser.parse(raw.decode("utf-8", "replace"), offset=start,
-                                           lineno=first + k + 1 if index.complete else None))
-            start += len(raw) + 1
-        return fd, (first + len(lines) + 1) if index.complete else None, lines
+            start = index.offset(first) if first < index.count else index.size
+            os.lseek(fd, start, os.SEEK_SET)
+            return fd, first + 1 if index.complete else None
 
 
 def _open(path: Path) -> int | None:
@@ -197,7 +189,8 @@ def _change(path: Path, fd: int) -> str | None:
 def _take_lines(buf: bytes) -> tuple[list[bytes], bytes]:
     """The complete lines in `buf` and the unfinished rest; a line over MAX_LINE_BYTES is cut in pieces."""
     *complete, rest = buf.split(b"\n")
-    lines = [piece for part in complete for piece in _cut(part)]
+    lines = complete if not complete or max(map(len, complete)) <= MAX_LINE_BYTES else [
+        piece for part in complete for piece in _cut(part)]
     while len(rest) >= MAX_LINE_BYTES:
         lines.append(rest[:MAX_LINE_BYTES])
         rest = rest[MAX_LINE_BYTES:]
@@ -272,7 +265,7 @@ class CommandSource(LogSource):
                 label, raw = item
                 line = self.parser.parse(raw.decode("utf-8", "replace"))
                 if label == "stderr":
-                    line = replace(line, fields=(("stream", "stderr"), *line.fields))
+                    line = line._replace(fields=(("stream", "stderr"), *line.fields))
                 yield line
             code = await proc.wait()
             yield Notice(self.name, NoticeKind.ENDED, self._ended(code), exit_code=code)

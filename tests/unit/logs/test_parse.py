@@ -128,3 +128,19 @@ def test_parse_time(value, expected):
 def test_naive_times_become_aware_local():
     ts = parse_time("2025-11-22 06:50:01,250")
     assert ts is not None and ts.tzinfo is not None and ts.microsecond == 250000
+
+
+def test_format_does_not_depend_on_the_line_before():
+    # A generic line must not make the next vLLM or slog line generic too (formats are picked per line).
+    p = parser()
+    p.parse("2025-11-22T06:50:01Z ERROR something generic")
+    assert p.parse("INFO 11-22 06:50:01 [a.py:1] x").fmt == "vllm"
+    assert p.parse("time=2025-11-22T06:50:01Z level=INFO source=a.go:1 msg=hi").fmt == "slog"
+
+
+def test_slog_head_and_pair_loop_agree():
+    # The fast head match and the pair loop must cut values the same way, quoted or not.
+    p = parser()
+    line = p.parse('time="2025-11-22T06:50:01Z" level=WARN source="a b.go:1" msg="x \\"y\\"" k=v level=ERROR')
+    assert (line.level, line.text) == (Level.ERROR, 'x "y"  source=a b.go:1 k=v')
+    assert line.ts == datetime(2025, 11, 22, 6, 50, 1, tzinfo=UTC)

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from console.errors import LogSourceError
+from console.logs.index import MAX_LINE_BYTES
 from console.logs.line import LogLine
 from console.logs.sources import CommandSource, FileSource, JournalSource, Notice, NoticeKind, merged
 
@@ -188,3 +189,11 @@ async def test_lines_carry_their_byte_offsets(tmp_path):
     await agen.aclose()
     data = path.read_bytes()
     assert (first[0].offset, later[0].offset) == (data.index(b"two"), data.index(b"three"))
+
+
+async def test_unfinished_over_long_last_line_is_shown_whole(tmp_path):
+    # The last line has no newline and is cut in pieces: every byte of it still comes out.
+    path = tmp_path / "long.log"
+    path.write_bytes(b"first\n" + b"x" * (MAX_LINE_BYTES + 100))
+    events = [e async for e in FileSource(path, lines=2, follow=False).events()]
+    assert sum(len(e.raw) for e in events if isinstance(e, LogLine) and e.raw.startswith("x")) == MAX_LINE_BYTES + 100
