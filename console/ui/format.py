@@ -41,6 +41,11 @@ def expires_in(when: datetime | None, now: datetime | None = None) -> str:
         return "forever"
     if left <= 0:
         return "stopping…"
+    if left >= 120:
+        # Whole minutes (rounded up) beyond two minutes: a countdown in seconds would repaint the loaded-models
+        # table every second for a figure nobody needs to the second.
+        minutes = round(left / 60)
+        return f"{minutes}m" if minutes < 60 else human_duration(minutes * 60)
     return human_duration(left)
 
 
