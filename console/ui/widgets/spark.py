@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from textual.content import Content
 from textual.widget import Widget
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -57,6 +58,7 @@ class Spark(Widget):
         return f"{self.label} {render_spark(self.values, bar_width, ascii_only=ascii_only, top=self.top)} " \
                f"{self.current}"
 
-    def render(self) -> str:
+    def render(self) -> Content:
+        # Plain Content, not a str: a str would be parsed as markup on every repaint (once a second for the CPU).
         self._drawn = self._line(self.size.width)
-        return self._drawn
+        return Content(self._drawn)
