@@ -89,7 +89,9 @@ def _ssl_context(cfg: EngineConfig) -> ssl.SSLContext:
     verify = tls_verify(cfg)
     if isinstance(verify, ssl.SSLContext):
         return verify
-    ctx = ssl.create_default_context()
+    import certifi  # httpx's default CA bundle: both transports trust the same authorities
+
+    ctx = ssl.create_default_context(cafile=certifi.where())
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
