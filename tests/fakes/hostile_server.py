@@ -28,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.fakes.http_fake import LAST_CHUNK, chunk_frame, parse_head, sse_frame
+
 Body = bytes | str
 
 
@@ -72,16 +74,15 @@ Handler = Reply | Callable[[Seen], Reply]
 
 def sse(*events: Any, done: bool = True, space: bool = True) -> list[bytes]:
     """SSE chunks, one write per event: dicts become JSON, strings are sent as they are (e.g. ': ping')."""
-    prefix = "data: " if space else "data:"
+    prefix = b"data: " if space else b"data:"
     out = []
     for ev in events:
         if isinstance(ev, str) and ev.startswith(":"):
-            out.append(f"{ev}\n\n".encode())
+            out.append(sse_frame(ev, b""))
         else:
-            payload = ev if isinstance(ev, str) else json.dumps(ev)
-            out.append(f"{prefix}{payload}\n\n".encode())
+            out.append(sse_frame(ev if isinstance(ev, str) else json.dumps(ev), prefix))
     if done:
-        out.append(f"{prefix}[DONE]\n\n".encode())
+        out.append(sse_frame("[DONE]", prefix))
     return out
 
 
@@ -221,17 +222,11 @@ async def _read_request(reader: asyncio.StreamReader) -> Seen | None:
         head = await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         return None
-    lines = head.decode("latin-1").split("\r\n")
-    method, target, _version = lines[0].split(" ", 2)
-    headers = {}
-    for line in lines[1:]:
-        if ":" in line:
-            k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
+    method, target, headers = parse_head(head)
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
     parts = urlsplit(target)
-    return Seen(method.upper(), parts.path, parse_qs(parts.query), headers, body)
+    return Seen(method, parts.path, parse_qs(parts.query), headers, body)
 
 
 def _bytes(b: Body) -> bytes:
@@ -266,8 +261,7 @@ async def _answer(writer: asyncio.StreamWriter, reply: Reply) -> None:
             await writer.drain()
             _reset(writer)
             return
-        data = _bytes(piece)
-        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        writer.write(chunk_frame(_bytes(piece)))
         await writer.drain()
         if i == 0 and reply.stall_s and reply.stall_in_body:
             await asyncio.sleep(reply.stall_s)
@@ -277,7 +271,7 @@ async def _answer(writer: asyncio.StreamWriter, reply: Reply) -> None:
         _reset(writer)
         return
     if reply.end_chunked:
-        writer.write(b"0\r\n\r\n")
+        writer.write(LAST_CHUNK)
     await writer.drain()
 
 

@@ -27,17 +27,17 @@ import hashlib
 import json
 import re
 import socket
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from tests.fakes.http_fake import FakeHandler, Stopped, ThreadedFake, sse_frame
 
 BUSY_BODY = {"error": "server busy, please try again.  maximum pending requests exceeded"}
 MIDSTREAM_ERROR = "an error was encountered while running the model"
@@ -154,15 +154,6 @@ class Runner:
     sem: threading.Semaphore | None = None
 
 
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    body: Any
-    peer: tuple[str, int]  # the client's address: the same port twice means a reused connection
-
-
 # --- Go-shaped encoding ------------------------------------------------------------------------------------------
 
 def go_json(obj: Any) -> bytes:
@@ -223,18 +214,7 @@ def _tokens(text: str) -> list[str]:
 
 # --- the fake -----------------------------------------------------------------------------------------------------
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    fake: FakeOllama
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that hang up (a cancelled stream, a closed pool) are part of the game, not server bugs.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class FakeOllama:
+class FakeOllama(ThreadedFake):
     """State and knobs of one contract server. Thread-safe: handlers run on the server's threads."""
 
     def __init__(
@@ -251,6 +231,7 @@ class FakeOllama:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(_Handler, name="ollama", host=host, port=port)
         self.models: dict[str, FakeModel] = {m.name: m for m in (demo_models() if models is None else models)}
         self.registry: dict[str, FakeModel] = {m.name: m for m in (demo_registry() if registry is None else registry)}
         self.version = version
@@ -260,38 +241,9 @@ class FakeOllama:
         self.unload_delay_s = unload_delay_s  # how long an unloaded model still shows in /api/ps
         self.pull_step_delay_s = pull_step_delay_s
         self.runners: dict[str, Runner] = {}
-        self.requests: list[Recorded] = []
         self.active = 0  # generations running now
         self.max_active = 0  # most generations that ever ran at once
-        self.lock = threading.RLock()
         self._queued: deque[Scenario] = deque()
-        self._stop = threading.Event()
-        self._httpd = _HTTPServer((host, port), _Handler, bind_and_activate=True)
-        self._httpd.fake = self
-        self._thread: threading.Thread | None = None
-
-    # lifecycle
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    def start(self) -> FakeOllama:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-ollama:{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
 
     # knobs
     def queue(self, scenario: Scenario, times: int = 1) -> None:
@@ -311,10 +263,6 @@ class FakeOllama:
         with self.lock:
             self._prune()
             return sorted(self.runners)
-
-    def requests_to(self, path: str) -> list[Recorded]:
-        with self.lock:
-            return [r for r in self.requests if r.path == path]
 
     def _next_scenario(self, model: FakeModel) -> Scenario:
         with self.lock:
@@ -339,7 +287,7 @@ class FakeOllama:
                 runner = None
         if runner is None:
             if model.load_delay_s:
-                self._stop.wait(model.load_delay_s)
+                self.stopping.wait(model.load_delay_s)
             if model.load_error:
                 raise RuntimeError(model.load_error)
         with self.lock:
@@ -386,43 +334,28 @@ class FakeOllama:
             return out
 
 
-class _Stop(Exception):
-    """The server is shutting down or the client went away: end this response quietly."""
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeHandler):
     protocol_version = "HTTP/1.1"
-    server: _HTTPServer
 
     def setup(self) -> None:
         super().setup()
         # Go's net/http sets TCP_NODELAY; without it small NDJSON chunks can sit ~40 ms in Nagle's buffer.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
     @property
     def fake(self) -> FakeOllama:
-        return self.server.fake
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+        fake = self.server.fake
+        assert isinstance(fake, FakeOllama)
+        return fake
 
     def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
+        self._guarded("HEAD")
 
     def do_PUT(self) -> None:
-        self._dispatch("PUT")
+        self._guarded("PUT")
 
     def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
+        self._guarded("PATCH")
 
     # --- plumbing -----------------------------------------------------------------------------------------------
 
@@ -441,16 +374,14 @@ class _Handler(BaseHTTPRequestHandler):
             "/v1/chat/completions": {"POST": self._v1_chat},
         }
 
-    def _dispatch(self, method: str) -> None:
+    def dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0]
-        raw = self._read_body()
+        raw = self.read_body()
         body: Any = None
         if raw:
             with contextlib.suppress(ValueError):
                 body = json.loads(raw)
-        with self.fake.lock:
-            self.fake.requests.append(Recorded(method, path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                               self.client_address[:2]))
+        self.record(method, path, body)
         token = self.fake.require_token
         if token and self.headers.get("Authorization") != f"Bearer {token}":
             self._send_text(401, "401 Unauthorized")
@@ -466,14 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         else:
             handler = routes[path][method]
-        try:
-            handler(raw)
-        except (_Stop, BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        handler(raw)
 
     def _json_body(self, raw: bytes) -> dict[str, Any] | None:
         """Decode a POST body like the Go handlers do; answer the 400 and return None when it is unusable."""
@@ -497,14 +421,8 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _send(self, status: int, body: bytes, content_type: str | None) -> None:
-        self.send_response(status)
-        if content_type:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Date", self.date_time_string())
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        headers = {"Content-Type": content_type} if content_type else {}
+        self.send_body(status, body, {**headers, "Content-Length": str(len(body)), "Date": self.date_time_string()})
 
     def _send_json(self, status: int, obj: Any) -> None:
         self._send(status, go_json(obj), "application/json; charset=utf-8")
@@ -518,35 +436,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response_only(code, message)
 
     def _start_stream(self, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Date", self.date_time_string())
-        self.end_headers()
-
-    def _chunk(self, data: bytes) -> None:
-        if self.fake._stop.is_set():
-            raise _Stop
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
-
-    def _end_stream(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _drop(self) -> None:
-        """Cut the connection mid-body, like a crashed runner or a proxy timeout."""
-        self.wfile.flush()
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-        self.close_connection = True
+        self.send_head(200, {"Content-Type": content_type, "Transfer-Encoding": "chunked",
+                             "Date": self.date_time_string()})
 
     def _line(self, obj: Any) -> None:
-        self._chunk(go_json(obj) + b"\n")
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0 and self.fake._stop.wait(seconds):
-            raise _Stop
+        self.write_chunk(go_json(obj) + b"\n")
 
     # --- health -------------------------------------------------------------------------------------------------
 
@@ -576,17 +470,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"models": self.fake.ps()})
 
     def _show(self, raw: bytes) -> None:
-        body = self._json_body(raw)
-        if body is None:
+        found = self._model(raw, alias=True, required=True)
+        if found is None:
             return
-        name = body.get("model") or body.get("name") or ""
-        if not name:
-            self._send_json(400, {"error": "model is required"})
-            return
-        m = self.fake.resolve(name)
-        if m is None:
-            self._send_json(404, {"error": f"model '{name}' not found"})
-            return
+        *_, m = found
         info: dict[str, Any] = {
             "general.architecture": m.family, "general.file_type": 7, "general.parameter_count": 1_235_814_432,
             "general.quantization_version": 2, f"{m.family}.embedding_length": 2048,
@@ -601,14 +488,10 @@ class _Handler(BaseHTTPRequestHandler):
         })
 
     def _delete(self, raw: bytes) -> None:
-        body = self._json_body(raw)
-        if body is None:
+        found = self._model(raw, alias=True)
+        if found is None:
             return
-        name = body.get("model") or body.get("name") or ""
-        m = self.fake.resolve(name)
-        if m is None:
-            self._send_json(404, {"error": f"model '{name}' not found"})
-            return
+        *_, m = found
         with self.fake.lock:
             del self.fake.models[m.name]  # a loaded runner stays loaded: delete never touches the scheduler
         self._send(200, b"", None)
@@ -631,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._line({"status": "pulling manifest"})
         if wanted is None:
             self._line({"error": "pull model manifest: file does not exist"})
-            self._end_stream()
+            self.end_chunks()
             return
         have = self.fake.resolve(wanted.name) is not None
         layers = [("sha256:" + wanted.digest, wanted.size - 1_580),
@@ -645,13 +528,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._line({"status": status, "digest": digest, "total": total})  # nothing completed yet
             steps = 4
             for i in range(1, steps + 1):
-                self._sleep(self.fake.pull_step_delay_s)
+                self.pause(self.fake.pull_step_delay_s)
                 self._line({"status": status, "digest": digest, "total": total, "completed": total * i // steps})
         for status in ("verifying sha256 digest", "writing manifest"):
             self._line({"status": status})
         self._install(wanted)
         self._line({"status": "success"})
-        self._end_stream()
+        self.end_chunks()
 
     def _install(self, wanted: FakeModel) -> None:
         with self.fake.lock:
@@ -669,15 +552,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": str(exc)})
             return False, None
 
-    def _generate(self, raw: bytes) -> None:
+    def _model(self, raw: bytes, *, alias: bool = False,
+               required: bool = False) -> tuple[dict[str, Any], str, FakeModel] | None:
+        """The request body and the model it names (`name` is an older alias of `model` where `alias`); None once
+        the 400 (a bad body, or no name where `required`) or the 404 is sent."""
         body = self._json_body(raw)
         if body is None:
-            return
-        name = body.get("model") or ""
+            return None
+        name = body.get("model") or (body.get("name") if alias else None) or ""
+        if required and not name:
+            self._send_json(400, {"error": "model is required"})
+            return None
         m = self.fake.resolve(name)
         if m is None:
             self._send_json(404, {"error": f"model '{name}' not found"})
+            return None
+        return body, name, m
+
+    def _generate(self, raw: bytes) -> None:
+        found = self._model(raw)
+        if found is None:
             return
+        body, name, m = found
         ok, ka = self._keep_alive(body)
         if not ok:
             return
@@ -688,17 +584,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(m, name, ka, body, prompt_words=len(prompt.split()), chat=False)
 
     def _chat(self, raw: bytes) -> None:
-        body = self._json_body(raw)
-        if body is None:
+        found = self._model(raw, required=True)
+        if found is None:
             return
-        name = body.get("model") or ""
-        if not name:
-            self._send_json(400, {"error": "model is required"})
-            return
-        m = self.fake.resolve(name)
-        if m is None:
-            self._send_json(404, {"error": f"model '{name}' not found"})
-            return
+        body, name, m = found
         ok, ka = self._keep_alive(body)
         if not ok:
             return
@@ -794,8 +683,8 @@ class _Handler(BaseHTTPRequestHandler):
         sem = runner.sem if runner else None
         if sem:
             while not sem.acquire(timeout=0.05):
-                if self.fake._stop.is_set():
-                    raise _Stop
+                if self.fake.stopping.is_set():
+                    raise Stopped
         with self.fake.lock:
             self.fake.active += 1
             self.fake.max_active = max(self.fake.max_active, self.fake.active)
@@ -855,21 +744,21 @@ class _Handler(BaseHTTPRequestHandler):
         for i in range(len(pieces) + 1):
             if sc.error_after == i:
                 self._line({"error": sc.error_message})
-                self._end_stream()
+                self.end_chunks()
                 return
             if sc.drop_after == i:
-                self._drop()
+                self.drop()
                 return
             if sc.garbage_after == i:
-                self._chunk(sc.garbage + b"\n")
+                self.write_chunk(sc.garbage + b"\n")
             if i == len(pieces):
                 break
-            self._sleep(sc.first_token_delay_s if i == 0 else sc.token_delay_s)
+            self.pause(sc.first_token_delay_s if i == 0 else sc.token_delay_s)
             kind, piece = pieces[i]
             self._line(self._chunk_obj(name, kind, piece, chat=chat))
             t_first = t_first or time.perf_counter_ns()
         if sc.end_without_done:
-            self._end_stream()
+            self.end_chunks()
             return
         final = self._empty_reply(name, chat, done_reason)
         if not chat:
@@ -877,14 +766,14 @@ class _Handler(BaseHTTPRequestHandler):
         final.update(self._stats(sc, t_start=t_start, t_first=t_first, load_s=load_s, prompt_words=prompt_words,
                                  n_eval=sum(1 for k, _ in pieces if k != "tool_calls")))
         self._line(final)
-        self._end_stream()
+        self.end_chunks()
 
     def _whole_native(self, name: str, sc: Scenario, pieces: list[tuple[str, Any]], done_reason: str, *,
                       chat: bool, t_start: int, load_s: float, prompt_words: int) -> None:
         if sc.error_after is not None:
             self._send_json(500, {"error": sc.error_message})
             return
-        self._sleep(sc.first_token_delay_s + sc.token_delay_s * max(len(pieces) - 1, 0))
+        self.pause(sc.first_token_delay_s + sc.token_delay_s * max(len(pieces) - 1, 0))
         out = self._empty_reply(name, chat, done_reason)
         content = "".join(p for k, p in pieces if k == "content")
         thinking = "".join(p for k, p in pieces if k == "thinking")
@@ -964,7 +853,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._v1_stream(name, sc, pieces, done_reason, cid, created, usage,
                                 include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
                 return
-            self._sleep(sc.first_token_delay_s + sc.token_delay_s * max(len(pieces) - 1, 0))
+            self.pause(sc.first_token_delay_s + sc.token_delay_s * max(len(pieces) - 1, 0))
             msg: dict[str, Any] = {"role": "assistant", "content": "".join(p for k, p in pieces if k == "content")}
             reasoning = "".join(p for k, p in pieces if k == "thinking")
             if reasoning:
@@ -980,7 +869,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_stream("text/event-stream")
 
         def event(obj: Any) -> None:
-            self._chunk(b"data: " + go_json(obj) + b"\n\n")
+            self.write_chunk(sse_frame(go_json(obj)))
 
         def chunk(delta: Mapping[str, Any], finish: str | None) -> dict[str, Any]:
             return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
@@ -990,16 +879,16 @@ class _Handler(BaseHTTPRequestHandler):
         for i in range(len(pieces) + 1):
             if sc.error_after == i:
                 event({"error": {"message": sc.error_message, "type": "api_error", "param": None, "code": None}})
-                self._end_stream()
+                self.end_chunks()
                 return
             if sc.drop_after == i:
-                self._drop()
+                self.drop()
                 return
             if sc.garbage_after == i:
-                self._chunk(b"data: " + sc.garbage + b"\n\n")
+                self.write_chunk(sse_frame(sc.garbage))
             if i == len(pieces):
                 break
-            self._sleep(sc.first_token_delay_s if i == 0 else sc.token_delay_s)
+            self.pause(sc.first_token_delay_s if i == 0 else sc.token_delay_s)
             kind, piece = pieces[i]
             key = {"content": "content", "thinking": "reasoning", "tool_calls": "tool_calls"}[kind]
             if kind == "tool_calls":
@@ -1008,14 +897,14 @@ class _Handler(BaseHTTPRequestHandler):
                                        "arguments": json.dumps(c["function"]["arguments"])}} for c in piece]
             event(chunk({"role": "assistant", "content": "" if kind != "content" else piece, key: piece}, None))
         if sc.end_without_done:
-            self._end_stream()
+            self.end_chunks()
             return
         finish = "tool_calls" if any(k == "tool_calls" for k, _ in pieces) else done_reason
         event(chunk({"role": "assistant", "content": ""}, finish))
         if include_usage:
             event({**chunk({}, None), "choices": [], "usage": dict(usage)})
-        self._chunk(b"data: [DONE]\n\n")
-        self._end_stream()
+        self.write_chunk(sse_frame(b"[DONE]"))
+        self.end_chunks()
 
 
 # --- test and demo entry points -----------------------------------------------------------------------------------
@@ -1058,13 +947,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake = FakeOllama(models, version=args.version, require_token=args.token, num_parallel=args.num_parallel,
                       host=args.host, port=args.port, pull_step_delay_s=0.3)
     print(f"fake Ollama {args.version} listening on {fake.url} (Ctrl-C stops)", flush=True)
-    fake.start()
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    fake.serve_until_interrupted()
     return 0
 
 

@@ -31,16 +31,16 @@ import argparse
 import contextlib
 import json
 import re
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
+
+from tests.fakes.http_fake import FakeHandler, ThreadedFake, sse_frame
 
 REPLY = "Rayleigh scattering sends short blue wavelengths across the sky."
 UNAUTHORIZED = {"error": "Unauthorized"}  # SGLang and vLLM
@@ -60,14 +60,6 @@ class ChatScenario:
     token_delay_s: float = 0.0
 
 
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    body: Any
-
-
 def _words(text: str) -> list[str]:
     return re.findall(r"\S+\s*", text)
 
@@ -76,12 +68,6 @@ def _prompt_tokens(messages: Any) -> int:
     if not isinstance(messages, list):
         return 0
     return sum(len(str(m.get("content", "")).split()) + 3 for m in messages if isinstance(m, Mapping))
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    fake: FakeEngine
 
 
 class Reply(Exception):
@@ -94,47 +80,23 @@ class Reply(Exception):
         self.headers = dict(headers or {})
 
 
-class FakeEngine:
-    """Shared plumbing: the HTTP server, request log, auth knob, chat streaming. Subclasses add routes."""
+class FakeEngine(ThreadedFake):
+    """What the OpenAI-compatible engines share: auth knob, chat streaming, scripted scenarios. Subclasses add
+    routes."""
 
     kind: ClassVar[str] = "openai"
-    sse_prefix: ClassVar[str] = "data: "
+    sse_prefix: ClassVar[bytes] = b"data: "
 
     def __init__(self, *, api_key: str | None = None, reply: str = REPLY, host: str = "127.0.0.1",
                  port: int = 0) -> None:
+        super().__init__(_Handler, name=self.kind, host=host, port=port)
         self.api_key = api_key
         self.reply = reply
-        self.requests: list[Recorded] = []
-        self.lock = threading.RLock()
         self._queued: deque[ChatScenario] = deque()
-        self._httpd = _HTTPServer((host, port), _Handler)
-        self._httpd.fake = self
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeEngine:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-{self.kind}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
 
     def queue(self, scenario: ChatScenario) -> None:
         with self.lock:
             self._queued.append(scenario)
-
-    def requests_to(self, path: str) -> list[Recorded]:
-        with self.lock:
-            return [r for r in self.requests if r.path == path]
 
     def _next_scenario(self) -> ChatScenario:
         with self.lock:
@@ -187,8 +149,7 @@ class FakeEngine:
             if sc.drop_after is not None and i == sc.drop_after:
                 h.drop()
                 return
-            if sc.token_delay_s:
-                time.sleep(sc.token_delay_s)
+            h.pause(sc.token_delay_s)
             h.send_event(self.chunk(model, {"content": word}, None))
         if sc.end_without_done:
             return
@@ -205,67 +166,41 @@ class FakeEngine:
         h.send_event("[DONE]")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+class _Handler(FakeHandler):
     protocol_version = "HTTP/1.0"  # one request per connection; a stream ends when the socket closes
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
+    @property
+    def fake(self) -> FakeEngine:
         fake = self.server.fake
+        assert isinstance(fake, FakeEngine)
+        return fake
+
+    def dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0]
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw
-        with fake.lock:
-            fake.requests.append(Recorded(method, path, dict(self.headers), body))
+        self.record(method, path, body)
         try:
-            fake.authorised(self, path)
-            fake.route(self, method, path, body)
+            self.fake.authorised(self, path)
+            self.fake.route(self, method, path, body)
         except Reply as r:
             self.answer(r.status, r.body, r.headers)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def answer(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str)
                                                      else json.dumps(body).encode())
-        self.send_response(status)
         ctype = "application/json" if not isinstance(body, bytes | str) else "text/plain; charset=utf-8"
-        all_headers = {"Content-Type": ctype, **(headers or {}), "Content-Length": str(len(data))}
-        for k, v in all_headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_body(status, data, {"Content-Type": ctype, **(headers or {}), "Content-Length": str(len(data))})
 
     def start_stream(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
+        self.send_head(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
 
     def send_event(self, event: Any) -> None:
         payload = event if isinstance(event, str) else json.dumps(event)
-        self.wfile.write(f"{self.server.fake.sse_prefix}{payload}\n\n".encode())
-        self.wfile.flush()
-
-    def drop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(2)
-        self.close_connection = True
+        self.write_raw(sse_frame(payload, self.fake.sse_prefix))
 
 
 # --- SGLang ------------------------------------------------------------------------------------------------------
@@ -368,7 +303,7 @@ tgi_request_generated_tokens_count 10
 
 class FakeTGI(FakeEngine):
     kind = "tgi"
-    sse_prefix = "data:"  # axum's SSE writer puts no space after the colon
+    sse_prefix = b"data:"  # axum's SSE writer puts no space after the colon
 
     def __init__(self, *, model_id: str = "HuggingFaceTB/SmolLM2-360M-Instruct", version: str = "3.3.6",
                  max_input_tokens: int = 4095, max_total_tokens: int = 4096, unhealthy: bool = False,
@@ -581,8 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fake = FAKES[args.kind](api_key=args.api_key, host=args.host, port=args.port or DEFAULT_PORTS[args.kind])
     print(f"{args.kind} contract server on {fake.url}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        fake._httpd.serve_forever()
+    fake.serve_until_interrupted()
     return 0
 
 

@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.http_fake import chunk_frame, parse_head, sse_frame
+
 MODEL = "synthetic"
 TAG_RE = re.compile(r"^\[([^\]]{1,64})\]")
 MAX_TRUTH = 200_000  # requests remembered; a benchmark run stays far below
@@ -75,10 +77,7 @@ class _Server:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+                method, path, headers = parse_head(await reader.readuntil(b"\r\n\r\n"))
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
                 if not await self.route(method, path, body, writer):
                     break
@@ -209,7 +208,7 @@ class _ChunkWriter:
         self.pending = b""
 
     def event(self, obj: Any, *, flush_with_next: bool = False) -> int:
-        data = b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+        data = sse_frame(json.dumps(obj, separators=(",", ":")))
         if flush_with_next:
             self.pending += data
             return time.perf_counter_ns()
@@ -218,7 +217,7 @@ class _ChunkWriter:
     def raw(self, data: bytes) -> int:
         data, self.pending = self.pending + data, b""
         t = time.perf_counter_ns()
-        self.writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.writer.write(chunk_frame(data))
         return t
 
 

@@ -8,7 +8,7 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from console.config import EngineConfig, UIConfig
-from tests.fakes.ollama_server import FakeOllama, ollama_server  # noqa: F401 - the fixture
+from tests.fakes.ollama_server import FakeOllama
 from tests.ui.fixtures import (
     NO_GPU,
     EngineDeckApp,
@@ -65,7 +65,7 @@ async def test_no_gpu_says_so_and_the_rest_works(tmp_path):
         assert len(rows(app, "engines")) == 2 and "12% of 16" in screen_text(app)
 
 
-async def test_real_nvml_on_this_box_reports_no_gpu(tmp_path, ollama_server: FakeOllama):  # noqa: F811
+async def test_real_nvml_on_this_box_reports_no_gpu(tmp_path, ollama_server: FakeOllama):
     """Real telemetry (NVML, psutil, /proc) against the Ollama contract server: the CI box has no NVIDIA GPU."""
     async with httpx.AsyncClient() as client:
         load = {"model": "llama3.2:1b", "keep_alive": "10m"}

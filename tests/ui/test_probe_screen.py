@@ -8,7 +8,6 @@ from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from console.config import EngineConfig
 from console.ui.app import EngineDeckApp
-from tests.fakes.synthetic_engine import synthetic_engine_fixture  # noqa: F401 - the `synthetic_engine` fixture
 from tests.ui.fixtures import TestContext, make_config, settle
 
 

@@ -5,7 +5,6 @@ import pytest
 from console.actions import Actions
 from console.engines.base import Op, SwapResult
 from console.errors import BusyError, NotFoundError, ReadOnlyError, StoreError, UnsupportedError
-from console.store.db import Store
 from tests.unit.test_conversation import ScriptedEngine
 
 
@@ -18,13 +17,6 @@ class FakeAudit:
         if self.fail:
             raise self.fail
         self.records.append((action, engine, target, dict(params), result, duration_s))
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "a.db")
-    yield s
-    await s.close()
 
 
 async def test_load_is_recorded_and_audited(store):

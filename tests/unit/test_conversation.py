@@ -21,7 +21,6 @@ from console.engines.base import (
     Usage,
 )
 from console.errors import EngineDeckError, StreamError, UnreachableError, UnsupportedError
-from console.store.db import Store
 
 
 class ScriptedEngine(Engine):
@@ -100,13 +99,6 @@ def words(*texts, usage=None):
     if usage:
         script.append(("usage", usage))
     return [*script, ("done", "stop")]
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "c.db")
-    yield s
-    await s.close()
 
 
 async def run(turn):

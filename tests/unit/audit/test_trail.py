@@ -12,14 +12,6 @@ from console.audit.verify import IssueKind, TrailMarker, verify_trail
 from console.config import AuditConfig, Config
 from console.errors import ConfigError
 from console.logs.line import Mark
-from console.store.db import Store
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "db.sqlite")
-    yield s
-    await s.close()
 
 
 def trail_for(tmp_path, store=None, **audit):

@@ -10,13 +10,6 @@ from console.cli import main
 KEY = "proxy-key"
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ENGINEDECK_CONFIG", str(tmp_path / "config.toml"))
-    (tmp_path / "config.toml").write_text("")
-
-
 def _signed(obj):
     body = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return json.dumps({**obj, "signature": hmac.new(KEY.encode(), body, hashlib.sha256).hexdigest()})

@@ -4,34 +4,13 @@ import asyncio
 import io
 import json
 
-import pytest
-
 from console import cli
-from console.commands.context import Context
 from console.engines.base import Usage
 from console.errors import StreamError
 from console.store.db import Store
 from tests.unit.test_conversation import ScriptedEngine, words
 
 HOSTILE = "a\x1b[2J\x1b]52;c;ZXZpbA==\x07b [bold]c[/]"
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """An empty config, a data dir in tmp, and `ctx.engine()` answering with the engine the test sets."""
-    config = tmp_path / "config.toml"
-    config.write_text("")
-    monkeypatch.setenv("ENGINEDECK_CONFIG", str(config))
-    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
-    state = {"engine": ScriptedEngine(words("hello"))}
-
-    async def engine(self, ref):
-        state["ref"] = ref
-        return state["engine"]
-
-    monkeypatch.setattr(Context, "engine", engine)
-    state["db"] = tmp_path / "data" / "enginedeck.db"
-    return state
 
 
 def messages(db):

@@ -13,26 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from console.cli import main
-from tests.fakes.hostile_server import CHAT, HostileServer, Reply, chunk, hostile_server_fixture, sse  # noqa: F401
+from tests.fakes.hostile_server import CHAT, HostileServer, Reply, chunk, sse
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def write_config(tmp_path: Path, engines: dict[str, tuple[str, str]]) -> Path:
-    lines = ["connect_timeout = 1.0", "read_timeout = 3.0"]
-    for name, (url, kind) in engines.items():
-        lines += ["[[engines]]", f'name = "{name}"', f'url = "{url}"', f'kind = "{kind}"']
-    cfg = tmp_path / "config.toml"
-    cfg.write_text("\n".join(lines) + "\n")
-    return cfg
-
-
-def enginedeck(tmp_path: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINEDECK_")}
-    env["ENGINEDECK_DATA_DIR"] = str(tmp_path / "data")
-    env["ENGINEDECK_CONFIG"] = str(config or write_config(tmp_path, {}))
-    return subprocess.run([sys.executable, "-m", "console", *args, "--no-discover"], cwd=ROOT, env=env,
+def enginedeck(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m console ARGS --no-discover` in the test's isolated environment (see conftest.py)."""
+    return subprocess.run([sys.executable, "-m", "console", *args, "--no-discover"], cwd=ROOT, env=dict(os.environ),
                           capture_output=True, text=True, timeout=60)
 
 
@@ -44,82 +32,71 @@ def assert_one_line_failure(proc: subprocess.CompletedProcess[str], *needles: st
         assert needle in proc.stderr
 
 
-def test_garbage_json_subprocess(tmp_path: Path, hostile_server: HostileServer):
+def test_garbage_json_subprocess(write_config, hostile_server: HostileServer):
     hostile_server.misbehave("garbage_models")
-    cfg = write_config(tmp_path, {"junk": (hostile_server.url, "openai")})
-    proc = enginedeck(tmp_path, "models", "junk", config=cfg)
+    write_config({"junk": f"{hostile_server.url}=openai"})
+    proc = enginedeck("models", "junk")
     assert proc.stdout == ""
     assert_one_line_failure(proc, "junk: ", "not JSON")
 
 
-def test_401_subprocess_names_the_fix(tmp_path: Path, hostile_server: HostileServer):
+def test_401_subprocess_names_the_fix(write_config, hostile_server: HostileServer):
     hostile_server.misbehave("unauthorized_vllm")
-    cfg = write_config(tmp_path, {"locked": (hostile_server.url, "vllm")})
-    assert_one_line_failure(enginedeck(tmp_path, "ps", "locked", "--json", config=cfg), "401", "api_key_env")
+    write_config({"locked": f"{hostile_server.url}=vllm"})
+    assert_one_line_failure(enginedeck("ps", "locked", "--json"), "401", "api_key_env")
 
 
-def test_unreachable_url_subprocess(tmp_path: Path):
-    assert_one_line_failure(enginedeck(tmp_path, "models", "http://127.0.0.1:9"), "cannot connect")
+def test_unreachable_url_subprocess(write_config):
+    write_config()
+    assert_one_line_failure(enginedeck("models", "http://127.0.0.1:9"), "cannot connect")
 
 
-def test_stalled_engine_subprocess_times_out(tmp_path: Path, hostile_server: HostileServer):
+def test_stalled_engine_subprocess_times_out(write_config, hostile_server: HostileServer):
     hostile_server.misbehave("stall")
-    cfg = write_config(tmp_path, {"slow": (hostile_server.url, "openai")})
-    assert_one_line_failure(enginedeck(tmp_path, "models", "slow", "--timeout", "1", config=cfg), "slow: ")
+    write_config({"slow": f"{hostile_server.url}=openai"})
+    assert_one_line_failure(enginedeck("models", "slow", "--timeout", "1"), "slow: ")
 
 
-def test_broken_config_subprocess(tmp_path: Path):
-    cfg = tmp_path / "bad.toml"
-    cfg.write_text("[[engines]\nname = 'x'\n")
-    assert_one_line_failure(enginedeck(tmp_path, "engines", config=cfg), "invalid TOML")
+def test_broken_config_subprocess(isolated: Path):
+    isolated.write_text("[[engines]\nname = 'x'\n")
+    assert_one_line_failure(enginedeck("engines"), "invalid TOML")
 
 
-def test_usage_error_exits_2(tmp_path: Path):
-    proc = enginedeck(tmp_path, "load", "only-an-engine")
+def test_usage_error_exits_2():
+    proc = enginedeck("load", "only-an-engine")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "usage:" in proc.stderr
 
 
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("ENGINEDECK_DEBUG", raising=False)
-
-    def go(*args: str, engines: dict[str, tuple[str, str]] | None = None) -> int:
-        return main([*args, "--no-discover", "--config", str(write_config(tmp_path, engines or {}))])
-
-    return go
-
-
-def test_busy_engine_is_one_line(run, capsys: pytest.CaptureFixture[str], hostile_server: HostileServer):
+def test_busy_engine_is_one_line(cli, capsys: pytest.CaptureFixture[str], hostile_server: HostileServer):
     hostile_server.misbehave("busy")
-    assert run("models", "b", engines={"b": (hostile_server.url, "openai")}) == 1
+    assert cli("models", "b", engines={"b": f"{hostile_server.url}=openai"}) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "busy or still loading (503)" in err
 
 
-def test_bad_engine_url_flag(run, capsys: pytest.CaptureFixture[str]):
-    assert run("engines", "--engine", "ftp://somewhere") == 1
+def test_bad_engine_url_flag(cli, capsys: pytest.CaptureFixture[str]):
+    assert cli("engines", "--engine", "ftp://somewhere") == 1
     assert "is not an engine URL" in capsys.readouterr().err
 
 
-def test_unknown_server_is_listed_with_its_error(run, capsys: pytest.CaptureFixture[str],
+def test_unknown_server_is_listed_with_its_error(cli, capsys: pytest.CaptureFixture[str],
                                                  hostile_server: HostileServer):
     hostile_server.route("GET", "/", Reply(body=b"<html>a wiki</html>", content_type="text/html"))
-    assert run("engines", "--json", "--engine", hostile_server.url) == 0
+    assert cli("engines", "--json", "--engine", hostile_server.url) == 0
     [row] = json.loads(capsys.readouterr().out)["engines"]
     assert (row["kind"], row["health"]) == (None, "down")
     assert "nothing I know answers" in row["error"]
 
 
-def test_hostile_error_body_is_neutralised(run, capsys: pytest.CaptureFixture[str], hostile_server: HostileServer):
+def test_hostile_error_body_is_neutralised(cli, capsys: pytest.CaptureFixture[str], hostile_server: HostileServer):
     evil = b'{"error": {"message": "boom \\u001b]52;c;ZXZpbA==\\u0007 \\u001b[2J gone"}}'
     hostile_server.route("GET", "/v1/models", Reply(status=500, body=evil))
-    assert run("models", "h", engines={"h": (hostile_server.url, "openai")}) == 1
+    assert cli("models", "h", engines={"h": f"{hostile_server.url}=openai"}) == 1
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and "boom" in err and err.count("\n") == 1
 
 
-def test_truncated_first_token_stream_rolls_back_swap(run, capsys: pytest.CaptureFixture[str],
+def test_truncated_first_token_stream_rolls_back_swap(cli, capsys: pytest.CaptureFixture[str],
                                                       hostile_server: HostileServer):
     """An LM Studio whose chat stream breaks off before a token: the swap fails and the old model returns."""
     models = {"models": [{"key": "old", "loaded_instances": [{"id": "old", "config": {}}]},
@@ -130,7 +107,7 @@ def test_truncated_first_token_stream_rolls_back_swap(run, capsys: pytest.Captur
     # The stream stops after the role-only chunk: no first token ever comes.
     hostile_server.route(*CHAT, Reply(chunks=sse(chunk("", role="assistant"), done=False),
                                       content_type="text/event-stream"))
-    assert run("swap", "lms", "old", "new", engines={"lms": (hostile_server.url, "lmstudio")}) == 1
+    assert cli("swap", "lms", "old", "new", engines={"lms": f"{hostile_server.url}=lmstudio"}) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "stream ended early" in err and "old is loaded again" in err
     loads = [s.json()["model"] for s in hostile_server.requests_to("/api/v1/models/load")]

@@ -25,16 +25,12 @@ from tests.fakes.ollama_server import ollama_contract_server
 
 
 @pytest.fixture
-def doctor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+def doctor(cli, capsys: pytest.CaptureFixture[str]):
     """Run `enginedeck doctor --json` with a config made of `engines` TOML; returns (exit code, document)."""
-    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
 
     def run(engines_toml: str = "") -> tuple[int, dict]:
-        config = tmp_path / "config.toml"
-        config.write_text("connect_timeout = 1.0\nread_timeout = 5.0\n" + engines_toml)
-        config.chmod(0o600)
         capsys.readouterr()
-        code = main(["doctor", "--json", "--no-discover", "--config", str(config)])
+        code = cli("doctor", "--json", extra=engines_toml)
         return code, json.loads(capsys.readouterr().out)
 
     return run
@@ -130,8 +126,7 @@ def test_egress_classification():
     assert egress == {10: [Endpoint("104.18.0.1", 443)], 12: [Endpoint("10.0.0.9", 8000)]}
 
 
-def test_doctor_never_prints_a_traceback_on_a_broken_config(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
+def test_doctor_never_prints_a_traceback_on_a_broken_config(tmp_path, capsys):
     config = tmp_path / "bad.toml"
     config.write_text("[[engines]]\nname = 1\n")
     assert main(["doctor", "--config", str(config)]) == 1

@@ -3,49 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from console.cli import main
-from tests.fakes.ollama_server import FakeOllama, ollama_contract_server
-from tests.fakes.openai_family import (  # noqa: F401
-    FakeLMStudio,
-    FakeSGLang,
-    FakeTGI,
-    LMModel,
-    lmstudio_server_fixture,
-    sglang_server_fixture,
-    tgi_server_fixture,
-)
+from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.openai_family import FakeLMStudio, FakeSGLang, FakeTGI, LMModel
 
 DEAD = "http://127.0.0.1:9"  # discard port: nothing listens there
-
-
-@pytest.fixture(name="ollama_server")
-def ollama_server_fixture() -> Iterator[FakeOllama]:
-    # The Ollama fixture's function shares its name, so importing it would shadow the test arguments.
-    with ollama_contract_server() as fake:
-        yield fake
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Run `enginedeck ARGS` in-process with a tmp config (engines given as name=url[=kind]) and data dir."""
-    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("ENGINEDECK_CONFIG", raising=False)
-
-    def run(*args: str, engines: dict[str, str] | None = None) -> int:
-        lines = ["connect_timeout = 1.0", "read_timeout = 5.0"]
-        for name, spec in (engines or {}).items():
-            url, _, kind = spec.partition("=")
-            lines += ["[[engines]]", f'name = "{name}"', f'url = "{url}"'] + ([f'kind = "{kind}"'] if kind else [])
-        cfg = tmp_path / "config.toml"
-        cfg.write_text("\n".join(lines) + "\n")
-        return main([*args, "--no-discover", "--config", str(cfg)])
-
-    return run
 
 
 def test_engines_with_nothing_found_says_how_to_point_at_one(cli, capsys: pytest.CaptureFixture[str],

@@ -13,7 +13,6 @@ from tests.unit.cli import test_chat_cli
 from tests.unit.test_conversation import ScriptedEngine, words
 
 HOSTILE, messages = test_chat_cli.HOSTILE, test_chat_cli.messages
-env = test_chat_cli.env  # the same fixture: empty config, tmp data dir, scripted engine
 
 
 def chat(env, prompt, *reply, extra=()):

@@ -3,18 +3,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from console.cli import main
 
 SAMPLES = Path(__file__).parents[2] / "fakes" / "journal_samples"
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ENGINEDECK_CONFIG", str(tmp_path / "config.toml"))
-    (tmp_path / "config.toml").write_text("")
 
 
 def test_no_follow_level_filter_text(capsys):

@@ -4,42 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from console.cli import main
-from tests.fakes.ollama_server import FakeOllama, ollama_contract_server
-from tests.fakes.openai_family import (  # noqa: F401
-    ChatScenario,
-    FakeLMStudio,
-    FakeSGLang,
-    lmstudio_server_fixture,
-    sglang_server_fixture,
-)
+from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.openai_family import ChatScenario, FakeLMStudio, FakeSGLang
 
 QWEN, LLAMA = "qwen2.5-7b-instruct", "llama-3.2-1b-instruct"
-
-
-@pytest.fixture(name="ollama_server")
-def ollama_server_fixture() -> Iterator[FakeOllama]:
-    # The Ollama fixture's function shares its name, so importing it would shadow the test arguments.
-    with ollama_contract_server() as fake:
-        yield fake
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Run `enginedeck ARGS` in-process with an empty config, a tmp data dir and no discovery."""
-    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
-    cfg = tmp_path / "config.toml"
-    cfg.write_text("connect_timeout = 1.0\nread_timeout = 5.0\n")
-
-    def run(*args: str) -> int:
-        return main([*args, "--no-discover", "--config", str(cfg)])
-
-    return run
 
 
 class _Stdin(io.StringIO):

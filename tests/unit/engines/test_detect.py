@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,23 +16,13 @@ from console.engines.detect import (
     url_key,
 )
 from console.errors import AuthError, BadResponseError, ConfigError, UnreachableError
-from tests.fakes.hostile_server import HostileServer, Reply, hostile_server_fixture  # noqa: F401
-from tests.fakes.ollama_server import FakeOllama, ollama_contract_server
-from tests.fakes.openai_family import (  # noqa: F401
+from tests.fakes.hostile_server import HostileServer, Reply
+from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.openai_family import (
     FakeLMStudio,
     FakeSGLang,
     FakeTGI,
-    lmstudio_server_fixture,
-    sglang_server_fixture,
-    tgi_server_fixture,
 )
-
-
-@pytest.fixture(name="ollama_server")
-def ollama_server_fixture() -> Iterator[FakeOllama]:
-    # The Ollama fixture's function shares its name, so importing it would shadow the test arguments.
-    with ollama_contract_server() as fake:
-        yield fake
 
 
 def free_port() -> int:

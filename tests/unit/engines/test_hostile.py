@@ -23,7 +23,6 @@ from console.errors import (
 from tests.fakes.hostile_server import (
     UNAUTHORIZED_BODIES,
     HostileServer,
-    hostile_server_fixture,  # noqa: F401
 )
 
 KINDS = [OpenAICompatEngine, VLLMEngine, LlamaCppEngine]

@@ -8,8 +8,8 @@ from console.config import EngineConfig, Timeouts
 from console.engines.base import ChatMessage, ChatRequest, EventKind, Health, Op, TokenSource
 from console.engines.lmstudio import LMStudioEngine
 from console.errors import AuthError, BadResponseError, NotFoundError, UnsupportedError
-from tests.fakes.hostile_server import HostileServer, Reply, hostile_server_fixture  # noqa: F401
-from tests.fakes.openai_family import FakeLMStudio, lmstudio_server_fixture  # noqa: F401
+from tests.fakes.hostile_server import HostileServer, Reply
+from tests.fakes.openai_family import FakeLMStudio
 
 
 def engine(fake: FakeLMStudio, **cfg: object) -> LMStudioEngine:

@@ -17,7 +17,6 @@ from tests.fakes.hostile_server import (
     Reply,
     Seen,
     chunk,
-    hostile_server_fixture,  # noqa: F401
     sse,
     usage_chunk,
 )

@@ -14,7 +14,6 @@ from tests.fakes.hostile_server import (
     MODELS,
     HostileServer,
     Reply,
-    hostile_server_fixture,  # noqa: F401
 )
 
 

@@ -16,7 +16,6 @@ from tests.fakes.hostile_server import (
     HostileServer,
     Reply,
     chunk,
-    hostile_server_fixture,  # noqa: F401
     split_every,
     sse,
     usage_chunk,

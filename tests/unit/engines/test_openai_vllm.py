@@ -17,7 +17,6 @@ from tests.fakes.hostile_server import (
     HostileServer,
     Reply,
     Seen,
-    hostile_server_fixture,  # noqa: F401
 )
 
 METRICS = """\

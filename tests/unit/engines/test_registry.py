@@ -13,14 +13,11 @@ from console.engines.registry import Registry, build_engine
 from console.engines.sglang import SGLangEngine
 from console.engines.tgi import TGIEngine
 from console.errors import ConfigError, UnreachableError
-from tests.fakes.hostile_server import HostileServer, hostile_server_fixture  # noqa: F401
-from tests.fakes.openai_family import (  # noqa: F401
+from tests.fakes.hostile_server import HostileServer
+from tests.fakes.openai_family import (
     FakeLMStudio,
     FakeSGLang,
     FakeTGI,
-    lmstudio_server_fixture,
-    sglang_server_fixture,
-    tgi_server_fixture,
 )
 
 FAST = Timeouts(connect_s=0.5, read_s=2.0)

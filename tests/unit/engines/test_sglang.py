@@ -8,7 +8,7 @@ from console.config import EngineConfig, Timeouts
 from console.engines.base import ChatMessage, ChatRequest, EventKind, Health, Op, TokenSource
 from console.engines.sglang import SGLangEngine
 from console.errors import AuthError, BadResponseError, BusyError, StreamError, UnsupportedError
-from tests.fakes.openai_family import ChatScenario, FakeSGLang, sglang_server_fixture  # noqa: F401
+from tests.fakes.openai_family import ChatScenario, FakeSGLang
 
 REQ = ChatRequest(model="Qwen/Qwen2.5-0.5B-Instruct", messages=(ChatMessage("user", "why is the sky blue"),))
 

@@ -8,7 +8,7 @@ from console.config import EngineConfig, Timeouts
 from console.engines.base import ChatMessage, ChatRequest, EventKind, Health, Op, TokenSource
 from console.engines.tgi import TGIEngine
 from console.errors import AuthError, BadResponseError, StreamError, UnreachableError
-from tests.fakes.openai_family import ChatScenario, FakeTGI, tgi_server_fixture  # noqa: F401
+from tests.fakes.openai_family import ChatScenario, FakeTGI
 
 MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
 REQ = ChatRequest(model="tgi", messages=(ChatMessage("user", "why is the sky blue"),), max_tokens=50)

@@ -3,15 +3,7 @@
 import pytest
 
 from console.errors import StoreError
-from console.store.db import Store
 from console.store.sessions import fts_query, split_hits
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "h.db")
-    yield s
-    await s.close()
 
 
 async def test_session_lifecycle(store):
