@@ -26,35 +26,22 @@ KEEP_ALIVE_HELP = "how long the model stays loaded: 5m, 1h, 0 (unload after use)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("load", parents=[common], help="load a model into memory")
-    p.add_argument("engine", metavar="ENGINE", help=ENGINE_HELP)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--keep-alive", metavar="D", type=keep_alive, help=KEEP_ALIVE_HELP)
-    p.set_defaults(handler=run_load)
+    def engine_command(name: str, help: str, handler: Any, *models: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help)
+        p.add_argument("engine", metavar="ENGINE", help=ENGINE_HELP)
+        for dest in models:
+            p.add_argument(dest, metavar=dest.upper())
+        p.set_defaults(handler=handler)
+        return p
 
-    p = sub.add_parser("unload", parents=[common], help="unload a model from memory")
-    p.add_argument("engine", metavar="ENGINE", help=ENGINE_HELP)
-    p.add_argument("model", metavar="MODEL")
-    p.set_defaults(handler=run_unload)
-
-    p = sub.add_parser("swap", parents=[common],
-                       help="unload OLD, load NEW, time its first token; put OLD back if NEW fails")
-    p.add_argument("engine", metavar="ENGINE", help=ENGINE_HELP)
-    p.add_argument("old", metavar="OLD")
-    p.add_argument("new", metavar="NEW")
-    p.add_argument("--keep-alive", metavar="D", type=keep_alive, help=KEEP_ALIVE_HELP)
-    p.set_defaults(handler=run_swap)
-
-    p = sub.add_parser("pull", parents=[common], help="download a model (progress on stderr)")
-    p.add_argument("engine", metavar="ENGINE", help=ENGINE_HELP)
-    p.add_argument("model", metavar="MODEL")
-    p.set_defaults(handler=run_pull)
-
-    p = sub.add_parser("delete", parents=[common], help="delete a model from the engine's disk")
-    p.add_argument("engine", metavar="ENGINE", help=ENGINE_HELP)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--yes", "-y", action="store_true", help="do not ask (required when stdin is not a terminal)")
-    p.set_defaults(handler=run_delete)
+    engine_command("load", "load a model into memory", run_load, "model").add_argument(
+        "--keep-alive", metavar="D", type=keep_alive, help=KEEP_ALIVE_HELP)
+    engine_command("unload", "unload a model from memory", run_unload, "model")
+    engine_command("swap", "unload OLD, load NEW, time its first token; put OLD back if NEW fails", run_swap,
+                   "old", "new").add_argument("--keep-alive", metavar="D", type=keep_alive, help=KEEP_ALIVE_HELP)
+    engine_command("pull", "download a model (progress on stderr)", run_pull, "model")
+    engine_command("delete", "delete a model from the engine's disk", run_delete, "model").add_argument(
+        "--yes", "-y", action="store_true", help="do not ask (required when stdin is not a terminal)")
 
 
 def keep_alive(text: str) -> str | float:
