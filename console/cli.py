@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import os
 import sys
@@ -27,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; `commands=False` leaves out the subcommands (and their imports), which is all
+    that opening the TUI needs."""
     parser = _Parser(
         prog="enginedeck",
         description="Operations console for the LLM engines on this box. With no command, opens the TUI.",
@@ -38,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ascii", action="store_true", default=None,
                         help="ASCII borders and no emoji (automatic on TERM=linux or vt100)")
 
+    if not commands:
+        return parser
     # Every subcommand accepts the global options too, so `enginedeck ps --json --no-discover` works.
     common = argparse.ArgumentParser(add_help=False)
     add_global_options(common, suppress=True)
@@ -65,6 +70,16 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
                         help="refuse every mutating action (load, unload, swap, pull, delete, probe)")
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse without importing every command module when no command is named (the TUI's start-up path)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not {"-h", "--help"} & set(argv):
+        args, rest = build_parser(commands=False).parse_known_args(argv)
+        if not rest:
+            return args
+    return build_parser().parse_args(argv)
+
+
 def _fail(message: str) -> int:
     from console.logs.sanitize import one_line
 
@@ -73,10 +88,19 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Start-up allocates a few hundred thousand objects that live as long as the process (Textual's classes,
+    # the parser); collecting them only delays the first paint. The TUI turns the collector back on once it
+    # has painted (EngineDeckApp.on_mount), a command before it runs.
+    gc.disable()
+    try:
+        return _run(parse_args(argv))
+    finally:
+        gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     from console.errors import EngineDeckError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         from console.commands.context import Context
 
@@ -86,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.ui.app import run_tui
 
             return run_tui(ctx)
+        gc.enable()
         return asyncio.run(ctx.run(handler(args, ctx)))
     except EngineDeckError as exc:
         return _fail(str(exc))

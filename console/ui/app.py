@@ -27,6 +27,7 @@ Conventions every screen follows (chat, probe and logs too):
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -98,6 +99,7 @@ class EngineDeckApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     MODES: ClassVar[dict[str, str]] = {}  # filled in __init__ with lazy factories
+    DEFAULT_MODE = "dashboard"  # the first screen composed: no default screen to build and switch away from
     BINDINGS: ClassVar[list[BindingType]] = [
         *[Binding(spec.key, f"open_screen('{name}')", spec.title, id=f"screen-{name}")
           for name, spec in SCREENS.items()],
@@ -128,6 +130,33 @@ class EngineDeckApp(App[int]):
         super().__init__()
         for name, spec in SCREENS.items():
             self.add_mode(name, self._factory(spec))
+        self._theme_problems = self._set_theme()
+        if ascii_mode:
+            self.add_class("-ascii")
+
+    def _set_theme(self) -> list[str]:
+        """Register the theme files and start in the wanted theme; returns what went wrong, to notify.
+
+        The theme is in place before the first stylesheet is parsed. Setting `self.theme` on a running app
+        makes Textual re-parse and re-apply every stylesheet (~15 % of the first paint), so the value is set
+        the way Textual sets its own default in `App.__init__`: without the watcher, with the dark/light
+        classes and the ANSI colour mapping that the watcher would have set.
+        """
+        loaded = load_themes()
+        for theme in loaded.themes.values():
+            self.register_theme(theme)
+        problems = [f"skipped {problem}" for problem in loaded.problems]
+        wanted = NO_COLOR_THEME if os.environ.get("NO_COLOR") else (
+            self._requested_theme or self.ctx.config.ui.theme)
+        if wanted not in loaded.themes:
+            problems.append(f"theme {wanted!r} not found; using dark")
+            wanted = "dark" if "dark" in loaded.themes else "textual-dark"
+        self.set_reactive(App.theme, wanted)
+        dark = self.current_theme.dark
+        self.set_class(dark, "-dark-mode", update=False)
+        self.set_class(not dark, "-light-mode", update=False)
+        self._refresh_truecolor_filter(self.ansi_theme)
+        return problems
 
     @staticmethod
     def _factory(spec: ScreenSpec) -> Callable[[], Screen]:
@@ -164,26 +193,17 @@ class EngineDeckApp(App[int]):
         return self._scan_processes
 
     def on_mount(self) -> None:
-        loaded = load_themes()
-        for theme in loaded.themes.values():
-            self.register_theme(theme)
-        for problem in loaded.problems:
-            self.notify(problem, title="Theme skipped", severity="warning", markup=False)
-        wanted = NO_COLOR_THEME if os.environ.get("NO_COLOR") else (
-            self._requested_theme or self.ctx.config.ui.theme)
-        if wanted in loaded.themes:
-            self.theme = wanted
-        else:
-            self.notify(f"theme {wanted!r} not found; using dark", severity="warning", markup=False)
-            self.theme = "dark" if "dark" in loaded.themes else "textual-dark"
-        if self.ascii_mode:
-            self.add_class("-ascii")
-        self.switch_mode("dashboard")
+        for problem in self._theme_problems:
+            self.notify(problem, title="Theme", severity="warning", markup=False)
         # Start-up work begins after the first paint: importing httpx and the engine adapters and opening the
         # database would otherwise hold the dashboard back (docs/performance.md).
         self.call_after_refresh(self._start_services)
 
     def _start_services(self) -> None:
+        # The collector was off for start-up (console.cli.main). Freezing first moves everything allocated so
+        # far out of its reach, so the collections the idle dashboard triggers stay small.
+        gc.freeze()
+        gc.enable()
         self.run_worker(self._open_store(), name="open-store", group="store", exclusive=True,
                         exit_on_error=False)
         self.refresh_engines()

@@ -131,7 +131,7 @@ async def test_user_theme_is_loaded_and_a_broken_one_is_skipped(tmp_path, monkey
         assert app.theme == "solar"
         assert {"dark", "light", "high-contrast", "monochrome", "solar"} <= set(app.available_themes)
         assert "broken" not in app.available_themes
-        skipped = [n for n in notes if n.title == "Theme skipped"]
+        skipped = [n for n in notes if n.title == "Theme" and n.message.startswith("skipped ")]
         assert len(skipped) == 1 and "broken.toml" in skipped[0].message
 
 

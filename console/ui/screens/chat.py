@@ -15,11 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Header, Input, OptionList, Static
+from textual.widgets import ContentSwitcher, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.errors import EngineDeckError, StoreError
 from console.logs.sanitize import neutralise, one_line
+from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.chat_message import MessageView, last_code_block
 from console.ui.widgets.chat_pane import ChatPane
 from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog
@@ -86,6 +87,7 @@ class SessionList(OptionList):
 
 
 class ChatScreen(Screen[None]):
+    TITLE = "Chat"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "new_chat", "New chat", id="chat-new"),
         Binding("ctrl+o", "compare", "Compare", id="chat-compare",
@@ -122,7 +124,7 @@ class ChatScreen(Screen[None]):
         self._edit_pending: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header(icon="*" if self.app.has_class("-ascii") else "⭘")
+        yield TitleBar()
         with Horizontal():
             with Vertical(id="sidebar"):
                 yield Input(placeholder="search history (ctrl+f)", id="search")
@@ -133,7 +135,7 @@ class ChatScreen(Screen[None]):
                                  id="empty")
                 yield Input(placeholder="message (enter sends)", id="prompt")
         yield Static("", id="store-warning", classes="warning-bar hidden")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()

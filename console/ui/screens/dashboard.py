@@ -20,16 +20,19 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Static
 
-from console.engines.base import Engine, Health
-from console.engines.poll import DEFAULT_DEADLINE_S, EngineStatus, poll_engine
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
 from console.ui.format import DASH, expires_in, human_bytes, human_duration, latency, pct, vram_split
+from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.spark import Spark
 
 if TYPE_CHECKING:
+    from textual.widgets import DataTable
+
+    from console.engines.base import Engine
+    from console.engines.poll import EngineStatus
     from console.telemetry.gpu import GpuSnapshot
     from console.telemetry.host import HostSnapshot
     from console.telemetry.processes import EngineProcess
@@ -37,7 +40,10 @@ if TYPE_CHECKING:
 # A /proc walk plus the socket table costs ~50 ms here; engines rarely come and go, so rescan only this often
 # or when the set of engines changes.
 PROCESS_SCAN_EVERY_S = 60.0
-HEALTH_STYLES = {Health.OK: "green", Health.LOADING: "yellow", Health.SLEEPING: "cyan", Health.DOWN: "red"}
+# Keyed by Health's values: the engine modules are imported after the first paint, not for it.
+HEALTH_STYLES = {"ok": "green", "loading": "yellow", "sleeping": "cyan", "down": "red"}
+ENGINE_COLUMNS = ("engine", "kind", "version", "health", "poll", "run/wait", "KV")
+LOADED_COLUMNS = ("engine", "model", "size", "where", "ctx", "expires/status")
 
 
 def no_engine_message(ports: str, config_path: str) -> str:
@@ -59,6 +65,8 @@ def show(widget: Widget, visible: bool) -> None:
 def poll_deadline(interval_s: float) -> float:
     """How long one engine may take to answer a poll: long enough for a busy engine, short enough that a dead
     one is reported as down within a couple of refreshes."""
+    from console.engines.poll import DEFAULT_DEADLINE_S
+
     return min(DEFAULT_DEADLINE_S, max(1.0, 2 * interval_s))
 
 
@@ -85,7 +93,7 @@ def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
 
 
 def problem_line(s: EngineStatus) -> str | None:
-    reason = s.error or (s.info.reason if s.info and s.info.health is not Health.OK else "")
+    reason = s.error or (s.info.reason if s.info and s.info.health != "ok" else "")
     return f"{neutralise(s.name)}: {one_line(neutralise(reason), 160)}" if reason else None
 
 
@@ -121,6 +129,7 @@ def host_lines(host: HostSnapshot, processes: list[EngineProcess]) -> list[str]:
 
 
 class DashboardScreen(Screen[None]):
+    TITLE = "Dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "refresh", "Refresh", id="dashboard-refresh", tooltip="Rediscover and poll engines now"),
         Binding("e", "focus_table('engines')", "Engines", id="dashboard-engines", show=False),
@@ -150,21 +159,17 @@ class DashboardScreen(Screen[None]):
         self._processes_at = float("-inf")
         self._tokens_seen: dict[str, tuple[float, float]] = {}  # engine -> (polled_at, generation tokens total)
         self._tok_rates: dict[str, float] = {}
+        self._tables: asyncio.Task[None] | None = None  # mounting the tables, then mounted
 
     def compose(self) -> ComposeResult:
-        yield Header(icon="*" if self.app.has_class("-ascii") else "⭘")
+        yield TitleBar()
         with VerticalScroll(id="body"):
             engines = Vertical(classes="panel", id="engines-panel")
             engines.border_title = "Engines"
             with engines:
                 yield Static("Looking for engines…", id="status-line")
-                yield DataTable(id="engines", cursor_type="row", zebra_stripes=False)
                 yield Static("", id="engine-problems")
                 yield Spark("tok/s", id="spark-toks")
-            loaded = Vertical(classes="panel", id="loaded-panel")
-            loaded.border_title = "Loaded models"
-            with loaded:
-                yield DataTable(id="loaded", cursor_type="row", zebra_stripes=False)
             with Horizontal(id="columns"):
                 gpu = Vertical(classes="panel", id="gpu-panel")
                 gpu.border_title = "GPU"
@@ -177,17 +182,13 @@ class DashboardScreen(Screen[None]):
                 with host:
                     yield Spark("cpu", top=100.0, id="spark-cpu")
                     yield Static("Reading host…", id="host-text")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#engines", DataTable).add_columns(
-            "engine", "kind", "version", "health", "poll", "run/wait", "KV")
-        self.query_one("#loaded", DataTable).add_columns("engine", "model", "size", "where", "ctx", "expires/status")
-        for widget_id in ("#engines", "#loaded-panel", "#engine-problems", "#spark-toks"):
+        for widget_id in ("#engine-problems", "#spark-toks"):
             self.query_one(widget_id).display = False
         ui = self.app.ctx.config.ui  # type: ignore[attr-defined]
         self._interval, self._telemetry_interval = ui.poll_interval_s, ui.telemetry_interval_s
-        self._deadline = poll_deadline(ui.poll_interval_s)
         self._engine_loop()
         # After the first paint: importing psutil/pynvml and starting NVML must not delay it.
         self.call_after_refresh(self._telemetry_loop)
@@ -206,7 +207,8 @@ class DashboardScreen(Screen[None]):
         self.app.refresh_engines()  # type: ignore[attr-defined]
 
     def action_focus_table(self, table_id: str) -> None:
-        self.query_one(f"#{table_id}", DataTable).focus()
+        if self._tables is not None and self._tables.done():
+            self.query_one(f"#{table_id}").focus()
 
     def poll_engines(self) -> None:
         """Poll now rather than at the next tick."""
@@ -220,7 +222,7 @@ class DashboardScreen(Screen[None]):
         try:
             while True:
                 if self.app.engines_ready:  # type: ignore[attr-defined]
-                    self._start_polls()
+                    await self._start_polls()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._interval)
@@ -228,25 +230,29 @@ class DashboardScreen(Screen[None]):
             for task in self._polls.values():
                 task.cancel()
 
-    def _start_polls(self) -> None:
+    async def _start_polls(self) -> None:
         entries = list(self.app.ctx.registry().entries)  # type: ignore[attr-defined]
         self._order = [e.name for e in entries]
         self._statuses = {n: s for n, s in self._statuses.items() if n in self._order}
         for entry in entries:
             if entry.engine is None:  # it could not even be built: show it with its error
+                from console.engines.poll import EngineStatus
+
                 self._statuses[entry.name] = EngineStatus(name=entry.name, url=entry.url, kind=entry.kind or "?",
                                                           error=entry.error or "could not be set up")
             elif (task := self._polls.get(entry.name)) is None or task.done():
                 self._polls[entry.name] = asyncio.create_task(self._poll_one(entry.engine),
                                                               name=f"poll {entry.name}")
-        self._show_engines()
+        await self._show_engines()
 
     async def _poll_one(self, engine: Engine) -> None:
-        status = await poll_engine(engine, deadline_s=self._deadline, previous=self._statuses.get(engine.name))
+        from console.engines.poll import poll_engine
+
+        status = await poll_engine(engine, deadline_s=poll_deadline(self._interval), previous=self._statuses.get(engine.name))
         if engine.name in self._order:
             self._statuses[engine.name] = status
             self._note_tokens(status)
-            self._show_engines()
+            await self._show_engines()
 
     def _note_tokens(self, s: EngineStatus) -> None:
         total = s.metrics.generation_tokens_total if s.metrics else None
@@ -258,7 +264,7 @@ class DashboardScreen(Screen[None]):
         if prev is not None and s.polled_at > prev[0]:
             self._tok_rates[s.name] = max(0.0, (total - prev[1]) / (s.polled_at - prev[0]))
 
-    def _show_engines(self) -> None:
+    async def _show_engines(self) -> None:
         statuses = [self._statuses[n] for n in self._order if n in self._statuses]
         status_line = self.query_one("#status-line", Static)
         if not self.app.engines_ready:  # type: ignore[attr-defined]
@@ -268,10 +274,14 @@ class DashboardScreen(Screen[None]):
         elif not statuses:
             self._set_text(status_line, f"Polling {len(self._order)} engine(s)…")
         show(status_line, not statuses)
-        for widget_id in ("#engines", "#loaded-panel"):
-            show(self.query_one(widget_id), bool(statuses))
-        self._update_table("engines", [engine_row(s) for s in statuses])
-        self._update_table("loaded", [row for s in statuses for row in loaded_rows(s)])
+        if statuses and self._tables is None:
+            self._tables = asyncio.create_task(self._mount_tables())
+        if self._tables is not None:
+            await self._tables
+            for widget_id in ("#engines", "#loaded-panel"):
+                show(self.query_one(widget_id), bool(statuses))
+            self._update_table("engines", [engine_row(s) for s in statuses])
+            self._update_table("loaded", [row for s in statuses for row in loaded_rows(s)])
         problems = [line for s in statuses if (line := problem_line(s))]
         problems_widget = self.query_one("#engine-problems", Static)
         show(problems_widget, bool(problems))
@@ -290,13 +300,27 @@ class DashboardScreen(Screen[None]):
         ports = ", ".join(str(p) for p in DEFAULT_PORTS) if cfg.discover else "discovery is off (--no-discover)"
         return no_engine_message(ports, str(cfg.path or default_config_path()))
 
+    async def _mount_tables(self) -> None:
+        """The engines and loaded-models tables join the screen with the first engine to show: hidden, they
+        would still be styled for the first paint, which happens before any engine has answered."""
+        from textual.widgets import DataTable
+
+        engines = DataTable(id="engines", cursor_type="row", zebra_stripes=False)
+        engines.add_columns(*ENGINE_COLUMNS)
+        loaded = DataTable(id="loaded", cursor_type="row", zebra_stripes=False)
+        loaded.add_columns(*LOADED_COLUMNS)
+        loaded_panel = Vertical(loaded, classes="panel", id="loaded-panel")
+        loaded_panel.border_title = "Loaded models"
+        await self.query_one("#engines-panel").mount(engines, after="#status-line")
+        await self.query_one("#body").mount(loaded_panel, after="#engines-panel")
+
     def _update_table(self, table_id: str, rows: list[tuple]) -> None:
         """Replace rows only when something changed: an unchanged table costs no repaint."""
         key = tuple(tuple(str(c) for c in r) for r in rows)
         if self._drawn.get(table_id) == key:
             return
         self._drawn[table_id] = key
-        table = self.query_one(f"#{table_id}", DataTable)
+        table: DataTable = self.query_one(f"#{table_id}")  # type: ignore[assignment]
         cursor = table.cursor_row
         with self.app.batch_update():
             table.clear()

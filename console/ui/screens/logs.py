@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Input
 
 from console.errors import EngineDeckError
 from console.logs.filter import LogFilter, compile_pattern
@@ -22,6 +22,7 @@ from console.logs.line import Level
 from console.logs.sanitize import one_line
 from console.logs.sources import FileSource
 from console.logs.spec import SourceSpec, build_source, parse_spec
+from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.log_pane import LogPane, LogView
 
 MAX_PANES = 6
@@ -32,6 +33,7 @@ PROMPTS = {"open": "source: PATH, journal:UNIT, cmd:COMMAND, audit:PATH or audit
 
 
 class LogsScreen(Screen[None]):
+    TITLE = "Logs"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("o", "prompt('open')", "Open source", id="logs-open"),
         Binding("x", "close_pane", "Close pane", id="logs-close"),
@@ -63,10 +65,10 @@ class LogsScreen(Screen[None]):
         self._count = 0
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield Container(id="panes")
         yield Input(id="prompt")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         config = self.app.ctx.config

@@ -17,13 +17,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Static
+from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from console.engines.base import Engine, ModelInfo, Op
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
 from console.ui.format import DASH, human_bytes, ms
+from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog, TextDialog
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class PullScreen(ModalScreen[None]):
 
 
 class ModelsScreen(Screen[None]):
+    TITLE = "Models"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", key_display="/", id="models-filter"),
         Binding("enter,i", "details", "Details", id="models-details"),
@@ -129,11 +131,11 @@ class ModelsScreen(Screen[None]):
         self._busy = False
 
     def compose(self) -> ComposeResult:
-        yield Header(icon="*" if self.app.has_class("-ascii") else "⭘")
+        yield TitleBar()
         yield Input(placeholder="type to filter models (/)", id="filter")
         yield DataTable(id="models", cursor_type="row")
         yield Static("", id="why")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#models", DataTable)

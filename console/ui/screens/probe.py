@@ -23,13 +23,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Select, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent, TabPane
 
 from console.commands.probe import LEVEL_HEADERS, compare_rows, level_row, parse_slo, verdict_lines
 from console.config import EngineConfig
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
+from console.ui.widgets.bars import KeyBar, TitleBar
 
 if TYPE_CHECKING:
     from console.engines.base import Engine
@@ -41,6 +42,7 @@ HISTORY_LIMIT = 200
 
 
 class ProbeScreen(Screen[None]):
+    TITLE = "Probe"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run", "Run probe", id="probe-run"),
         Binding("c", "cancel", "Cancel", id="probe-cancel"),
@@ -79,7 +81,7 @@ class ProbeScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         slo = self.app.ctx.config.slo  # type: ignore[attr-defined]
-        yield Header(icon="*" if self.app.has_class("-ascii") else "⭘")
+        yield TitleBar()
         with Horizontal(id="labels"):
             for name, label in (("engine", "engine"), ("model", "model"), ("levels", "levels"),
                                 ("requests", "reqs"), ("max-tokens", "max tok"), ("slo", "SLO")):
@@ -111,7 +113,7 @@ class ProbeScreen(Screen[None]):
             with TabPane("Compare", id="tab-compare"):
                 yield Static("m on a run in History marks it; m on a second one compares them", id="compare-head")
                 yield DataTable(id="compare", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#levels-table", DataTable).add_columns(*LEVEL_HEADERS)

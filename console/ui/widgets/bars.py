@@ -1,0 +1,119 @@
+"""The title line at the top of every screen and the key line at the bottom.
+
+Each is one widget that renders one line of text. Textual's Header and Footer build a widget per part (icon,
+title, clock space; one per key, rebuilt whenever the bindings change), and styling those widgets was about a
+tenth of the dashboard's first paint (docs/performance.md). Here a change of bindings repaints one line.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import events
+from textual.content import Content
+from textual.style import Style
+from textual.widget import Widget
+
+
+class TitleBar(Widget):
+    """`⭘  enginedeck — Dashboard`: the app's title and the screen's (its `TITLE`), on the top line."""
+
+    DEFAULT_CSS = """
+    TitleBar {
+        dock: top;
+        width: 100%;
+        height: 1;
+        background: $panel;
+        color: $foreground;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
+
+    def render(self) -> Content:
+        icon = "*" if self.app.has_class("-ascii") else "⭘"
+        dash = "-" if self.app.has_class("-ascii") else "—"
+        title = f"{self.app.title} {dash} {self.screen.title}" if self.screen.title else self.app.title
+        # The icon at the left edge, the title in the middle, as in Textual's own header.
+        left = f" {icon} "
+        pad = max(0, (self.size.width - len(title)) // 2 - len(left))
+        return Content(f"{left}{' ' * pad}{title}")
+
+    def on_click(self, event: events.Click) -> None:
+        if event.x < 3:  # the icon opens the palette, as in Textual's header
+            event.stop()
+            self.app.action_command_palette()
+
+
+class KeyBar(Widget):
+    """The keys the focused screen offers now: `key description` pairs; greyed out when refused (read-only or
+    unsupported), left out when hidden; the command palette's key at the right end. Clicking a key presses it."""
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"keybar--key", "keybar--description", "keybar--disabled"}
+    DEFAULT_CSS = """
+    KeyBar {
+        dock: bottom;
+        width: 100%;
+        height: 1;
+        background: $footer-background;
+        color: $footer-foreground;
+        text-wrap: nowrap;
+        text-overflow: clip;
+        .keybar--key { color: $footer-key-foreground; text-style: bold; }
+        .keybar--description { color: $footer-description-foreground; }
+        .keybar--disabled { text-style: dim; }
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._spans: list[tuple[int, int, str]] = []  # (start column, end column, key) for clicks
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+
+    def _bindings_changed(self, _screen: object) -> None:
+        self.refresh()
+
+    def render(self) -> Content:
+        key_style = self.get_visual_style("keybar--key", partial=True)
+        desc_style = self.get_visual_style("keybar--description", partial=True)
+        off_style = self.get_visual_style("keybar--disabled", partial=True)
+        palette_key = self.app.COMMAND_PALETTE_BINDING
+        seen: set[str] = set()
+        parts: list[tuple[str, Style]] = []
+        spans: list[tuple[int, int, str]] = []
+        column = 0
+        palette: tuple[str, str, bool] | None = None
+        for key, (_node, binding, enabled, _tooltip) in self.screen.active_bindings.items():
+            if key == palette_key:
+                palette = (binding.key, self.app.get_key_display(binding), enabled)
+                continue
+            if not binding.show or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            shown = self.app.get_key_display(binding)
+            for text, style in ((f" {shown} ", key_style), (f"{binding.description} ", desc_style)):
+                parts.append((text, style if enabled else style + off_style))
+            spans.append((column, column + len(shown) + len(binding.description) + 3, binding.key))
+            column += len(shown) + len(binding.description) + 3
+        keys = Content.assemble(*parts)
+        if palette is not None and self.app.ENABLE_COMMAND_PALETTE:
+            # The palette's key keeps its place at the right end, without its word when space is short; on a
+            # narrow terminal the other keys are cut short before it (the palette lists every action anyway).
+            key, shown, enabled = palette
+            tail = f" {shown} palette " if column + len(shown) + 10 <= self.size.width else f" {shown} "
+            start = max(0, self.size.width - len(tail))
+            tail_style = key_style if enabled else key_style + off_style
+            keys = keys.truncate(start, pad=True) + Content.styled(tail, tail_style)
+            spans = [span for span in spans if span[1] <= start] + [(start, start + len(tail), key)]
+        self._spans = spans
+        return keys
+
+    def on_click(self, event: events.Click) -> None:
+        for start, end, key in self._spans:
+            if start <= event.x < end:
+                event.stop()
+                self.app.simulate_key(key)
+                return
