@@ -77,6 +77,10 @@ class UnsupportedError(EngineError):
     """This engine kind (or this server's configuration) cannot do the operation; the message says why."""
 
 
+class ProbeError(EngineDeckError):
+    """The probe itself failed (a worker process could not start or died); the levels measured so far are kept."""
+
+
 class LogSourceError(EngineDeckError):
     """A log source cannot be opened or followed (missing file, no journalctl, a command that cannot start)."""
 

@@ -50,6 +50,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="ask for exactly --max-tokens (vLLM, llama.cpp, SGLang; others may refuse it)")
     p.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="a whole reply; a longer one counts as a timeout error (default 120)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="processes that run a level's streams (default 0: more than one only for levels over 32 "
+                        "streams on a box with the cores; 1: always in this process)")
     p.add_argument("--slo", default=None, metavar="SPEC",
                    help="e.g. ttft_p90=1s,decode_p10=10,errors=1%% (defaults from the config)")
     p.add_argument("--limit", type=int, default=20, help="probe history: how many runs (default 20)")
@@ -147,13 +150,14 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
     from console.probe.environment import engine_version, environment
     from console.probe.ladder import Probe, ProbeParams, parse_levels
     from console.probe.report import RunView
+    from console.probe.workers import EngineSource
 
     if ctx.config.read_only:
         raise ReadOnlyError("probe refused: enginedeck runs with --read-only (a probe loads the engine)")
     params = ProbeParams(
         **({"levels": parse_levels(args.levels)} if args.levels else {}),
         requests=args.requests, max_tokens=args.max_tokens, prompt_tokens=args.prompt_tokens,
-        timeout_s=args.request_timeout, ignore_eos=args.ignore_eos,
+        timeout_s=args.request_timeout, ignore_eos=args.ignore_eos, workers=args.workers,
     )
     slo = parse_slo(args.slo, ctx.config.slo)
     resolved = await ctx.engine(engine_ref)
@@ -175,7 +179,8 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
         async def save_level(figures: LevelFigures) -> None:
             await store.probes.save_level(run_id, figures.concurrency, figures.to_dict())
 
-        probe = Probe(engine, model, params, slo, on_progress=_Progress(sys.stderr), on_level=save_level)
+        probe = Probe(engine, model, params, slo, source=EngineSource(cfg, resolved.kind),
+                      on_progress=_Progress(sys.stderr), on_level=save_level)
         try:
             result = await probe.run()
         except asyncio.CancelledError:

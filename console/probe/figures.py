@@ -42,6 +42,11 @@ class LevelTrace:
     def busy(self, t_send_ns: int, t_end_ns: int) -> None:
         self.intervals.append((t_send_ns, t_end_ns))
 
+    def merge(self, other: LevelTrace) -> None:
+        """Take in another process's trace of the same level (console/probe/workers.py)."""
+        self.arrivals.extend(other.arrivals[:max(0, MAX_ARRIVALS - len(self.arrivals))])
+        self.intervals.extend(other.intervals)
+
     def chunks_within(self, start_ns: int, end_ns: int) -> int:
         return sum(1 for t in self.arrivals if start_ns <= t <= end_ns)
 

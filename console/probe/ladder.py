@@ -5,6 +5,9 @@ allocation and connection set-up). Streams then take numbered tickets until the 
 all issued; a stream whose tickets are gone keeps sending filler requests until the last measured request ends,
 so every measured request ran under the full load. Fillers are cancelled then and never counted.
 
+A large level's streams are spread over worker processes when the box has the cores (console/probe/workers.py;
+`ProbeParams.workers`, 0 = choose); the semantics are the same either way (console/probe/streams.py).
+
 The ladder stops after two levels in a row fail the SLO, or when a level's error rate exceeds 10%. It can be
 cancelled at any moment: completed levels are kept and `result.status` says "cancelled".
 """
@@ -20,21 +23,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from console.config import SLO
-from console.engines.base import ChatMessage, ChatRequest, Engine
+from console.engines.base import Engine
 from console.errors import ConfigError
 from console.probe.figures import LevelFigures, LevelTrace, summarise
-from console.probe.overhead import OverheadMeter
-from console.probe.prompts import build_prompt, prompt_tag
+from console.probe.overhead import OverheadMeter, combine
 from console.probe.record import RequestRecord
-from console.probe.request import measure
 from console.probe.sampler import MetricsSampler
 from console.probe.slo import Verdict, judge, verdict
+from console.probe.streams import LevelStreams
+from console.probe.workers import MAX_WORKERS, EngineSource, WorkerPool, workers_for
 
 DEFAULT_LEVELS = (1, 2, 4, 8, 16, 32)
 STOP_AFTER_FAILING = 2
 STOP_ERROR_RATE = 0.10
 MAX_LEVEL = 4096
-CONTINUOUS_USAGE_KINDS = ("vllm",)
 
 GC_THRESHOLD_DURING_PROBE = 50_000  # measured: halves p99 client lag at 64 and 256 streams (docs/probe.md)
 
@@ -49,6 +51,7 @@ class ProbeParams:
     temperature: float = 0.0
     seed: int = 1234
     ignore_eos: bool = False  # ask engines that support it (vLLM, llama.cpp, SGLang) for exactly max_tokens
+    workers: int = 0  # processes per large level; 0 = by level size and free cores; 1 = the probe's own loop
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -61,6 +64,8 @@ class ProbeParams:
             raise ConfigError("probe --requests, --max-tokens and --prompt-tokens must be at least 1")
         if self.timeout_s <= 0:
             raise ConfigError("probe timeout must be positive")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"probe workers must be between 0 (automatic) and {MAX_WORKERS}, not {self.workers}")
 
     def requests_for(self, level: int) -> int:
         return max(self.requests, 2 * level)
@@ -105,27 +110,29 @@ LevelFn = Callable[[LevelFigures], Awaitable[None]]
 
 
 class Probe:
+    """The ladder against `engine`. With `source` (the engine's config and kind) a large level may run in worker
+    processes that build adapters of their own; without it every level runs on this event loop."""
+
     def __init__(self, engine: Engine, model: str, params: ProbeParams | None = None, slo: SLO | None = None, *,
-                 on_progress: ProgressFn | None = None, on_level: LevelFn | None = None) -> None:
+                 source: EngineSource | None = None, on_progress: ProgressFn | None = None,
+                 on_level: LevelFn | None = None) -> None:
         self.engine = engine
         self.model = model
         self.params = params or ProbeParams()
         self.slo = slo or SLO()
+        self.source = source
         self.on_progress = on_progress
         self.on_level = on_level
         self.result = ProbeResult(engine=engine.name, engine_kind=engine.kind, model=model, params=self.params,
                                   slo=self.slo, started_at=datetime.now(UTC))
+        self._pool: WorkerPool | None = None
+        if source is None and self.params.workers > 1:
+            raise ConfigError("probe workers need the engine's config to build their own clients",
+                              hint="pass source=EngineSource(config, kind), or use workers=1")
 
-    def _request(self, tag: str, index: int) -> ChatRequest:
-        p = self.params
-        extra: dict[str, Any] = {"ignore_eos": True} if p.ignore_eos else {}
-        if self.engine.kind in CONTINUOUS_USAGE_KINDS:
-            # Cumulative usage on every chunk gives each chunk's token count: per-token ITL, exact k1 for TPOT.
-            extra["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
-        return ChatRequest(
-            model=self.model, messages=(ChatMessage("user", build_prompt(tag, index, p.prompt_tokens)),),
-            temperature=p.temperature, max_tokens=p.max_tokens, seed=p.seed, extra=extra,
-        )
+    def workers_for(self, level: int) -> int:
+        """Processes that run level `level`'s streams (1: this event loop)."""
+        return 1 if self.source is None else workers_for(level, self.params.workers)
 
     def _progress(self, level: int, phase: str, done: int, total: int, errors: int) -> None:
         if self.on_progress is not None:
@@ -159,6 +166,9 @@ class Probe:
             stopped = "cancelled"
             raise
         finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
             gc.set_threshold(*gc_threshold)
             gc.unfreeze()
             result.finished_at = datetime.now(UTC)
@@ -167,63 +177,53 @@ class Probe:
 
     async def run_level(self, level: int) -> LevelFigures:
         total = self.params.requests_for(level)
-        timeout = self.params.timeout_s
+        workers = self.workers_for(level)
         trace = LevelTrace()
-        meter = OverheadMeter()
         measured: list[RequestRecord] = []
         errors = 0
-        tickets = itertools.count()
         all_done = asyncio.Event()
 
-        async def stream(sid: int) -> None:
+        def on_record(rec: RequestRecord) -> None:
             nonlocal errors
-            if self.params.warmup:
-                tag = prompt_tag(level, sid, warmup=True)
-                await measure(self.engine, self._request(tag, sid), index=sid, tag=tag, warmup=True,
-                              timeout_s=timeout, trace=trace)
-            while True:
-                i = next(tickets)
-                if i >= total:
-                    break
-                if i == 0:
-                    self._progress(level, "measure", 0, total, 0)
-                tag = prompt_tag(level, i)
-                rec = await measure(self.engine, self._request(tag, i), index=i, tag=tag, warmup=False,
-                                    timeout_s=timeout, meter=meter, trace=trace)
-                measured.append(rec)
-                errors += 0 if rec.ok else 1
-                self._progress(level, "measure", len(measured), total, errors)
-                if len(measured) == total:
-                    all_done.set()
-            # Keep this stream's share of the load on until the last measured request is done. A failed filler
-            # ends the stream's fillers, so a refusing engine is not hammered in a tight loop.
-            for f in itertools.count():
-                tag = prompt_tag(level, f * level + sid, filler=True)
-                rec = await measure(self.engine, self._request(tag, sid), index=-1, tag=tag, warmup=True,
-                                    timeout_s=timeout, trace=trace)
-                if not rec.ok:
-                    return
+            measured.append(rec)
+            errors += 0 if rec.ok else 1
+            self._progress(level, "measure", len(measured), total, errors)
+            if len(measured) == total:
+                all_done.set()
+
+        def on_first_ticket() -> None:
+            self._progress(level, "measure", 0, total, 0)
 
         self._progress(level, "warmup", 0, total, 0)
-        async with MetricsSampler(self.engine) as sampler, meter:
-            tasks = {asyncio.create_task(stream(s), name=f"probe-c{level}-s{s}") for s in range(level)}
-            waiter = asyncio.create_task(all_done.wait(), name=f"probe-c{level}-done")
-            try:
-                pending: set[asyncio.Task[Any]] = {waiter, *tasks}
-                while not all_done.is_set():
-                    finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for t in finished:
-                        if not t.cancelled() and t.exception() is not None:
-                            raise t.exception()  # type: ignore[misc]  # a bug in the probe, not an engine failure
-            finally:
-                for t in (waiter, *tasks):
-                    t.cancel()
-                await asyncio.gather(waiter, *tasks, return_exceptions=True)
+        if workers == 1:
+            meter = OverheadMeter()
+            async with MetricsSampler(self.engine) as sampler, meter:
+                streams = LevelStreams(self.engine, self.model, self.params, level,
+                                       next_ticket=itertools.count().__next__, on_record=on_record,
+                                       on_first_ticket=on_first_ticket, trace=trace, meter=meter)
+                await streams.run(range(level), all_done)
+            overhead = meter.result()
+        else:
+            pool = await self._worker_pool()
+            meter = OverheadMeter(ticker=False)  # this process stamps nothing: only its CPU counts
+            async with MetricsSampler(self.engine) as sampler, meter:
+                states = await pool.run_level(level, workers, on_record=on_record, on_first_ticket=on_first_ticket,
+                                              trace=trace)
+            overhead = combine([meter.state(), *states], workers=workers)
         measured.sort(key=lambda r: r.index)
         self.result.records[level] = measured
         self._progress(level, "done", len(measured), total, errors)
-        return summarise(level, measured, trace, overhead=meter.result(), gauges=sampler.gauges(),
+        return summarise(level, measured, trace, overhead=overhead, gauges=sampler.gauges(),
                          samples=len(sampler.snapshots))
+
+    async def _worker_pool(self) -> WorkerPool:
+        """Started at the first level that needs it, as large as the largest level of the run needs."""
+        if self._pool is None:
+            assert self.source is not None
+            size = max(self.workers_for(n) for n in self.params.levels)
+            self._pool = WorkerPool(self.source, self.model, self.params, size)
+            await self._pool.start()
+        return self._pool
 
 
 def parse_levels(text: str) -> tuple[int, ...]:

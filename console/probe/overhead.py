@@ -4,7 +4,10 @@ Every timestamp the probe takes is only as good as the event loop that takes it:
 that arrived on the socket waits before it is stamped, and the engine looks slower than it is. A ticker task
 sleeps a fixed interval and records how late it wakes (the loop lag every stamp may carry); each chunk records
 how long it took from its arrival stamp to the probe's hands (parsing and dispatch); and the process CPU time
-says how close this single Python thread is to being the bottleneck.
+says how close each Python process of the probe is to being the bottleneck.
+
+A level spread over worker processes (console/probe/workers.py) has one meter per worker; their raw samples
+(`MeterState`) are pooled by `combine`, and CPU seconds are summed over every process of the probe.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from array import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,10 +40,12 @@ class Overhead:
     loop_lag_max_ms: float | None
     chunk_delay_p50_ms: float | None
     chunk_delay_p99_ms: float | None
-    cpu_s: float
-    cpu_pct: float  # of one core, over the level's wall time
+    cpu_s: float  # summed over the probe's processes (the parent and every worker)
+    cpu_pct: float  # cpu_s over the level's wall time, as % of one core: above 100 with several workers
     chunks: int
     cpu_s_per_1000_chunks: float | None
+    workers: int = 1  # processes that ran the level's streams (1: the probe's own event loop)
+    cpu_pct_busiest: float | None = None  # the busiest single process, % of one core (None in runs before it)
 
     def warnings(self, itl_p50_s: float | None = None) -> list[str]:
         out: list[str] = []
@@ -51,21 +58,35 @@ class Overhead:
         delay = self.chunk_delay_p99_ms
         if delay is not None and delay > CHUNK_DELAY_P99_WARN_MS:
             out.append(f"probe took {delay:.1f} ms (p99) to process a chunk: it may be the bottleneck")
-        if self.cpu_pct > CPU_WARN_PCT:
-            out.append(f"probe used {self.cpu_pct:.0f}% of a CPU core: it may be the bottleneck, not the engine")
+        busiest = self.cpu_pct if self.cpu_pct_busiest is None else self.cpu_pct_busiest
+        if busiest > CPU_WARN_PCT:
+            out.append(f"probe used {busiest:.0f}% of a CPU core: it may be the bottleneck, not the engine")
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class OverheadMeter:
-    """One per level: `async with meter:` runs the lag ticker; `chunk()` is called for every event consumed."""
+@dataclass(frozen=True)
+class MeterState:
+    """One process's raw samples over one level: small to pickle, pooled by `combine`."""
 
-    def __init__(self, tick_s: float = TICK_S) -> None:
+    lags_ns: array[int]
+    delays_ns: array[int]
+    chunks: int
+    cpu_s: float
+    wall_s: float
+
+
+class OverheadMeter:
+    """One per level and process: `async with meter:` runs the lag ticker (unless `ticker` is off, for a process
+    that stamps nothing); `chunk()` is called for every event consumed."""
+
+    def __init__(self, tick_s: float = TICK_S, *, ticker: bool = True) -> None:
         self.tick_s = tick_s
-        self._lags_ns: list[int] = []
-        self._delays_ns: list[int] = []
+        self.ticker = ticker
+        self._lags_ns = array("q")
+        self._delays_ns = array("q")
         self.chunks = 0
         self._task: asyncio.Task[None] | None = None
         self._cpu0 = 0.0
@@ -94,7 +115,8 @@ class OverheadMeter:
     async def __aenter__(self) -> OverheadMeter:
         self._cpu0 = time.process_time()
         self._wall0 = time.perf_counter_ns()
-        self._task = asyncio.create_task(self._tick(), name="probe-loop-lag")
+        if self.ticker:
+            self._task = asyncio.create_task(self._tick(), name="probe-loop-lag")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -106,20 +128,33 @@ class OverheadMeter:
                 await self._task
             self._task = None
 
+    def state(self) -> MeterState:
+        return MeterState(self._lags_ns, self._delays_ns, self.chunks, self._cpu_s, self._wall_s)
+
     def result(self) -> Overhead:
-        lag = Dist.of(v / 1e6 for v in self._lags_ns)
-        delay = Dist.of(v / 1e6 for v in self._delays_ns)
-        return Overhead(
-            loop_lag_p50_ms=lag.p50 if lag else None,
-            loop_lag_p99_ms=_p99(lag),
-            loop_lag_max_ms=lag.max if lag else None,
-            chunk_delay_p50_ms=delay.p50 if delay else None,
-            chunk_delay_p99_ms=_p99(delay),
-            cpu_s=self._cpu_s,
-            cpu_pct=100.0 * self._cpu_s / self._wall_s if self._wall_s > 0 else 0.0,
-            chunks=self.chunks,
-            cpu_s_per_1000_chunks=1000.0 * self._cpu_s / self.chunks if self.chunks else None,
-        )
+        return combine([self.state()])
+
+
+def combine(states: Sequence[MeterState], *, workers: int = 1) -> Overhead:
+    """One level's overhead from every process's samples: lags and delays pooled, CPU summed."""
+    lag = Dist.of(v / 1e6 for s in states for v in s.lags_ns)
+    delay = Dist.of(v / 1e6 for s in states for v in s.delays_ns)
+    cpu_s = sum(s.cpu_s for s in states)
+    wall_s = max((s.wall_s for s in states), default=0.0)
+    chunks = sum(s.chunks for s in states)
+    return Overhead(
+        loop_lag_p50_ms=lag.p50 if lag else None,
+        loop_lag_p99_ms=_p99(lag),
+        loop_lag_max_ms=lag.max if lag else None,
+        chunk_delay_p50_ms=delay.p50 if delay else None,
+        chunk_delay_p99_ms=_p99(delay),
+        cpu_s=cpu_s,
+        cpu_pct=100.0 * cpu_s / wall_s if wall_s > 0 else 0.0,
+        chunks=chunks,
+        cpu_s_per_1000_chunks=1000.0 * cpu_s / chunks if chunks else None,
+        workers=workers,
+        cpu_pct_busiest=max((100.0 * s.cpu_s / s.wall_s for s in states if s.wall_s > 0), default=0.0),
+    )
 
 
 def _p99(dist: Dist | None) -> float | None:

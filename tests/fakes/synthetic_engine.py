@@ -11,10 +11,16 @@ ACTUAL send time of every chunk with `time.perf_counter_ns()` (CLOCK_MONOTONIC o
 every process of the host) and serves those stamps at GET /_truth. Deadlines are absolute (slot start + TTFT +
 i × ITL), so one late wake-up does not shift the rest; how late each chunk went out is recorded too.
 
-    python -m tests.fakes.synthetic_engine --ttft 0.2 --itl 0.02 --slots 4      # prints "PORT <n>"
+    python -m tests.fakes.synthetic_engine --ttft 0.2 --itl 0.02 --slots 4      # prints "PORT <n> CONTROL <n>"
 
 In tests, the `synthetic_engine` fixture is a factory: `eng = synthetic_engine(ttft_s=0.2, itl_s=0.02)`;
 `eng.url`, `eng.truth()`, `eng.reset()`; the process is stopped at the end of the test.
+
+One Python process falls behind at a few hundred fast streams (its lateness then reaches the client as bursts),
+so `SyntheticEngine(knobs, processes=K)` serves from K processes sharing one port (SO_REUSEPORT: the kernel
+spreads the connections). Each process also listens on a control port of its own, and `truth()` gathers every
+process's records; the most requests in flight at once is then computed from their open/end stamps. Slots
+and the FIFO queue live in one process, so K > 1 is for unlimited slots only.
 """
 
 from __future__ import annotations
@@ -136,6 +142,7 @@ class _Server:
         want_usage = k.usage and bool((req.get("stream_options") or {}).get("include_usage"))
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
         send = _ChunkWriter(writer)
+        rec["open_ns"] = time.perf_counter_ns()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -227,17 +234,19 @@ async def _sleep_until(deadline_ns: int) -> None:
         await asyncio.sleep(delay / 1e9)
 
 
-async def _serve(knobs: Knobs, port: int) -> None:
+async def _serve(knobs: Knobs, port: int, reuse_port: bool) -> None:
     server = _Server(knobs)
-    srv = await asyncio.start_server(server.handle, "127.0.0.1", port, backlog=1024)
-    print(f"PORT {srv.sockets[0].getsockname()[1]}", flush=True)
-    async with srv:
-        await srv.serve_forever()
+    srv = await asyncio.start_server(server.handle, "127.0.0.1", port, backlog=1024, reuse_port=reuse_port or None)
+    control = await asyncio.start_server(server.handle, "127.0.0.1", 0)  # this process's own truth
+    print(f"PORT {srv.sockets[0].getsockname()[1]} CONTROL {control.sockets[0].getsockname()[1]}", flush=True)
+    async with srv, control:
+        await asyncio.gather(srv.serve_forever(), control.serve_forever())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="synthetic OpenAI-compatible engine with recorded send times")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--reuse-port", action="store_true", help="share --port with other processes")
     parser.add_argument("--knobs", default="{}", help="JSON object of Knobs fields")
     for f in fields(Knobs):
         if f.type in ("float", "int"):
@@ -247,54 +256,78 @@ def main(argv: list[str] | None = None) -> None:
     values = json.loads(args.knobs)
     values.update({f.name: getattr(args, f.name) for f in fields(Knobs) if getattr(args, f.name, None) is not None})
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(Knobs(**values), args.port))
+        asyncio.run(_serve(Knobs(**values), args.port, args.reuse_port))
 
 
 # ---------------------------------------------------------------------------------------------- the client side
 
 
 class SyntheticEngine:
-    """A running synthetic engine process. `truth()` returns what it actually sent."""
+    """A running synthetic engine: one process, or `processes` sharing a port. `truth()` returns what it sent."""
 
-    def __init__(self, knobs: Knobs) -> None:
+    def __init__(self, knobs: Knobs, processes: int = 1) -> None:
+        if processes < 1 or (processes > 1 and knobs.slots):
+            raise ValueError("processes must be ≥ 1, and slots (one FIFO queue) need a single process")
         self.knobs = knobs
-        root = Path(__file__).resolve().parents[2]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.synthetic_engine", "--knobs", json.dumps(asdict(knobs))],
-            cwd=root, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)},
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("PORT "):
+        self.procs: list[subprocess.Popen[str]] = []
+        self.control_urls: list[str] = []
+        try:
+            self.port = self._start(0, reuse_port=processes > 1)
+            for _ in range(processes - 1):
+                self._start(self.port, reuse_port=True)
+        except BaseException:
             self.stop()
-            raise RuntimeError(f"synthetic engine did not start: {line!r}")
-        self.port = int(line.split()[1])
+            raise
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def _call(self, method: str, path: str) -> Any:
-        req = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+    def _start(self, port: int, *, reuse_port: bool) -> int:
+        root = Path(__file__).resolve().parents[2]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.synthetic_engine", "--knobs", json.dumps(asdict(self.knobs)),
+             "--port", str(port), *(["--reuse-port"] if reuse_port else [])],
+            cwd=root, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)},
+        )
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"synthetic engine did not start: {line!r}")
+        _, served, _, control = line.split()
+        self.control_urls.append(f"http://127.0.0.1:{control}")
+        return int(served)
+
+    @staticmethod
+    def _call(url: str, method: str, path: str) -> Any:
+        req = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
 
     def truth(self) -> dict[str, Any]:
-        return self._call("GET", "/_truth")
+        parts = [self._call(url, "GET", "/_truth") for url in self.control_urls]
+        if len(parts) == 1:
+            return parts[0]
+        requests = [r for p in parts for r in p["requests"]]
+        return {"requests": requests, "max_in_flight": _most_at_once(requests)}
 
     def truth_by_tag(self) -> dict[str, dict[str, Any]]:
         return {r["tag"]: r for r in self.truth()["requests"] if r["tag"]}
 
     def reset(self) -> None:
-        self._call("POST", "/_reset")
+        for url in self.control_urls:
+            self._call(url, "POST", "/_reset")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
     def __enter__(self) -> SyntheticEngine:
         return self
@@ -303,13 +336,25 @@ class SyntheticEngine:
         self.stop()
 
 
+def _most_at_once(requests: list[dict[str, Any]]) -> int:
+    """Most streams open at one instant, from every process's open/end stamps (one clock across processes)."""
+    now = time.perf_counter_ns()
+    edges = sorted(e for r in requests if "open_ns" in r for e in ((r["open_ns"], 1), (r.get("end_ns", now), -1)))
+    most = depth = 0
+    for _, step in edges:
+        depth += step
+        most = max(most, depth)
+    return most
+
+
 @pytest.fixture(name="synthetic_engine")
 def synthetic_engine_fixture() -> Iterator[Callable[..., SyntheticEngine]]:
-    """Factory: `synthetic_engine(ttft_s=0.2, itl_s=0.02, slots=4)` starts one; all stop after the test."""
+    """Factory: `synthetic_engine(ttft_s=0.2, itl_s=0.02, slots=4)` starts one (`processes=K`: K sharing a port);
+    all stop after the test."""
     started: list[SyntheticEngine] = []
 
-    def start(**knobs: Any) -> SyntheticEngine:
-        eng = SyntheticEngine(Knobs(**knobs))
+    def start(processes: int = 1, **knobs: Any) -> SyntheticEngine:
+        eng = SyntheticEngine(Knobs(**knobs), processes)
         started.append(eng)
         return eng
 

@@ -264,6 +264,7 @@ class ProbeScreen(Screen[None]):
         """Run the probe on a fresh event loop in a worker thread; progress and saves come back to this loop."""
         from console.engines.registry import build_engine
         from console.probe.ladder import Probe
+        from console.probe.workers import EngineSource
 
         ui_loop = asyncio.get_running_loop()
         store = self.app.store  # type: ignore[attr-defined]
@@ -280,7 +281,8 @@ class ProbeScreen(Screen[None]):
 
         async def main() -> ProbeResult:
             engine: Engine = build_engine(cfg, kind, max_connections=params.connections)
-            probe: Probe = Probe(engine, model, params, slo, on_progress=on_progress, on_level=on_level)
+            probe: Probe = Probe(engine, model, params, slo, source=EngineSource(cfg, kind), on_progress=on_progress,
+                                 on_level=on_level)
             self._probe_result = probe.result
             self._probe_task = asyncio.current_task()  # type: ignore[assignment]
             self._probe_loop = asyncio.get_running_loop()

@@ -108,3 +108,16 @@ def test_probe_command_errors_are_one_line(cli_env, capsys):
     assert "ENGINE MODEL" in capsys.readouterr().err
     assert main(["probe", "sim", "synthetic", "--read-only", "--no-discover"]) == 1
     assert "read-only" in capsys.readouterr().err
+
+
+def test_probe_command_runs_a_level_in_worker_processes_and_records_it(cli_env, capsys):
+    code, doc = run_json(capsys, "probe", "sim", "synthetic", "--levels", "1,4", "--requests", "8", "--max-tokens",
+                         "8", "--workers", "2", "--json", "--no-discover")
+    assert code == 0 and doc["status"] == "complete"
+    assert doc["params"]["workers"] == 2
+    assert doc["overhead"]["1"]["workers"] == 1 and doc["overhead"]["4"]["workers"] == 2
+    assert doc["levels"][1]["ok"] == 8
+    code, shown = run_json(capsys, "probe", "show", str(doc["run_id"]), "--json")
+    assert code == 0 and shown["overhead"]["4"]["workers"] == 2  # stored with the run
+    assert main(["probe", "sim", "synthetic", "--workers", "-1", "--no-discover"]) == 1
+    assert "workers must be between 0 (automatic)" in capsys.readouterr().err

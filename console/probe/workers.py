@@ -1,0 +1,352 @@
+"""Worker processes for large probe levels: one level's streams spread over several Python processes.
+
+One Python thread spends tens of microseconds on every chunk (the adapter's JSON parsing, the probe's records,
+asyncio's wake-ups), so 256 streams at 200 chunks/s each need more than one core, and a saturated event loop
+stamps arrivals late. A large level therefore runs its closed-loop streams in W worker processes, each with its
+own event loop and its own engine adapter, built from the engine's config by the one `build_engine` the CLI
+uses (secrets stay references in the config: each worker reads them itself, as the parent would).
+
+The semantics are the in-process ones (console/probe/streams.py): the measured tickets are one counter shared
+by every process of the level (`TicketFile`), and each worker keeps its streams' fillers going until the parent
+holds every measured record. Records come back one by one, so progress and cancel-with-partial-results keep
+working; each worker's trace and overhead samples come back at the level's end and are merged by the parent,
+which also keeps the /metrics sampler.
+
+Workers are fresh interpreters (`python -m console.probe.workers`), started once per run, never forked: the TUI
+runs the probe from a thread, and a fork of a threaded process is unsafe. multiprocessing's `spawn` was not used
+because it keeps a resource-tracker process alive for the rest of the app and re-imports the caller's main
+module. Each worker talks to the parent over a socket pair (length-prefixed pickles, between two processes of
+ours only). Workers never outlive the probe: the parent terminates them on cancel or error, and a worker whose
+socket to the parent closes exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import gc
+import math
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from console.config import EngineConfig
+from console.errors import EngineDeckError, ProbeError
+from console.probe.figures import LevelTrace
+from console.probe.overhead import MeterState, OverheadMeter
+from console.probe.record import RequestRecord
+from console.probe.streams import LevelStreams
+
+if TYPE_CHECKING:
+    from console.probe.ladder import ProbeParams
+
+# Measured on a 16-core host, 5 ms per token (docs/probe.md): one process holds p99 added latency under 1 ms up to
+# about 16 fast streams; at 32 per process it drifts to 2-3 ms. Levels up to 32 streams stay in-process (no start-up
+# cost; p99 under 1 ms at 16); larger ones get one worker per 16 streams, on at most half the cores, because the
+# engine under test needs CPU too (15 workers at 256 streams beside the engine did worse than 8).
+IN_PROCESS_UP_TO = 32
+STREAMS_PER_WORKER = 16
+MAX_WORKERS = 64
+START_TIMEOUT_S = 60.0  # a spawned interpreter imports the engine adapter; a loaded box can take seconds
+STOP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class EngineSource:
+    """What a worker needs to build its own adapter: the engine's config (secrets by reference only) and kind."""
+
+    config: EngineConfig
+    kind: str
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def workers_for(level: int, requested: int = 0, cores: int | None = None) -> int:
+    """Processes for a level of `level` streams. `requested` > 0 is honoured (up to one stream each); 0 = auto:
+    in-process for small levels or small boxes, else STREAMS_PER_WORKER streams each on up to half the cores."""
+    if requested > 0:
+        return max(1, min(requested, level))
+    cores = usable_cores() if cores is None else cores
+    if level <= IN_PROCESS_UP_TO or cores <= 2:
+        return 1
+    return max(1, min(math.ceil(level / STREAMS_PER_WORKER), cores // 2))
+
+
+class TicketFile:
+    """The level's numbered tickets, shared by its processes: an 8-byte counter in a file, taken under flock."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR)
+
+    def take(self) -> int:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            i = int.from_bytes(os.pread(self.fd, 8, 0), "little")
+            os.pwrite(self.fd, (i + 1).to_bytes(8, "little"), 0)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        return i
+
+    def reset(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            os.pwrite(self.fd, bytes(8), 0)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+_FRAME = struct.Struct("!I")
+
+
+async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...]:
+    size = _FRAME.unpack(await reader.readexactly(_FRAME.size))[0]
+    msg: tuple[Any, ...] = pickle.loads(await reader.readexactly(size))
+    return msg
+
+
+def _write(writer: asyncio.StreamWriter, msg: tuple[Any, ...]) -> None:
+    data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+    writer.write(_FRAME.pack(len(data)) + data)
+
+
+# ---------------------------------------------------------------------------------------------- parent side
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    writer: asyncio.StreamWriter
+    reader_task: asyncio.Task[None]
+
+
+class WorkerPool:
+    """`size` worker processes for one probe run. `await start()`, `await run_level(...)` per level, `close()`."""
+
+    def __init__(self, source: EngineSource, model: str, params: ProbeParams, size: int) -> None:
+        self.source = source
+        self.model = model
+        self.params = params
+        self.size = size
+        self._workers: list[_Worker] = []
+        self._inbox: asyncio.Queue[tuple[int, tuple[Any, ...]]] = asyncio.Queue()
+        fd, self._ticket_path = tempfile.mkstemp(prefix="enginedeck-probe-", suffix=".tickets")
+        os.close(fd)
+        self._tickets = TicketFile(self._ticket_path)
+        self._tickets.reset()
+
+    async def start(self) -> None:
+        try:
+            for w in range(self.size):
+                proc, ours = _spawn()
+                reader, writer = await asyncio.open_unix_connection(sock=ours)
+                task = asyncio.create_task(self._pump(w, reader), name=f"probe-worker-{w}-inbox")
+                self._workers.append(_Worker(proc, writer, task))
+                _write(writer, ("init", self.source, self.model, self.params, self._ticket_path))
+            ready = 0
+            async with asyncio.timeout(START_TIMEOUT_S):
+                while ready < self.size:
+                    w, msg = await self._inbox.get()
+                    self._check(w, msg)
+                    ready += msg[0] == "ready"
+        except TimeoutError:
+            raise ProbeError(f"probe workers did not start within {START_TIMEOUT_S:g} s",
+                             hint="the box may be overloaded; try --workers 1") from None
+        finally:
+            # Every worker holds the file open by now (or failed): its name is no longer needed.
+            with contextlib.suppress(OSError):
+                os.unlink(self._ticket_path)
+
+    async def _pump(self, w: int, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                self._inbox.put_nowait((w, await _read(reader)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self._inbox.put_nowait((w, ("gone",)))
+        except Exception as exc:  # an unreadable message: say so, rather than wait for it forever
+            self._inbox.put_nowait((w, ("error", f"unreadable message ({type(exc).__name__}: {exc})")))
+
+    def _check(self, w: int, msg: tuple[Any, ...]) -> None:
+        """Turn a worker's failure into a ProbeError the caller can show in one line."""
+        if msg[0] == "error":
+            raise ProbeError(f"probe worker {w} failed: {msg[1]}")
+        if msg[0] == "gone":
+            proc = self._workers[w].proc
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1.0)
+            raise ProbeError(f"probe worker {w} (pid {proc.pid}) stopped unexpectedly (exit code {proc.returncode})",
+                             hint="the levels measured so far are kept; run again, or with --workers 1")
+
+    async def run_level(self, level: int, workers: int, *, on_record: Callable[[RequestRecord], None],
+                        on_first_ticket: Callable[[], None], trace: LevelTrace) -> list[MeterState]:
+        """Run level `level` on the first `workers` processes; return their overhead samples (`trace` is filled)."""
+        total = self.params.requests_for(level)
+        self._tickets.reset()
+        for w in range(workers):
+            _write(self._workers[w].writer, ("level", level, list(range(w, level, workers))))
+        received = 0
+        while received < total:
+            w, msg = await self._inbox.get()
+            self._check(w, msg)
+            if msg[0] == "record":
+                received += 1
+                on_record(msg[1])
+            elif msg[0] == "measure":
+                on_first_ticket()
+        for w in range(workers):
+            _write(self._workers[w].writer, ("stop",))
+        states: list[MeterState] = []
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                while len(states) < workers:
+                    w, msg = await self._inbox.get()
+                    self._check(w, msg)
+                    if msg[0] == "level_done":
+                        trace.merge(msg[1])
+                        states.append(msg[2])
+        except TimeoutError:
+            raise ProbeError(f"probe workers did not finish level {level} within {STOP_TIMEOUT_S:g} s of being "
+                             "told to stop", hint="the levels measured so far are kept") from None
+        return states
+
+    def close(self) -> None:
+        """Stop every worker now (SIGTERM, then SIGKILL) and wait for it. Safe to call twice."""
+        for wk in self._workers:
+            wk.reader_task.cancel()
+            wk.writer.close()
+            if wk.proc.poll() is None:
+                wk.proc.terminate()
+        for wk in self._workers:
+            try:
+                wk.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                wk.proc.kill()
+                wk.proc.wait()
+        self._workers = []
+        self._tickets.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._ticket_path)
+
+
+def _spawn() -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """A worker interpreter and our end of its socket. Popen blocks only until the child is exec'd (a few ms);
+    asyncio's own subprocess support makes the same call on the loop."""
+    root = str(Path(__file__).resolve().parents[2])  # the child imports this very package, wherever it is
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    ours, theirs = socket.socketpair()
+    with theirs:
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "console.probe.workers", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            ours.close()
+            raise ProbeError(f"cannot start a probe worker: {exc}", hint="try --workers 1") from None
+    return proc, ours
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of a worker process: `python -m console.probe.workers FD`."""
+    # Ctrl-C reaches the whole process group; the parent decides, and terminates the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from console.probe.ladder import GC_THRESHOLD_DURING_PROBE
+
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_DURING_PROBE, *gc.get_threshold()[1:])
+    asyncio.run(_serve(socket.socket(fileno=int(argv[0]))))
+
+
+async def _serve(sock: socket.socket) -> None:
+    from console.engines.registry import build_engine
+
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    try:
+        cmd = await _read(reader)
+        source, model, params, ticket_path = cmd[1:]
+        tickets = TicketFile(ticket_path)
+        engine = build_engine(source.config, source.kind, max_connections=params.connections)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return
+    except EngineDeckError as exc:
+        _write(writer, ("error", str(exc)))
+        await writer.drain()
+        return
+    try:
+        _write(writer, ("ready",))
+        while True:
+            try:
+                cmd = await _read(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):  # the parent is gone: stop
+                return
+            if cmd[0] != "level":
+                return
+            level, sids = cmd[1], cmd[2]
+            told = await _level(reader, writer, engine, model, params, tickets, level, sids)
+            if told[0] != "stop":
+                return
+    except Exception as exc:  # a bug in the probe: said in one line by the parent, never a hang
+        _write(writer, ("error", f"{type(exc).__name__}: {exc}"))
+        await writer.drain()
+    finally:
+        await engine.aclose()
+        tickets.close()
+
+
+async def _level(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, engine: Any, model: str,
+                 params: ProbeParams, tickets: TicketFile, level: int, sids: list[int]) -> tuple[Any, ...]:
+    """This worker's share of one level; returns the parent's word that ended it ("stop", or "gone")."""
+    trace, meter, stop = LevelTrace(), OverheadMeter(), asyncio.Event()
+    streams = LevelStreams(engine, model, params, level, next_ticket=tickets.take,
+                           on_record=lambda rec: _write(writer, ("record", rec)),
+                           on_first_ticket=lambda: _write(writer, ("measure",)), trace=trace, meter=meter)
+    watcher = asyncio.create_task(_until_told(reader, stop))
+    try:
+        async with meter:
+            await streams.run(sids, stop)
+    finally:
+        if not watcher.done():
+            watcher.cancel()
+    told = await watcher
+    _write(writer, ("level_done", trace, meter.state()))
+    await writer.drain()
+    return told
+
+
+async def _until_told(reader: asyncio.StreamReader, stop: asyncio.Event) -> tuple[Any, ...]:
+    """The parent's next word ("stop" when it holds every measured record) ends the level; so does its absence."""
+    try:
+        told = await _read(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        told = ("gone",)
+    stop.set()
+    return told
+
+
+if __name__ == "__main__":
+    # Run the package's own module, not this __main__ copy, so the classes pickled back and forth are one set.
+    from console.probe import workers
+
+    workers.main(sys.argv[1:])
