@@ -29,18 +29,25 @@ ERROR_BODY_LIMIT = 300
 
 
 def build_client(cfg: EngineConfig, *, max_connections: int = 100) -> httpx.AsyncClient:
-    """An AsyncClient for one engine: base URL, auth header, TLS settings, timeouts, pool size."""
+    """An AsyncClient for one engine: base URL, auth header, TLS settings, timeouts, pool size. A plain-http
+    engine is spoken to through console/engines/transport.py (keep-alive on a raw asyncio protocol)."""
     headers = {"User-Agent": "enginedeck"}
     key = cfg.resolve_api_key()
     if key:
         headers["Authorization"] = f"Bearer {key}"
     t = cfg.timeouts
+    transport = None
+    if not cfg.url.lower().startswith("https://"):
+        from console.engines.transport import KeepAliveTransport  # imports stream.py, which imports this module
+
+        transport = KeepAliveTransport(max_connections=max_connections)
     return httpx.AsyncClient(
         base_url=cfg.url,
         headers=headers,
         verify=tls_verify(cfg),
         timeout=httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.read_s),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        transport=transport,
         trust_env=False,  # never route loopback engines through a proxy from the environment
     )
 

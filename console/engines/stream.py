@@ -423,34 +423,50 @@ class StreamClient:
                 reads.close()
 
 
-async def _read_head(reads: _Reads, *, url: str, engine: str) -> tuple[int, dict[str, str]]:
-    """Status and headers (names lower-cased); body bytes that came with them go back to the front of the reads."""
+class _HeadTooLarge(Exception):
+    """More than HEAD_LIMIT bytes came without the blank line that ends a response head."""
+
+
+async def _next_head(reads: _Reads, *, engine: str) -> tuple[int, dict[str, str], bytes]:
+    """The next final (not 1xx) answer's status, headers (names lower-cased) and raw head; body bytes that came
+    with the head go back to the front of the reads. Raises what the reads raise (TimeoutError, OSError),
+    EOFError when the connection closed first, _HeadTooLarge, or BadResponseError for a head that is not HTTP."""
     buf = bytearray()
     t_ns = 0
     while True:
         end = buf.find(b"\r\n\r\n")
         if end == -1:
             if len(buf) > HEAD_LIMIT:
-                raise BadResponseError(f"sent response headers over {HEAD_LIMIT >> 10} KiB", engine=engine)
-            try:
-                got = await reads.next_read()
-            except TimeoutError:
-                raise no_answer_in_time(url, "ReadTimeout", engine=engine) from None
-            except OSError as exc:
-                raise connection_broke(url, _reason(exc), engine=engine) from None
+                raise _HeadTooLarge
+            got = await reads.next_read()
             if got is None:
-                raise connection_broke(url, "closed without an answer", engine=engine)
+                raise EOFError
             t_ns, data = got
             buf += data
             continue
-        status, headers = _parse_head(bytes(buf[:end]), engine=engine)
+        block = bytes(buf[:end])
+        status, headers = _parse_head(block, engine=engine)
         del buf[:end + 4]
         if 100 <= status < 200:
             continue  # an interim answer (100 Continue, 103 Early Hints); the real one follows
         if buf:
             reads.reads.appendleft((t_ns, bytes(buf)))
             reads.buffered += len(buf)
-        return status, headers
+        return status, headers, block
+
+
+async def _read_head(reads: _Reads, *, url: str, engine: str) -> tuple[int, dict[str, str]]:
+    try:
+        status, headers, _ = await _next_head(reads, engine=engine)
+    except TimeoutError:
+        raise no_answer_in_time(url, "ReadTimeout", engine=engine) from None
+    except OSError as exc:
+        raise connection_broke(url, _reason(exc), engine=engine) from None
+    except EOFError:
+        raise connection_broke(url, "closed without an answer", engine=engine) from None
+    except _HeadTooLarge:
+        raise BadResponseError(f"sent response headers over {HEAD_LIMIT >> 10} KiB", engine=engine) from None
+    return status, headers
 
 
 def _parse_head(head: bytes, *, engine: str) -> tuple[int, dict[str, str]]:
@@ -474,6 +490,11 @@ def _body_decoder(headers: Mapping[str, str], *, engine: str) -> _Chunked | _Len
     if encoding not in ("", "identity"):
         raise BadResponseError(f"sent a {encoding}-compressed stream although asked for none", engine=engine,
                                hint="turn compression off for this path in the proxy in front of the engine")
+    return _body_framing(headers, engine=engine)
+
+
+def _body_framing(headers: Mapping[str, str], *, engine: str) -> _Chunked | _Length | _UntilClose:
+    """Where a body ends (RFC 9112 §6.3): chunked, a Content-Length, or the connection closing."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return _Chunked()
     length = headers.get("content-length")

@@ -1,7 +1,9 @@
 """Host telemetry through psutil: CPU, memory, swap, disks of the model stores, network rates.
 
-`HostMonitor.sample()` blocks briefly (psutil reads /proc); callers run it in a thread. Rates are computed
-between two samples, so the first sample has none.
+`HostMonitor.sample()` blocks briefly (psutil reads /proc); callers run it in a thread. CPU and load are read
+on every sample; memory, swap, disks and network change slowly and cost most of a sample (/proc/vmstat alone is
+~0.1 ms), so they are read at most every `slow_every_s` and reused in between. Network rates are computed
+between two such reads, so the first sample has none.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
+
+SLOW_EVERY_S = 5.0
 
 # Where engines keep their models by default; only those that exist are measured.
 DEFAULT_MODEL_STORES = ("~/.ollama/models", "/usr/share/ollama/.ollama/models", "~/.cache/huggingface",
@@ -56,9 +60,14 @@ def _external_traffic() -> tuple[int, int]:
 
 
 class HostMonitor:
-    def __init__(self, model_stores: Iterable[str] = DEFAULT_MODEL_STORES) -> None:
+    def __init__(self, model_stores: Iterable[str] = DEFAULT_MODEL_STORES, *,
+                 slow_every_s: float = SLOW_EVERY_S) -> None:
         self.model_stores = tuple(model_stores)
+        self.slow_every_s = slow_every_s
         self._last_net: tuple[float, int, int] | None = None
+        self._slow: HostSnapshot | None = None  # the last full read; its cpu and load are not reused
+        self._slow_at = float("-inf")
+        self._cpu_count = psutil.cpu_count() or 1
         psutil.cpu_percent(None)  # prime: the first call always answers 0.0
 
     def _disks(self) -> tuple[DiskUsage, ...]:
@@ -82,10 +91,9 @@ class HostMonitor:
             disks.append(DiskUsage(os.path.expanduser("~"), u.total, u.used, u.free))
         return tuple(disks)
 
-    def sample(self) -> HostSnapshot:
+    def _read_slow(self, now: float) -> HostSnapshot:
         vm = psutil.virtual_memory()
         sw = psutil.swap_memory()
-        now = time.monotonic()
         rx, tx = _external_traffic()
         rx_bps = tx_bps = None
         if self._last_net is not None:
@@ -94,11 +102,14 @@ class HostMonitor:
             rx_bps, tx_bps = max(0, rx - rx0) / dt, max(0, tx - tx0) / dt
         self._last_net = (now, rx, tx)
         return HostSnapshot(
-            cpu_pct=psutil.cpu_percent(None),
-            cpu_count=psutil.cpu_count() or 1,
-            load_avg=os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0),
+            cpu_pct=0.0, cpu_count=self._cpu_count, load_avg=(0.0, 0.0, 0.0),
             mem_total=vm.total, mem_used=vm.total - vm.available, mem_available=vm.available,
-            swap_total=sw.total, swap_used=sw.used,
-            disks=self._disks(),
-            net_rx_bps=rx_bps, net_tx_bps=tx_bps,
+            swap_total=sw.total, swap_used=sw.used, disks=self._disks(), net_rx_bps=rx_bps, net_tx_bps=tx_bps,
         )
+
+    def sample(self) -> HostSnapshot:
+        now = time.monotonic()
+        if self._slow is None or now - self._slow_at >= self.slow_every_s:
+            self._slow, self._slow_at = self._read_slow(now), now
+        return replace(self._slow, cpu_pct=psutil.cpu_percent(None), taken_at=time.time(),
+                       load_avg=os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0))

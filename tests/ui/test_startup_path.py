@@ -3,6 +3,7 @@ adapter, no DataTable. Each check runs in a fresh interpreter, where sys.modules
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import subprocess
 import sys
@@ -34,8 +35,6 @@ def test_the_first_frame_needs_no_engine_module_and_no_table():
 
 @pytest.mark.parametrize("argv", [["--version"], ["--no-such-option"], ["ps", "--no-discover", "--json"]])
 def test_main_leaves_the_garbage_collector_on(argv, capsys):
-    try:
+    with contextlib.suppress(SystemExit):
         main(argv)
-    except SystemExit:
-        pass
     assert gc.isenabled()

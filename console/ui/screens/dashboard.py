@@ -248,7 +248,8 @@ class DashboardScreen(Screen[None]):
     async def _poll_one(self, engine: Engine) -> None:
         from console.engines.poll import poll_engine
 
-        status = await poll_engine(engine, deadline_s=poll_deadline(self._interval), previous=self._statuses.get(engine.name))
+        status = await poll_engine(engine, deadline_s=poll_deadline(self._interval),
+                                   previous=self._statuses.get(engine.name))
         if engine.name in self._order:
             self._statuses[engine.name] = status
             self._note_tokens(status)

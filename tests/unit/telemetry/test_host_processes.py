@@ -9,13 +9,30 @@ from console.telemetry.processes import Endpoint, engine_processes, guess_kind, 
 
 
 def test_host_sample_has_sane_figures(tmp_path):
-    mon = HostMonitor(model_stores=[str(tmp_path)])
+    mon = HostMonitor(model_stores=[str(tmp_path)], slow_every_s=0)
     first = mon.sample()
     assert first.net_rx_bps is None  # no rate before two samples
     second = mon.sample()
     assert second.net_rx_bps is not None and second.net_rx_bps >= 0
     assert 0 <= second.cpu_pct <= 100 and second.mem_total > second.mem_used > 0
     assert second.disks[0].path == str(tmp_path) and second.disks[0].total > 0
+
+
+def test_slow_figures_are_reused_between_reads(tmp_path, monkeypatch):
+    """CPU is read on every sample; memory, swap, disks and network only every slow_every_s."""
+    import psutil
+
+    mon = HostMonitor(model_stores=[str(tmp_path)], slow_every_s=3600)
+    reads = {"vm": 0, "cpu": 0}
+    vm, cpu = psutil.virtual_memory, psutil.cpu_percent
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: reads.__setitem__("vm", reads["vm"] + 1) or vm())
+    monkeypatch.setattr(psutil, "cpu_percent", lambda i=None: reads.__setitem__("cpu", reads["cpu"] + 1) or cpu(i))
+    samples = [mon.sample() for _ in range(3)]
+    assert reads == {"vm": 1, "cpu": 3}
+    assert len({(s.mem_used, s.disks) for s in samples}) == 1
+    mon.slow_every_s = 0
+    mon.sample()
+    assert reads["vm"] == 2
 
 
 def test_guess_kind():
