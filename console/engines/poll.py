@@ -49,7 +49,8 @@ async def poll_engine(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S,
         info, info_at = previous.info, previous.info_at
     else:
         try:
-            info = await asyncio.wait_for(engine.info(), timeout=deadline_s)
+            async with asyncio.timeout(deadline_s):  # no extra task per call, unlike wait_for
+                info = await engine.info()
         except (EngineError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, EngineError) else f"no answer within {deadline_s:g} s"
             return EngineStatus(**base, error=reason)
@@ -62,7 +63,8 @@ async def poll_engine(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S,
     problems: list[str] = []
     t0 = time.perf_counter()
     try:
-        loaded = tuple(await asyncio.wait_for(engine.loaded_models(), timeout=deadline_s))
+        async with asyncio.timeout(deadline_s):
+            loaded = tuple(await engine.loaded_models())
     except (EngineError, TimeoutError) as exc:
         if reuse:  # the reused info may be stale now: ask everything again
             return await poll_engine(engine, deadline_s=deadline_s)
@@ -72,7 +74,8 @@ async def poll_engine(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S,
             info = replace(info, latency_ms=(time.perf_counter() - t0) * 1000)
     if engine.capabilities.supports(Op.METRICS):
         try:
-            metrics = await asyncio.wait_for(engine.metrics(), timeout=deadline_s)
+            async with asyncio.timeout(deadline_s):
+                metrics = await engine.metrics()
         except (EngineError, TimeoutError) as exc:
             problems.append(f"metrics: {exc or 'timed out'}")
     return EngineStatus(**base, info=info, loaded=loaded, metrics=metrics,

@@ -91,6 +91,12 @@ class HostMonitor:
             disks.append(DiskUsage(os.path.expanduser("~"), u.total, u.used, u.free))
         return tuple(disks)
 
+    @property
+    def slow_due(self) -> bool:
+        """The next sample reads memory, swap, disks and network: a caller on an event loop runs that one in a
+        thread (statvfs on a network mount can block), and may run the others, CPU and load only, inline."""
+        return self._slow is None or time.monotonic() - self._slow_at >= self.slow_every_s
+
     def _read_slow(self, now: float) -> HostSnapshot:
         vm = psutil.virtual_memory()
         sw = psutil.swap_memory()
@@ -108,8 +114,8 @@ class HostMonitor:
         )
 
     def sample(self) -> HostSnapshot:
-        now = time.monotonic()
-        if self._slow is None or now - self._slow_at >= self.slow_every_s:
+        if self._slow is None or self.slow_due:
+            now = time.monotonic()
             self._slow, self._slow_at = self._read_slow(now), now
         return replace(self._slow, cpu_pct=psutil.cpu_percent(None), taken_at=time.time(),
                        load_avg=os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0))

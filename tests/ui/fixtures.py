@@ -137,6 +137,8 @@ class FixedGpu:
 
 
 class FixedHost:
+    slow_due = False  # like HostMonitor between its slow reads: the dashboard samples inline
+
     def __init__(self, snapshot: HostSnapshot) -> None:
         self.snapshot = snapshot
 

@@ -65,7 +65,7 @@ async def test_no_gpu_says_so_and_the_rest_works(tmp_path):
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
         assert "no NVIDIA GPU / NVML not available" in text_of(app, "gpu-text")
-        assert not app.screen.query_one("#spark-gpu").display  # no empty sparklines for a GPU that is not there
+        assert app.screen.query_one("#sparks").shown_keys() == ["cpu"]  # no empty GPU sparklines without a GPU
         assert len(rows(app, "engines")) == 2 and "12% of 16" in screen_text(app)
 
 

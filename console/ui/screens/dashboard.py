@@ -26,7 +26,7 @@ from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
 from console.ui.format import DASH, expires_in, human_bytes, human_duration, latency, pct, vram_split
 from console.ui.widgets.bars import KeyBar, TitleBar
-from console.ui.widgets.spark import Spark
+from console.ui.widgets.spark import SparkBar
 
 if TYPE_CHECKING:
     from textual.widgets import DataTable
@@ -160,6 +160,7 @@ class DashboardScreen(Screen[None]):
         self._tokens_seen: dict[str, tuple[float, float]] = {}  # engine -> (polled_at, generation tokens total)
         self._tok_rates: dict[str, float] = {}
         self._tables: asyncio.Task[None] | None = None  # mounting the tables, then mounted
+        self._gpu_seen = False  # the last sample found a GPU: sample in a thread
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -169,29 +170,25 @@ class DashboardScreen(Screen[None]):
             with engines:
                 yield Static("Looking for engines…", id="status-line")
                 yield Static("", id="engine-problems")
-                yield Spark("tok/s", id="spark-toks")
             with Horizontal(id="columns"):
                 gpu = Vertical(classes="panel", id="gpu-panel")
                 gpu.border_title = "GPU"
                 with gpu:
                     yield Static("Reading NVML…", id="gpu-text")
-                    yield Spark("util", top=100.0, id="spark-gpu")
-                    yield Spark("vram", id="spark-vram")
                 host = Vertical(classes="panel", id="host-panel")
                 host.border_title = "Host"
                 with host:
-                    yield Spark("cpu", top=100.0, id="spark-cpu")
                     yield Static("Reading host…", id="host-text")
+        yield SparkBar([("cpu", "cpu", 100.0), ("gpu", "gpu", 100.0), ("vram", "vram", None), ("toks", "tok/s", None)],
+                       id="sparks")
         yield KeyBar()
 
     def on_mount(self) -> None:
-        for widget_id in ("#engine-problems", "#spark-toks"):
-            self.query_one(widget_id).display = False
+        self.query_one("#engine-problems").display = False
         ui = self.app.ctx.config.ui  # type: ignore[attr-defined]
         self._interval, self._telemetry_interval = ui.poll_interval_s, ui.telemetry_interval_s
-        self._engine_loop()
         # After the first paint: importing psutil/pynvml and starting NVML must not delay it.
-        self.call_after_refresh(self._telemetry_loop)
+        self.call_after_refresh(self._tick_loop)
 
     @property
     def quiet(self) -> bool:
@@ -214,20 +211,40 @@ class DashboardScreen(Screen[None]):
         """Poll now rather than at the next tick."""
         self._wake.set()
 
-    # One long-lived worker ticks for all engines (a worker per engine per tick costs more CPU than the polls).
-    # Each engine's poll is its own task with a deadline, and a poll still in flight is not started again, so a
-    # dead engine never delays the others.
-    @work(exclusive=True, group="dashboard-engines", name="engine-poll-loop", exit_on_error=False)
-    async def _engine_loop(self) -> None:
+    # One long-lived worker ticks for every engine and for the telemetry: at equal intervals (the usual case) one
+    # wake-up serves both, and each wake-up costs Textual and asyncio work of its own. Each engine's poll is its
+    # own task with a deadline, and a poll still in flight is not started again, so a dead engine never delays
+    # the others; a telemetry sample that has to run in a thread does not hold the tick either.
+    @work(exclusive=True, group="dashboard-tick", name="dashboard-tick-loop", exit_on_error=False)
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_poll = next_sample = loop.time()
+        telemetry: asyncio.Task[None] | None = None
         try:
             while True:
-                if self.app.engines_ready:  # type: ignore[attr-defined]
-                    await self._start_polls()
-                self._wake.clear()
+                now = loop.time()
+                if self._wake.is_set() or now >= next_poll:
+                    self._wake.clear()
+                    if self.app.engines_ready:  # type: ignore[attr-defined]
+                        await self._start_polls()
+                    next_poll = now + self._interval
+                if now >= next_sample:
+                    # A sample that may block (NVML, the slow host figures, the process scan) runs in a thread,
+                    # as a task the tick does not wait for. The usual one, CPU and load on a box without a GPU,
+                    # takes tens of microseconds and runs inline: a thread hop would cost more than the sample.
+                    urls = frozenset((s.name, s.url) for s in self._statuses.values())
+                    if telemetry is not None and not telemetry.done():
+                        pass  # the last threaded sample is still running: skip this one
+                    elif self._sample_may_block(urls):
+                        telemetry = asyncio.create_task(self._take_sample(urls, in_thread=True))
+                    else:
+                        await self._take_sample(urls, in_thread=False)
+                    next_sample = now + self._telemetry_interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                    async with asyncio.timeout(min(next_poll, next_sample) - loop.time()):
+                        await self._wake.wait()
         finally:
-            for task in self._polls.values():
+            for task in (*self._polls.values(), *([telemetry] if telemetry else [])):
                 task.cancel()
 
     async def _start_polls(self) -> None:
@@ -287,11 +304,9 @@ class DashboardScreen(Screen[None]):
         problems_widget = self.query_one("#engine-problems", Static)
         show(problems_widget, bool(problems))
         self._set_text(problems_widget, "\n".join(problems))
-        spark = self.query_one("#spark-toks", Spark)
-        show(spark, bool(self._tok_rates) or bool(spark.values))
         if self._tok_rates:
             rate = sum(self._tok_rates.values())
-            spark.push(rate, f"{rate:.0f}")
+            self.query_one("#sparks", SparkBar).push("toks", rate, f"{rate:.0f}")
 
     def _no_engine_text(self) -> str:
         from console.config import default_config_path
@@ -343,19 +358,22 @@ class DashboardScreen(Screen[None]):
         widget.update(Text(text), layout=not same_shape)
 
     # -- telemetry -----------------------------------------------------------------------------------
-    @work(exclusive=True, group="dashboard-telemetry", name="telemetry-loop", exit_on_error=False)
-    async def _telemetry_loop(self) -> None:
-        """Sample in a thread (NVML and psutil block), show the snapshot here, on the UI loop."""
-        while True:
-            urls = frozenset((s.name, s.url) for s in self._statuses.values())
-            try:
-                sample = await asyncio.to_thread(self._sample, urls)
-            except OSError as exc:  # /proc vanished under psutil, a disk went away: say so, try again next tick
-                self._set_text(self.query_one("#host-text", Static), f"host telemetry failed: {exc}")
-            else:
-                self._show_telemetry(*sample)
-            self._samples += 1
-            await asyncio.sleep(self._telemetry_interval)
+    async def _take_sample(self, urls: frozenset[tuple[str, str]], *, in_thread: bool) -> None:
+        try:
+            sample = await asyncio.to_thread(self._sample, urls) if in_thread else self._sample(urls)
+        except OSError as exc:  # /proc vanished under psutil, a disk went away: say so, try again next tick
+            self._set_text(self.query_one("#host-text", Static), f"host telemetry failed: {exc}")
+        else:
+            self._show_telemetry(*sample)
+        self._samples += 1
+
+    def _sample_may_block(self, urls: frozenset[tuple[str, str]]) -> bool:
+        import time
+
+        if self._samples == 0 or self._gpu_seen:
+            return True  # the first sample imports psutil and pynvml and starts NVML; NVML calls can block
+        scan_due = urls != self._processes_key or time.monotonic() - self._processes_at > PROCESS_SCAN_EVERY_S
+        return scan_due or self.app.host_monitor.slow_due  # type: ignore[attr-defined]
 
     def _sample(self, urls: frozenset[tuple[str, str]]
                 ) -> tuple[GpuSnapshot, HostSnapshot, dict[int, str], list[EngineProcess]]:
@@ -365,6 +383,7 @@ class DashboardScreen(Screen[None]):
 
         app = self.app
         gpu = app.gpu_monitor.sample()  # type: ignore[attr-defined]
+        self._gpu_seen = gpu.available
         host = app.host_monitor.sample()  # type: ignore[attr-defined]
         now = time.monotonic()
         if urls != self._processes_key or now - self._processes_at > PROCESS_SCAN_EVERY_S:
@@ -380,14 +399,15 @@ class DashboardScreen(Screen[None]):
     def _show_telemetry(self, gpu: GpuSnapshot, host: HostSnapshot, owners: Mapping[int, str],
                         processes: list[EngineProcess]) -> None:
         self._set_text(self.query_one("#gpu-text", Static), "\n".join(gpu_lines(gpu, owners)))
-        util_spark, vram_spark = self.query_one("#spark-gpu", Spark), self.query_one("#spark-vram", Spark)
-        show(util_spark, gpu.available)
-        show(vram_spark, gpu.available)
+        sparks = self.query_one("#sparks", SparkBar)
         if gpu.available:
             util = [g.util_pct for g in gpu.gpus if g.util_pct is not None]
             mean = sum(util) / len(util) if util else None
             used = sum(g.mem_used or 0 for g in gpu.gpus)
-            util_spark.push(mean, pct(mean))
-            vram_spark.push(float(used), human_bytes(used))
-        self.query_one("#spark-cpu", Spark).push(host.cpu_pct, f"{host.cpu_pct:.0f}% of {host.cpu_count}")
+            sparks.push("gpu", mean, pct(mean))
+            sparks.push("vram", float(used), human_bytes(used))
+        else:
+            sparks.set_shown("gpu", False)
+            sparks.set_shown("vram", False)
+        sparks.push("cpu", host.cpu_pct, f"{host.cpu_pct:.0f}% of {host.cpu_count}")
         self._set_text(self.query_one("#host-text", Static), "\n".join(host_lines(host, processes)))

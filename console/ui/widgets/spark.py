@@ -1,9 +1,10 @@
-"""A one-line sparkline over a bounded history, with an ASCII ramp for terminals without block glyphs."""
+"""Sparklines over bounded histories, with an ASCII ramp for terminals without block glyphs, on one line."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from textual.content import Content
 from textual.widget import Widget
@@ -30,35 +31,65 @@ def render_spark(values: Iterable[float | None], width: int, *, ascii_only: bool
     return "".join(out).rjust(width)
 
 
-class Spark(Widget):
-    """`label ▁▂▅█ value`. Repaints only when the drawn line changes, so a flat line costs no output."""
+@dataclass
+class _Series:
+    label: str
+    top: float | None  # a fixed scale top (100 for percentages); None scales to the highest value shown
+    values: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    current: str = ""  # the latest value as a person reads it, drawn after the line
+    shown: bool = False
 
-    DEFAULT_CSS = "Spark { height: 1; width: 1fr; color: $primary; }"
 
-    def __init__(self, label: str, *, top: float | None = None, id: str | None = None) -> None:
+class SparkBar(Widget):
+    """The live figures on one line: `cpu ▁▂▅█ 12%  gpu ▃▅ 63%  vram ▇▇ 41 GB  tok/s ▂▅ 512`.
+
+    The dashboard docks it at the bottom, outside the scrolling panels: a repaint of a docked line makes Textual
+    render only the widgets whose clip overlaps that line (the screen, the bars, the body), not every panel,
+    which halves the cost of the once-a-second repaint an idle dashboard makes. Series appear with their first
+    value and can be hidden; the line repaints only when what it draws changes.
+    """
+
+    DEFAULT_CSS = "SparkBar { dock: bottom; margin-bottom: 1; height: 1; width: 100%; color: $primary; padding: 0 1; }"
+
+    def __init__(self, series: list[tuple[str, str, float | None]], *, id: str | None = None) -> None:
+        """Args:
+            series: (key, label, top) in the order they are drawn.
+        """
         super().__init__(id=id)
-        self.label = label
-        self.top = top
-        """Fixed scale top (100 for percentages); None scales to the highest value shown."""
-        self.values: deque[float | None] = deque(maxlen=HISTORY)
-        self.current = ""
-        """The latest value as a person reads it, drawn after the line."""
+        self.series = {key: _Series(label, top) for key, label, top in series}
         self._drawn = ""
 
-    def push(self, value: float | None, shown: str) -> None:
-        self.values.append(value)
-        self.current = shown
-        line = self._line(self.size.width)
-        if line != self._drawn:
+    def push(self, key: str, value: float | None, shown: str) -> None:
+        s = self.series[key]
+        s.values.append(value)
+        s.current = shown
+        s.shown = True
+        self._repaint_if_changed()
+
+    def set_shown(self, key: str, visible: bool) -> None:
+        if self.series[key].shown != visible:
+            self.series[key].shown = visible
+            self._repaint_if_changed()
+
+    def shown_keys(self) -> list[str]:
+        return [key for key, s in self.series.items() if s.shown]
+
+    def _repaint_if_changed(self) -> None:
+        if self._line(self.content_size.width) != self._drawn:
             self.refresh()
 
     def _line(self, width: int) -> str:
+        visible = [s for s in self.series.values() if s.shown]
+        if not visible:
+            return ""
         ascii_only = self.app.has_class("-ascii")
-        bar_width = max(0, width - len(self.label) - len(self.current) - 2)
-        return f"{self.label} {render_spark(self.values, bar_width, ascii_only=ascii_only, top=self.top)} " \
-               f"{self.current}"
+        gaps = 2 * (len(visible) - 1)
+        fixed = sum(len(s.label) + len(s.current) + 2 for s in visible)
+        bars = max(0, (width - fixed - gaps) // len(visible))
+        return "  ".join(f"{s.label} {render_spark(s.values, bars, ascii_only=ascii_only, top=s.top)} {s.current}"
+                         for s in visible)
 
     def render(self) -> Content:
-        # Plain Content, not a str: a str would be parsed as markup on every repaint (once a second for the CPU).
-        self._drawn = self._line(self.size.width)
+        # Plain Content, not a str: a str would be parsed as markup on every repaint.
+        self._drawn = self._line(self.content_size.width)
         return Content(self._drawn)
