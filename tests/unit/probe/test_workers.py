@@ -3,6 +3,7 @@ exactly once, and leaves no process behind on cancel or on a worker's death. Che
 engine's own send stamps, as in test_accuracy.py. workers=2 is forced so these run on a 2-core box too."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -37,9 +38,15 @@ async def run_probe(sim, params, **kwargs):
 
 
 def probe_children(sim) -> list[psutil.Process]:
-    """Child processes of this test other than the synthetic engine's."""
+    """The probe's worker processes among this test's children (the synthetic engine and, in a full run, the
+    session's lab servers are children too)."""
     engine_pids = {p.pid for p in sim.procs}
-    return [c for c in psutil.Process().children(recursive=True) if c.pid not in engine_pids]
+    workers = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.pid not in engine_pids and "console.probe.workers" in " ".join(child.cmdline()):
+                workers.append(child)
+    return workers
 
 
 async def test_worker_level_recovers_ttft_and_itl_like_the_in_process_level(synthetic_engine):
