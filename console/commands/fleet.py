@@ -145,17 +145,17 @@ def _finish(args: argparse.Namespace, errors: list[dict[str, str]], answered: in
     return 1 if errors and not answered else 0
 
 
-async def run_models(args: argparse.Namespace, ctx: Context) -> int:
-    gathered = await _gather(args, ctx, lambda e: e.list_models())
+async def _list_view(args: argparse.Namespace, ctx: Context, call: Callable[[Engine], Awaitable[list[T]]],
+                     key: str, headers: tuple[str, ...], row: Callable[[Engine, T], tuple[Any, ...]]) -> int:
+    """`models` and `ps`: the items of ENGINE or of every engine, as JSON under `key` or as a table."""
+    gathered = await _gather(args, ctx, call)
     if gathered is None:
-        return _nothing(args, ctx, "models")
+        return _nothing(args, ctx, key)
     rows, errors, answered = gathered
     if args.json:
-        print_json({"models": [_row_json(e, m) for e, m in rows], "errors": errors})
+        print_json({key: [_row_json(e, m) for e, m in rows], "errors": errors})
     else:
-        print_table(("ENGINE", "MODEL", "SIZE", "PARAMS", "QUANT", "CONTEXT", "STATUS"), (
-            (e.name, m.name, human_bytes(m.size) if m.size else None, m.parameter_size, m.quantization,
-             m.context_length, m.status) for e, m in rows))
+        print_table(headers, (row(e, m) for e, m in rows))
     return _finish(args, errors, answered)
 
 
@@ -163,18 +163,20 @@ def _row_json(engine: Engine, item: ModelInfo | LoadedModel) -> dict[str, Any]:
     return {"engine": engine.name, "kind": engine.kind, **to_jsonable(item)}
 
 
+async def run_models(args: argparse.Namespace, ctx: Context) -> int:
+    return await _list_view(
+        args, ctx, lambda e: e.list_models(), "models",
+        ("ENGINE", "MODEL", "SIZE", "PARAMS", "QUANT", "CONTEXT", "STATUS"),
+        lambda e, m: (e.name, m.name, human_bytes(m.size) if m.size else None, m.parameter_size, m.quantization,
+                      m.context_length, m.status))
+
+
 async def run_ps(args: argparse.Namespace, ctx: Context) -> int:
-    gathered = await _gather(args, ctx, lambda e: e.loaded_models())
-    if gathered is None:
-        return _nothing(args, ctx, "loaded")
-    rows, errors, answered = gathered
-    if args.json:
-        print_json({"loaded": [_row_json(e, m) for e, m in rows], "errors": errors})
-    else:
-        print_table(("ENGINE", "MODEL", "SIZE", "VRAM", "CONTEXT", "UNTIL/STATUS"), (
-            (e.name, m.name, human_bytes(m.size) if m.size else None, _vram(m), m.context_length,
-             expires_in(m.expires_at) if m.expires_at else m.status) for e, m in rows))
-    return _finish(args, errors, answered)
+    return await _list_view(
+        args, ctx, lambda e: e.loaded_models(), "loaded",
+        ("ENGINE", "MODEL", "SIZE", "VRAM", "CONTEXT", "UNTIL/STATUS"),
+        lambda e, m: (e.name, m.name, human_bytes(m.size) if m.size else None, _vram(m), m.context_length,
+                      expires_in(m.expires_at) if m.expires_at else m.status))
 
 
 def _vram(m: LoadedModel) -> str | None:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.commands.output import human_bytes, print_json
@@ -71,6 +72,19 @@ def _done(args: argparse.Namespace, actions: Actions, result: dict[str, Any], li
     return 0
 
 
+def _model_done(args: argparse.Namespace, actions: Actions, engine: Engine, action: str, seconds: float,
+                line: str, **extra: Any) -> int:
+    """The result of an action on one model: the fields every such action reports, then its own."""
+    return _done(args, actions, {"action": action, "engine": engine.name, "model": args.model, "ok": True,
+                                 "seconds": round(seconds, 3), **extra}, line)
+
+
+async def _timed(action: Awaitable[Any]) -> float:
+    t0 = time.perf_counter()
+    await action
+    return time.perf_counter() - t0
+
+
 def _name(text: str) -> str:
     """A model or engine name, as it may be printed (names come from the engine: untrusted)."""
     return one_line(text, 200)
@@ -78,22 +92,17 @@ def _name(text: str) -> str:
 
 async def run_load(args: argparse.Namespace, ctx: Context) -> int:
     actions, engine = await _prepare(args, ctx)
-    t0 = time.perf_counter()
-    await actions.load(engine, args.model, args.keep_alive)
-    seconds = time.perf_counter() - t0
-    return _done(args, actions, {"action": "load", "engine": engine.name, "model": args.model, "ok": True,
-                                 "seconds": round(seconds, 3), "keep_alive": args.keep_alive},
-                 f"loaded {_name(args.model)} on {_name(engine.name)} in {seconds:.2f} s")
+    seconds = await _timed(actions.load(engine, args.model, args.keep_alive))
+    return _model_done(args, actions, engine, "load", seconds,
+                       f"loaded {_name(args.model)} on {_name(engine.name)} in {seconds:.2f} s",
+                       keep_alive=args.keep_alive)
 
 
 async def run_unload(args: argparse.Namespace, ctx: Context) -> int:
     actions, engine = await _prepare(args, ctx)
-    t0 = time.perf_counter()
-    await actions.unload(engine, args.model)
-    seconds = time.perf_counter() - t0
-    return _done(args, actions, {"action": "unload", "engine": engine.name, "model": args.model, "ok": True,
-                                 "seconds": round(seconds, 3)},
-                 f"unloaded {_name(args.model)} from {_name(engine.name)} in {seconds:.2f} s")
+    seconds = await _timed(actions.unload(engine, args.model))
+    return _model_done(args, actions, engine, "unload", seconds,
+                       f"unloaded {_name(args.model)} from {_name(engine.name)} in {seconds:.2f} s")
 
 
 def _secs(value: float | None) -> str:
@@ -162,10 +171,9 @@ async def run_pull(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         progress.end()
     seconds = time.perf_counter() - t0
-    return _done(args, actions, {"action": "pull", "engine": engine.name, "model": args.model, "ok": True,
-                                 "seconds": round(seconds, 3), "status": last.status if last else None,
-                                 "total": last.total if last else None},
-                 f"pulled {_name(args.model)} on {_name(engine.name)} in {seconds:.1f} s")
+    return _model_done(args, actions, engine, "pull", seconds,
+                       f"pulled {_name(args.model)} on {_name(engine.name)} in {seconds:.1f} s",
+                       status=last.status if last else None, total=last.total if last else None)
 
 
 async def run_delete(args: argparse.Namespace, ctx: Context) -> int:
@@ -180,12 +188,9 @@ async def run_delete(args: argparse.Namespace, ctx: Context) -> int:
             raise EngineDeckError(f"delete {args.model} needs --yes when stdin is not a terminal")
         if not await _confirm(f"Delete {neutralise(args.model)} from {neutralise(engine.name)}? [y/N] "):
             raise EngineDeckError(f"{args.model} was not deleted (not confirmed)")
-    t0 = time.perf_counter()
-    await actions.delete(engine, args.model)
-    seconds = time.perf_counter() - t0
-    return _done(args, actions, {"action": "delete", "engine": engine.name, "model": args.model, "ok": True,
-                                 "seconds": round(seconds, 3)},
-                 f"deleted {_name(args.model)} from {_name(engine.name)}")
+    seconds = await _timed(actions.delete(engine, args.model))
+    return _model_done(args, actions, engine, "delete", seconds,
+                       f"deleted {_name(args.model)} from {_name(engine.name)}")
 
 
 async def _confirm(question: str) -> bool:

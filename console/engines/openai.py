@@ -148,6 +148,14 @@ def usage_from(state: StreamState, end_t_ns: int) -> ChatEvent:
     return ChatEvent(EventKind.USAGE, t_ns=t_ns or end_t_ns, usage=usage)
 
 
+def one_model_per_process(how_to_change: str) -> dict[Op, str]:
+    """Why load, unload and swap are refused by a server that serves the one model it was started with;
+    `how_to_change` says what to restart it with and ends in `{op}`."""
+    return {Op.LOAD: how_to_change.format(op="serve another model"),
+            Op.UNLOAD: how_to_change.format(op="free its memory"),
+            Op.SWAP: how_to_change.format(op="switch models")}
+
+
 class OpenAICompatEngine(Engine):
     """An engine that speaks the OpenAI HTTP API (kind "openai"). Subclasses add their native endpoints."""
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from console.engines.base import EngineInfo, Health, ModelInfo, Op
-from console.engines.openai import OpenAICompatEngine
+from console.engines.openai import OpenAICompatEngine, one_model_per_process
 from console.errors import BusyError, EngineTimeoutError, NotFoundError, UnreachableError
 
 _ONE_MODEL = ("SGLang serves the model it was started with (one per process); restart it with another "
@@ -28,9 +28,7 @@ class SGLangEngine(OpenAICompatEngine):
     kind = "sglang"
     metrics_kind: ClassVar[str | None] = "sglang"
     UNSUPPORTED: ClassVar[Mapping[Op, str]] = {
-        Op.LOAD: _ONE_MODEL.format(op="serve another model"),
-        Op.UNLOAD: _ONE_MODEL.format(op="free its memory"),
-        Op.SWAP: _ONE_MODEL.format(op="switch models"),
+        **one_model_per_process(_ONE_MODEL),
         Op.PULL: "SGLang loads weights from a path or the HF cache given at start; it has no pull API",
         Op.DELETE: "SGLang has no API to delete model files",
         Op.SHOW: "SGLang has no model details beyond /get_model_info; see `enginedeck models --json`",

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from console.engines.base import EngineInfo, Health, ModelInfo, Op
 from console.engines.http import error_message_from_body
-from console.engines.openai import OpenAICompatEngine
+from console.engines.openai import OpenAICompatEngine, one_model_per_process
 from console.errors import EngineTimeoutError, UnreachableError
 
 _ONE_MODEL = "TGI serves the model it was launched with (one per process); relaunch it with another --model-id to {op}"
@@ -34,9 +34,7 @@ class TGIEngine(OpenAICompatEngine):
     kind = "tgi"
     metrics_kind: ClassVar[str | None] = "tgi"
     UNSUPPORTED: ClassVar[Mapping[Op, str]] = {
-        Op.LOAD: _ONE_MODEL.format(op="serve another model"),
-        Op.UNLOAD: _ONE_MODEL.format(op="free its memory"),
-        Op.SWAP: _ONE_MODEL.format(op="switch models"),
+        **one_model_per_process(_ONE_MODEL),
         Op.PULL: "TGI downloads the model at launch; it has no pull API",
         Op.DELETE: "TGI has no API to delete model files",
         Op.SHOW: "TGI has no model details beyond /info; see `enginedeck models --json`",

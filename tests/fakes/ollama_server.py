@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -569,14 +569,34 @@ class _Handler(FakeHandler):
             return None
         return body, name, m
 
-    def _generate(self, raw: bytes) -> None:
-        found = self._model(raw)
+    def _fault(self, sc: Scenario, i: int, send_error: Callable[[], None], garbage: bytes) -> bool:
+        """The scenario's fault before piece `i`, in the stream's own framing; True when the stream ends there."""
+        if sc.error_after == i:
+            send_error()
+            self.end_chunks()
+            return True
+        if sc.drop_after == i:
+            self.drop()
+            return True
+        if sc.garbage_after == i:
+            self.write_chunk(garbage)
+        return False
+
+    def _generation(self, raw: bytes, *, required: bool
+                    ) -> tuple[dict[str, Any], str, FakeModel, timedelta | None] | None:
+        """/api/generate and /api/chat: the body, the model and its keep-alive; None once a 400 or 404 is sent."""
+        found = self._model(raw, required=required)
         if found is None:
-            return
+            return None
         body, name, m = found
         ok, ka = self._keep_alive(body)
-        if not ok:
+        return (body, name, m, ka) if ok else None
+
+    def _generate(self, raw: bytes) -> None:
+        found = self._generation(raw, required=False)
+        if found is None:
             return
+        body, name, m, ka = found
         prompt = body.get("prompt") or ""
         if not prompt:
             self._load_or_unload(m, name, ka, body, chat=False)
@@ -584,13 +604,10 @@ class _Handler(FakeHandler):
         self._respond(m, name, ka, body, prompt_words=len(prompt.split()), chat=False)
 
     def _chat(self, raw: bytes) -> None:
-        found = self._model(raw, required=True)
+        found = self._generation(raw, required=True)
         if found is None:
             return
-        body, name, m = found
-        ok, ka = self._keep_alive(body)
-        if not ok:
-            return
+        body, name, m, ka = found
         messages = body.get("messages") or []
         if not isinstance(messages, list) or not all(isinstance(x, dict) for x in messages):
             self._send_json(400, {"error": "json: cannot unmarshal into Go struct field ChatRequest.messages"})
@@ -742,15 +759,8 @@ class _Handler(FakeHandler):
         self._start_stream("application/x-ndjson")
         t_first: int | None = None
         for i in range(len(pieces) + 1):
-            if sc.error_after == i:
-                self._line({"error": sc.error_message})
-                self.end_chunks()
+            if self._fault(sc, i, lambda: self._line({"error": sc.error_message}), sc.garbage + b"\n"):
                 return
-            if sc.drop_after == i:
-                self.drop()
-                return
-            if sc.garbage_after == i:
-                self.write_chunk(sc.garbage + b"\n")
             if i == len(pieces):
                 break
             self.pause(sc.first_token_delay_s if i == 0 else sc.token_delay_s)
@@ -876,16 +886,10 @@ class _Handler(FakeHandler):
                     "system_fingerprint": "fp_ollama",
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
+        error = {"error": {"message": sc.error_message, "type": "api_error", "param": None, "code": None}}
         for i in range(len(pieces) + 1):
-            if sc.error_after == i:
-                event({"error": {"message": sc.error_message, "type": "api_error", "param": None, "code": None}})
-                self.end_chunks()
+            if self._fault(sc, i, lambda: event(error), sse_frame(sc.garbage)):
                 return
-            if sc.drop_after == i:
-                self.drop()
-                return
-            if sc.garbage_after == i:
-                self.write_chunk(sse_frame(sc.garbage))
             if i == len(pieces):
                 break
             self.pause(sc.first_token_delay_s if i == 0 else sc.token_delay_s)
