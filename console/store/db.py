@@ -160,8 +160,8 @@ class Store:
         conn = self.db.conn
         with guard("open the history database", self.path):
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
+            mode = await self._switch_to_wal()
+            if mode != "wal":
                 # A read-only file answers with its current mode instead of switching.
                 raise StoreError(f"cannot open the history database: it cannot be switched to WAL ({self.path})",
                                  hint="check that the file and its directory are writable")
@@ -171,6 +171,24 @@ class Store:
         with contextlib.suppress(OSError):
             os.chmod(self.path, 0o600)
         await self.migrate()
+
+    async def _switch_to_wal(self) -> str:
+        """Set WAL and return the journal mode the file ends up in.
+
+        SQLite does not call the busy handler for a journal-mode switch: when another process opens a fresh
+        file at the same moment, the switch fails at once with "database is locked". WAL is stored in the
+        file, so once either process has switched it, the other only has to read it back; retry until then.
+        """
+        conn = self.db.conn
+        deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                row = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
+                return str(row[0]).lower() if row else ""
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.02)
 
     async def migrate(self, target: int = LATEST) -> None:
         """Run the steps this file has not had, each in its own transaction (safe if two processes race)."""

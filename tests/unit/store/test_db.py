@@ -1,11 +1,14 @@
 """Opening and writing the store: every failure is a StoreError that says what to do."""
 
+import asyncio
 import os
+import sqlite3
 import stat
 
 import pytest
 
 from console.errors import StoreError
+from console.store import db as db_module
 from console.store.db import Store
 
 
@@ -88,3 +91,33 @@ async def test_integrity_check_ok(tmp_path):
     finally:
         await store.close()
 
+
+
+async def test_open_waits_out_another_process_switching_a_fresh_file(tmp_path):
+    # SQLite fails a journal-mode switch at once, without the busy handler, while another connection holds
+    # the write lock; two processes opening a fresh file together hit exactly that.
+    path = tmp_path / "fresh.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+    store = await Store.open(path)
+    try:
+        row = await store.db.fetchone("PRAGMA journal_mode")
+        assert row is not None and row[0] == "wal"
+    finally:
+        await store.close()
+        other.close()
+
+
+async def test_open_gives_up_on_a_lock_that_is_never_released(tmp_path, monkeypatch):
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 1000)
+    path = tmp_path / "held.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="busy"):
+            await Store.open(path)
+    finally:
+        other.close()
