@@ -85,6 +85,7 @@ class OverheadMeter:
     def __init__(self, tick_s: float = TICK_S, *, ticker: bool = True) -> None:
         self.tick_s = tick_s
         self.ticker = ticker
+        self.sampling = True  # off while a warm-up round runs: its lag is not the lag measured stamps carry
         self._lags_ns = array("q")
         self._delays_ns = array("q")
         self.chunks = 0
@@ -105,7 +106,7 @@ class OverheadMeter:
         while True:
             await asyncio.sleep(max(0, due - time.perf_counter_ns()) / 1e9)
             now = time.perf_counter_ns()
-            if len(self._lags_ns) < MAX_SAMPLES:
+            if self.sampling and len(self._lags_ns) < MAX_SAMPLES:
                 self._lags_ns.append(max(0, now - due))
             # An absolute schedule, so one late wake-up does not shift every later one.
             due += step
