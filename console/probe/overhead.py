@@ -85,7 +85,9 @@ class OverheadMeter:
     def __init__(self, tick_s: float = TICK_S, *, ticker: bool = True) -> None:
         self.tick_s = tick_s
         self.ticker = ticker
-        self.sampling = True  # off while a warm-up round runs: its lag is not the lag measured stamps carry
+        # Measured requests of this process in flight: the lag is sampled only then, as it is the lag their
+        # stamps can carry (not the warm-up's connection burst, nor fillers and cancels after the last one).
+        self.in_flight = 0
         self._lags_ns = array("q")
         self._delays_ns = array("q")
         self.chunks = 0
@@ -106,7 +108,7 @@ class OverheadMeter:
         while True:
             await asyncio.sleep(max(0, due - time.perf_counter_ns()) / 1e9)
             now = time.perf_counter_ns()
-            if self.sampling and len(self._lags_ns) < MAX_SAMPLES:
+            if self.in_flight and len(self._lags_ns) < MAX_SAMPLES:
                 self._lags_ns.append(max(0, now - due))
             # An absolute schedule, so one late wake-up does not shift every later one.
             due += step

@@ -65,36 +65,18 @@ async def measure(
     A cancelled request (the level's filler, or the whole probe) still leaves its busy time in `trace`.
     """
     tally = _Tally()
-    error: ErrorKind | None = None
-    message = ""
     t_send = time.perf_counter_ns()
+    if meter is not None:
+        meter.in_flight += 1
     try:
-        async with asyncio.timeout(timeout_s), aclosing(engine.chat(request)) as stream:
-            async for ev in stream:
-                if meter is not None:
-                    meter.chunk(time.perf_counter_ns() - ev.t_ns)
-                if _carries_output(ev):
-                    tally.output(ev)
-                    if trace is not None:
-                        trace.output(ev.t_ns)
-                elif ev.kind is EventKind.USAGE and ev.usage is not None:
-                    tally.usage = ev.usage
-                elif ev.kind is EventKind.DONE:
-                    tally.done = True
-                    if ev.usage is not None:
-                        tally.usage = ev.usage
-                elif ev.kind is EventKind.ERROR:
-                    error = classify(ev.error) if ev.error is not None else ErrorKind.DISCONNECT
-                    message = str(ev.error) if ev.error is not None else "the stream reported an error"
-                    break
-    except EngineError as exc:
-        error, message = classify(exc), str(exc)
-    except TimeoutError:
-        error, message = ErrorKind.TIMEOUT, f"no complete reply within {timeout_s:g} s"
+        error, message = await _read(engine, request, tally, timeout_s, meter, trace)
     except asyncio.CancelledError:
         if trace is not None:
             trace.busy(t_send, time.perf_counter_ns())
         raise
+    finally:
+        if meter is not None:
+            meter.in_flight -= 1
     t_end = time.perf_counter_ns()
     if trace is not None:
         trace.busy(t_send, t_end)
@@ -126,3 +108,32 @@ async def measure(
         generation_ms=usage.generation_ms if usage else None, total_ms=usage.total_ms if usage else None,
         error=error, error_message=message,
     )
+
+
+async def _read(engine: Engine, request: ChatRequest, tally: _Tally, timeout_s: float,
+                meter: OverheadMeter | None, trace: LevelTrace | None) -> tuple[ErrorKind | None, str]:
+    """Read the reply's events into `tally`; return the error kind and message an engine failure ended it with."""
+    try:
+        async with asyncio.timeout(timeout_s), aclosing(engine.chat(request)) as stream:
+            async for ev in stream:
+                if meter is not None:
+                    meter.chunk(time.perf_counter_ns() - ev.t_ns)
+                if _carries_output(ev):
+                    tally.output(ev)
+                    if trace is not None:
+                        trace.output(ev.t_ns)
+                elif ev.kind is EventKind.USAGE and ev.usage is not None:
+                    tally.usage = ev.usage
+                elif ev.kind is EventKind.DONE:
+                    tally.done = True
+                    if ev.usage is not None:
+                        tally.usage = ev.usage
+                elif ev.kind is EventKind.ERROR:
+                    if ev.error is None:
+                        return ErrorKind.DISCONNECT, "the stream reported an error"
+                    return classify(ev.error), str(ev.error)
+    except EngineError as exc:
+        return classify(exc), str(exc)
+    except TimeoutError:
+        return ErrorKind.TIMEOUT, f"no complete reply within {timeout_s:g} s"
+    return None, ""

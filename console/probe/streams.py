@@ -70,7 +70,6 @@ class LevelStreams:
                           timeout_s=timeout, trace=trace)
             self._warming -= 1
             if self._warming == 0:
-                self.meter.sampling = True
                 warm.set()
             await warm.wait()
         while True:
@@ -97,12 +96,9 @@ class LevelStreams:
         probe, never an engine failure: those become records) ends the level with that exception."""
         sids = list(sids)
         # A warm-up round, not a warm-up per stream: no stream takes a ticket until this process's last warm-up
-        # is done, so measured requests never share the loop with the burst of new connections, and the loop
-        # lag is sampled only from then on (it is the lag the measured stamps can carry).
+        # is done, so measured requests never share the loop with the burst of new connections.
         warm = asyncio.Event()
         self._warming = len(sids)
-        if self.params.warmup and sids:
-            self.meter.sampling = False
         tasks = {asyncio.create_task(self._stream(s, warm), name=f"probe-c{self.level}-s{s}") for s in sids}
         waiter = asyncio.create_task(all_done.wait(), name=f"probe-c{self.level}-done")
         try:

@@ -1,5 +1,5 @@
 """The warm-up round of one level's streams: no measured request starts before the last warm-up is done, and the
-probe's loop lag is sampled only from then on."""
+probe's loop lag is sampled only while measured requests are in flight."""
 
 import asyncio
 import itertools
