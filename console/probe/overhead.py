@@ -85,9 +85,10 @@ class OverheadMeter:
     def __init__(self, tick_s: float = TICK_S, *, ticker: bool = True) -> None:
         self.tick_s = tick_s
         self.ticker = ticker
-        # Measured requests of this process in flight: the lag is sampled only then, as it is the lag their
+        # The lag is sampled only while measured requests of this process are in flight, as it is the lag their
         # stamps can carry (not the warm-up's connection burst, nor fillers and cancels after the last one).
-        self.in_flight = 0
+        self._in_flight = 0
+        self._measuring_since = 0  # when in-flight measured requests last went from none to one
         self._lags_ns = array("q")
         self._delays_ns = array("q")
         self.chunks = 0
@@ -96,6 +97,15 @@ class OverheadMeter:
         self._wall0 = 0
         self._cpu_s = 0.0
         self._wall_s = 0.0
+
+    def begin(self) -> None:
+        """A measured request was sent."""
+        if not self._in_flight:
+            self._measuring_since = time.perf_counter_ns()
+        self._in_flight += 1
+
+    def end(self) -> None:
+        self._in_flight -= 1
 
     def chunk(self, delay_ns: int) -> None:
         self.chunks += 1
@@ -108,7 +118,8 @@ class OverheadMeter:
         while True:
             await asyncio.sleep(max(0, due - time.perf_counter_ns()) / 1e9)
             now = time.perf_counter_ns()
-            if self.in_flight and len(self._lags_ns) < MAX_SAMPLES:
+            # A wake-up that was due before the first measured request was sent delayed no measured stamp.
+            if self._in_flight and self._measuring_since <= due and len(self._lags_ns) < MAX_SAMPLES:
                 self._lags_ns.append(max(0, now - due))
             # An absolute schedule, so one late wake-up does not shift every later one.
             due += step

@@ -67,7 +67,7 @@ async def measure(
     tally = _Tally()
     t_send = time.perf_counter_ns()
     if meter is not None:
-        meter.in_flight += 1
+        meter.begin()
     try:
         error, message = await _read(engine, request, tally, timeout_s, meter, trace)
     except asyncio.CancelledError:
@@ -76,7 +76,7 @@ async def measure(
         raise
     finally:
         if meter is not None:
-            meter.in_flight -= 1
+            meter.end()
     t_end = time.perf_counter_ns()
     if trace is not None:
         trace.busy(t_send, t_end)

@@ -2,10 +2,9 @@
 
 The same loop runs in the probe's own process (small levels) and in each worker process of a large level
 (console/probe/workers.py); only where the tickets come from and where the records go differ. Each stream sends
-one warm-up request and waits for the other streams of its process to finish theirs; then it takes numbered
-tickets until the level's measured requests are all issued. A stream whose tickets are gone keeps sending filler
-requests until `all_done` is set, so every measured request ran under the full load. Fillers are then cancelled
-and never counted.
+one warm-up request, then takes numbered tickets until the level's measured requests are all issued; a stream
+whose tickets are gone keeps sending filler requests until `all_done` is set, so every measured request ran under
+the full load. Fillers are then cancelled and never counted.
 """
 
 from __future__ import annotations
@@ -57,21 +56,16 @@ class LevelStreams:
         self.on_first_ticket = on_first_ticket
         self.trace = trace
         self.meter = meter
-        self._warming = 0  # streams of this process still in their warm-up request
 
     def _request(self, tag: str, index: int) -> ChatRequest:
         return build_request(self.engine.kind, self.model, self.params, tag, index)
 
-    async def _stream(self, sid: int, warm: asyncio.Event) -> None:
+    async def _stream(self, sid: int) -> None:
         level, timeout, trace = self.level, self.params.timeout_s, self.trace
         if self.params.warmup:
             tag = prompt_tag(level, sid, warmup=True)
             await measure(self.engine, self._request(tag, sid), index=sid, tag=tag, warmup=True,
                           timeout_s=timeout, trace=trace)
-            self._warming -= 1
-            if self._warming == 0:
-                warm.set()
-            await warm.wait()
         while True:
             i = self.next_ticket()
             if i >= self.total:
@@ -94,12 +88,7 @@ class LevelStreams:
     async def run(self, sids: Iterable[int], all_done: asyncio.Event) -> None:
         """Run streams `sids` until `all_done` is set; then cancel them. A stream that raises (a bug in the
         probe, never an engine failure: those become records) ends the level with that exception."""
-        sids = list(sids)
-        # A warm-up round, not a warm-up per stream: no stream takes a ticket until this process's last warm-up
-        # is done, so measured requests never share the loop with the burst of new connections.
-        warm = asyncio.Event()
-        self._warming = len(sids)
-        tasks = {asyncio.create_task(self._stream(s, warm), name=f"probe-c{self.level}-s{s}") for s in sids}
+        tasks = {asyncio.create_task(self._stream(s), name=f"probe-c{self.level}-s{s}") for s in sids}
         waiter = asyncio.create_task(all_done.wait(), name=f"probe-c{self.level}-done")
         try:
             pending: set[asyncio.Task[Any]] = {waiter, *tasks}

@@ -1,5 +1,5 @@
-"""The warm-up round of one level's streams: no measured request starts before the last warm-up is done, and the
-probe's loop lag is sampled only while measured requests are in flight."""
+"""The probe's loop lag is sampled only while measured requests are in flight: a warm-up that holds the loop is
+not the lag measured stamps carry; a measured request that holds it is."""
 
 import asyncio
 import itertools
@@ -11,7 +11,6 @@ from console.probe.ladder import ProbeParams
 from console.probe.overhead import OverheadMeter
 from console.probe.streams import LevelStreams
 
-SLOW_WARMUP_S = 0.3
 BLOCK_S = 0.4  # the loop is held this long inside one warm-up, like a burst of new connections would
 
 
@@ -41,9 +40,7 @@ class TimedEngine(Engine):
     async def chat(self, request):
         tag = request.messages[0].content.split("]", 1)[0].lstrip("[")
         start = time.perf_counter_ns()
-        if tag == "c3-w0":
-            await asyncio.sleep(SLOW_WARMUP_S)
-        elif tag == self.block_tag:
+        if tag == self.block_tag:
             time.sleep(BLOCK_S)  # noqa: ASYNC251 -- holding the loop is the point
         else:
             await asyncio.sleep(0.005)
@@ -71,13 +68,11 @@ async def run_level(warmup: bool, block_tag: str):
     return engine, meter, records
 
 
-async def test_no_measured_request_starts_before_the_last_warmup_ends():
+async def test_lag_while_only_warmups_run_is_left_out():
     engine, meter, records = await run_level(warmup=True, block_tag="c3-w1")
     assert len(records) == 9 and all(r.ok for r in records)
-    warmups_end = max(end for tag, (_, end) in engine.spans.items() if "-w" in tag)
-    measured_start = min(start for tag, (start, _) in engine.spans.items() if "-r" in tag)
-    assert measured_start >= warmups_end
-    # The loop was held for BLOCK_S during a warm-up; that lag is not the lag measured stamps carried.
+    # Stream 1's warm-up held the loop before any measured request was sent.
+    assert engine.spans["c3-w1"][1] <= min(start for tag, (start, _) in engine.spans.items() if "-r" in tag)
     lag = meter.result().loop_lag_max_ms
     assert lag is not None and lag < BLOCK_S * 1000 / 2
 
