@@ -20,6 +20,9 @@ from console.errors import ConfigError
 ENGINE_KINDS = ("auto", "ollama", "vllm", "llamacpp", "sglang", "tgi", "lmstudio", "openai")
 ENV_CONFIG = "ENGINEDECK_CONFIG"
 ENV_DATA_DIR = "ENGINEDECK_DATA_DIR"
+# Floors for numbers a config may set: a zero poll interval would spin, a tiny audit file would rotate per record.
+MIN_INTERVAL_S = 0.1
+MIN_AUDIT_FILE_BYTES = 64 * 1024
 
 
 def config_dir() -> Path:
@@ -160,12 +163,15 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = Non
     return _parse(raw, path)
 
 
-def _expect(value: Any, typ: type | tuple[type, ...], where: str, path: Path) -> Any:
+def _expect(value: Any, typ: type | tuple[type, ...], where: str, path: Path, *,
+            minimum: float | None = None) -> Any:
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
         want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
         raise ConfigError(f"{path}: {where} must be a {want}, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{path}: {where} must be at least {minimum:g}, not {value!r}")
     return value
 
 
@@ -177,8 +183,8 @@ def _timeouts(raw: Mapping[str, Any], where: str, path: Path, base: Timeouts) ->
     connect = raw.get("connect_timeout", base.connect_s)
     read = raw.get("read_timeout", base.read_s)
     return Timeouts(
-        connect_s=_expect(connect, float, f"{where}.connect_timeout", path),
-        read_s=_expect(read, float, f"{where}.read_timeout", path),
+        connect_s=_expect(connect, float, f"{where}.connect_timeout", path, minimum=MIN_INTERVAL_S),
+        read_s=_expect(read, float, f"{where}.read_timeout", path, minimum=MIN_INTERVAL_S),
     )
 
 
@@ -217,28 +223,31 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Config:
         ))
     slo_raw = _section(raw, "slo", path)
     slo = SLO(
-        ttft_p90_s=_expect(slo_raw.get("ttft_p90_s", SLO.ttft_p90_s), float, "slo.ttft_p90_s", path),
+        ttft_p90_s=_expect(slo_raw.get("ttft_p90_s", SLO.ttft_p90_s), float, "slo.ttft_p90_s", path, minimum=0),
         decode_p10_tok_s=_expect(
-            slo_raw.get("decode_p10_tok_s", SLO.decode_p10_tok_s), float, "slo.decode_p10_tok_s", path),
+            slo_raw.get("decode_p10_tok_s", SLO.decode_p10_tok_s), float, "slo.decode_p10_tok_s", path, minimum=0),
         max_error_rate=_expect(
-            slo_raw.get("max_error_rate", SLO.max_error_rate), float, "slo.max_error_rate", path),
+            slo_raw.get("max_error_rate", SLO.max_error_rate), float, "slo.max_error_rate", path, minimum=0),
     )
     ui_raw = _section(raw, "ui", path)
     ui = UIConfig(
         theme=_expect(ui_raw.get("theme", UIConfig.theme), str, "ui.theme", path),
         ascii=_expect(ui_raw.get("ascii", UIConfig.ascii), bool, "ui.ascii", path),
         poll_interval_s=_expect(
-            ui_raw.get("poll_interval_s", UIConfig.poll_interval_s), float, "ui.poll_interval_s", path),
+            ui_raw.get("poll_interval_s", UIConfig.poll_interval_s), float, "ui.poll_interval_s", path,
+            minimum=MIN_INTERVAL_S),
         telemetry_interval_s=_expect(
             ui_raw.get("telemetry_interval_s", UIConfig.telemetry_interval_s), float,
-            "ui.telemetry_interval_s", path),
+            "ui.telemetry_interval_s", path, minimum=MIN_INTERVAL_S),
     )
     audit_raw = _section(raw, "audit", path)
     audit = AuditConfig(
         retention_days=_expect(
-            audit_raw.get("retention_days", AuditConfig.retention_days), int, "audit.retention_days", path),
+            audit_raw.get("retention_days", AuditConfig.retention_days), int, "audit.retention_days", path,
+            minimum=1),
         max_file_bytes=_expect(
-            audit_raw.get("max_file_bytes", AuditConfig.max_file_bytes), int, "audit.max_file_bytes", path),
+            audit_raw.get("max_file_bytes", AuditConfig.max_file_bytes), int, "audit.max_file_bytes", path,
+            minimum=MIN_AUDIT_FILE_BYTES),
         key_file=Path(_expect(audit_raw["key_file"], str, "audit.key_file", path))
         if "key_file" in audit_raw else None,
     )

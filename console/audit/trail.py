@@ -1,8 +1,9 @@
 """enginedeck's own operator audit trail: who did what, from where, with what result.
 
 Each event goes to a JSONL file in the data dir (`audit.jsonl`, rotated to `audit-<last seq>.jsonl` past
-`audit.max_file_bytes`) and to the `audit_events` table. Appends from several enginedeck processes are
-serialised by an exclusive `flock` on `audit.lock` around "read the last record, append the next one".
+`audit.max_file_bytes` or once its first record is `MAX_FILE_DAYS` old) and to the `audit_events` table. Appends
+from several enginedeck processes are serialised by an exclusive `flock` on `audit.lock` around "read the last
+record, append the next one".
 `audit.head` (HMAC-signed) remembers the last sequence number and hash, so cutting records off the end of the
 trail is detected even without the database, and how far retention has pruned, so a missing old file is told
 apart from a deleted one.
@@ -36,6 +37,9 @@ ROTATED_GLOB = "audit-*.jsonl"
 HEAD_NAME = "audit.head"
 LOCK_NAME = "audit.lock"
 TAIL_READ = 64 * 1024  # the last record is found in this much of the end of the file
+# A quiet trail never fills a file, and retention removes whole rotated files: rotating by age as well bounds
+# how long a record outlives retention (by this, or by the retention period where that is shorter).
+MAX_FILE_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,22 @@ def _last_record(path: Path) -> dict[str, Any] | None:
             if isinstance(record, dict) and isinstance(record.get("seq"), int):
                 return record
     return None
+
+
+def _record_ts(record: Mapping[str, Any] | None) -> float | None:
+    try:
+        return AuditEvent.from_record(record).ts if record is not None else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _first_record(path: Path) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as f:
+            record = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _os_user() -> str:
@@ -169,8 +189,7 @@ class AuditTrail:
             seq, prev = (int(last["seq"]) + 1, str(last.get("hash", ""))) if last else (1, GENESIS)
             event = replace(draft, seq=seq, prev_hash=prev).sealed(key)
             line = (event.to_json() + "\n").encode("utf-8")
-            if self.path.exists() and self.path.stat().st_size and \
-                    self.path.stat().st_size + len(line) > self.max_file_bytes and last is not None:
+            if last is not None and self._full(len(line), event.ts):
                 os.rename(self.path, self.directory / f"audit-{int(last['seq']):012d}.jsonl")
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -185,12 +204,25 @@ class AuditTrail:
             _write_head(self.directory, key, Head(seq, event.hash, pruned_through))
         return event, (pruned_through if pruned_through != (head.pruned_through if head else 0) else 0)
 
+    def _full(self, adding: int, now: float) -> bool:
+        """Whether the active file is rotated before `adding` more bytes go in: past `max_file_bytes`, or once
+        its first record is older than `MAX_FILE_DAYS` (the retention period if shorter)."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return False
+        started = _record_ts(_first_record(self.path))
+        max_age = min(self.retention_days, MAX_FILE_DAYS) * 86400
+        return size > 0 and (size + adding > self.max_file_bytes or (started is not None and now - started > max_age))
+
     def _prune(self, pruned_through: int) -> int:
         """Remove rotated files whose every record is older than the retention period (whole files, so the
-        chain stays verifiable from the first record kept). Returns the last sequence number removed."""
+        chain stays verifiable from the first record kept). Returns the last sequence number removed.
+        Age is the last record's own timestamp, not the file's mtime, which a copy or restore can change."""
         cutoff = time.time() - self.retention_days * 86400
         for path in sorted(self.directory.glob(ROTATED_GLOB)):
-            if path.stat().st_mtime >= cutoff:
+            newest = _record_ts(_last_record(path))
+            if newest is None or newest >= cutoff:
                 break
             try:
                 last_seq = int(path.stem.split("-", 1)[1])

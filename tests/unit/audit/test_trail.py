@@ -6,12 +6,14 @@ import sys
 
 import pytest
 
-from console.audit.record import GENESIS, REDACTED, strip_secrets
-from console.audit.trail import AuditTrail
+from console.audit.record import GENESIS, REDACTED, AuditEvent, strip_secrets
+from console.audit.trail import AuditTrail, trail_files
 from console.audit.verify import IssueKind, TrailMarker, verify_trail
 from console.config import AuditConfig, Config
 from console.errors import ConfigError
 from console.logs.line import Mark
+
+DAY = 86400
 
 
 def trail_for(tmp_path, store=None, **audit):
@@ -151,15 +153,69 @@ async def test_rotation_keeps_the_chain_verifiable(tmp_path, store):
     assert IssueKind.DELETED in kinds(report)
 
 
-async def test_retention_removes_whole_old_files_and_stays_verifiable(tmp_path, store):
+class Clock:
+    """Stands in for the `time` module in console.audit.trail: records carry, and retention reads, this time."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock(1_700_000_000.0)
+    monkeypatch.setattr("console.audit.trail.time", fake)
+    return fake
+
+
+def file_records(trail):
+    return [AuditEvent.from_record(json.loads(line))
+            for p in trail_files(trail.directory) for line in p.read_text().splitlines()]
+
+
+async def test_retention_removes_whole_old_files_and_stays_verifiable(tmp_path, store, clock):
     trail = trail_for(tmp_path, store, max_file_bytes=1200, retention_days=1)
     await record_n(trail, 8)
     old = sorted(trail.directory.glob("audit-*.jsonl"))
     assert old
-    for path in old:
-        os.utime(path, (0, 0))  # older than the retention period
+    clock.now += 2 * DAY  # every record so far is older than the retention period
     await record_n(trail, 1, start=8)
     assert not any(p in old for p in trail.directory.glob("audit-*.jsonl"))
+    report = verify_trail(trail.directory, trail.key(), await store.audit.all())
+    assert report.ok, report.issues
+    assert report.first_seq and report.first_seq > 1
+
+
+async def test_quiet_trail_prunes_old_records_of_the_active_file(tmp_path, store, clock):
+    trail = trail_for(tmp_path, store, retention_days=1)  # 10 MiB files: a few records never fill one
+    await record_n(trail, 3)
+    assert not list(trail.directory.glob("audit-*.jsonl"))
+    clock.now += 2 * DAY
+    await record_n(trail, 1, start=3)
+    assert [r.seq for r in file_records(trail)] == [4]
+    assert [e.seq for e in await store.audit.all()] == [4]  # the database copy is pruned with the files
+    report = verify_trail(trail.directory, trail.key(), await store.audit.all())
+    assert report.ok, report.issues  # the head's pruned_through tells the gap from a deletion
+    assert report.first_seq == 4
+
+
+async def test_retention_keeps_every_record_inside_the_period_and_bounds_the_rest(tmp_path, store, clock):
+    retention = 10
+    trail = trail_for(tmp_path, store, retention_days=retention)
+    written: dict[int, float] = {}
+    for day in range(45):  # one event a day: the active file never reaches max_file_bytes
+        written.update((e.seq, e.ts) for e in await record_n(trail, 1, start=day))
+        for path in trail.directory.glob("audit-*.jsonl"):
+            os.utime(path, (0, 0))  # a copy or restore can change mtimes: retention goes by the records' time
+        kept = {r.seq: r.ts for r in file_records(trail)}
+        cutoff = clock.now - retention * DAY
+        assert all(ts < cutoff for seq, ts in written.items() if seq not in kept)  # none inside the period goes
+        assert set(kept) == set(range(min(kept), max(written) + 1))  # only ever whole oldest files go
+        assert clock.now - min(kept.values()) <= (2 * retention + 1) * DAY  # documented bound, plus one day
+        assert [e.seq for e in await store.audit.all()] == sorted(kept)
+        clock.now += DAY
     report = verify_trail(trail.directory, trail.key(), await store.audit.all())
     assert report.ok, report.issues
     assert report.first_seq and report.first_seq > 1

@@ -68,6 +68,11 @@ def test_corrupt_toml_names_file_and_line(tmp_path):
     ('[[engines]]\nname = "a"\nurl = "http://x"\n[[engines]]\nname = "a"\nurl = "http://y"\n', "two engines"),
     ('[slo]\nttft_p90_s = "fast"\n', "slo.ttft_p90_s must be a float"),
     ('[ui]\nascii = 1\n', "ui.ascii must be a bool"),
+    ('[ui]\npoll_interval_s = 0\n', "ui.poll_interval_s must be at least 0.1, not 0.0"),
+    ('read_timeout = -1\n', "top level.read_timeout must be at least 0.1"),
+    ('[audit]\nretention_days = 0\n', "audit.retention_days must be at least 1, not 0"),
+    ('[audit]\nmax_file_bytes = 100\n', "audit.max_file_bytes must be at least 65536"),
+    ('[slo]\nttft_p90_s = -1\n', "slo.ttft_p90_s must be at least 0"),
 ])
 def test_bad_values_are_one_clear_error(tmp_path, body, needle):
     with pytest.raises(ConfigError, match=needle):
