@@ -4,7 +4,8 @@ with `os.pread`, decoded lines kept in a bounded LRU.
 Opening a 1 GB log reads only the last few blocks: the index grows backwards as the view scrolls up and
 forwards as the file grows. Memory is one int per indexed line (8 bytes) plus at most `LINE_CACHE_SIZE`
 decoded lines. Lines are addressed by their position among the lines indexed so far (0 = the oldest indexed);
-`extend_back` returns how many lines it prepended, so a view can keep its scroll position.
+`extend_back` returns how many lines it prepended, so a view can keep its scroll position. A line over
+`MAX_LINE_BYTES` is indexed as pieces (see `cut_points`), each an entry of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from array import array
+from bisect import bisect_right, insort
 from collections import OrderedDict
 from collections.abc import Iterator
 from itertools import accumulate, repeat
@@ -28,6 +30,17 @@ BLOCK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024
 # Decoded lines held in memory at once (the cap on lines held; older ones are re-read from the file).
 LINE_CACHE_SIZE = 5_000
+
+
+def cut_points(start: int, end: int) -> range:
+    """The file offsets where a line whose text (newline left out) runs from `start` to `end` is cut: none when
+    it holds at most MAX_LINE_BYTES, else every multiple of MAX_LINE_BYTES inside it. The cuts depend only on
+    where the line lies in the file, so a line has the same pieces whether it is read forwards, in one read or
+    as it grows (`FileSource`, `refresh`), or found from its end (`extend_back`, which never has to reach the
+    start of an over-long line). `start` may itself be a cut: the rest of the line is cut alike."""
+    if end - start <= MAX_LINE_BYTES:
+        return range(0)
+    return range((start // MAX_LINE_BYTES + 1) * MAX_LINE_BYTES, end, MAX_LINE_BYTES)
 
 
 class FileIndex:
@@ -53,20 +66,16 @@ class FileIndex:
         self.size = st.st_size  # bytes covered by the index
         self._back = array("q")  # starts of lines found scanning backwards, newest first
         self._fwd = array("q")  # starts of lines appended after the first scan, oldest first
+        self._cuts: list[int] = []  # the entries that are cut_points (pieces after the first of a line), sorted
         self._scan_pos = st.st_size  # everything before this is not indexed yet
         self._cache.clear()
-        self._tail_start: int | None = None  # start of the last (possibly unfinished) line, when size > 0
-        if st.st_size:
-            self._tail_start = self._find_line_start(st.st_size)
-            self._back.append(self._tail_start)
-            self._scan_pos = self._tail_start
+        self.extend_back(1)  # the last (possibly unfinished) line
 
     def restart_before(self, offset: int) -> None:
         """Forget the index and start it again at the line that ends just before `offset`, so `extend_back`
         indexes the lines before a known line (a pane that holds the end of a file and wants older lines)."""
-        self._back, self._fwd = array("q"), array("q")
+        self._back, self._fwd, self._cuts = array("q"), array("q"), []
         self._scan_pos = self.size = max(0, min(offset, os.fstat(self._fd).st_size))
-        self._tail_start = None
         self._cache.clear()
 
     def dup_fd(self) -> int:
@@ -109,50 +118,48 @@ class FileIndex:
     def _end(self, i: int) -> int:
         return self._start(i + 1) if i + 1 < self.count else self.size
 
-    def _find_line_start(self, end: int) -> int:
-        """Start of the line that ends at `end` (exclusive; a newline just before `end` belongs to it)."""
-        pos = end - 1 if end and os.pread(self._fd, 1, end - 1) == b"\n" else end
-        limit = max(0, end - MAX_LINE_BYTES)
-        while pos > limit:
-            lo = max(limit, pos - BLOCK_SIZE)
-            nl = os.pread(self._fd, pos - lo, lo).rfind(b"\n")
-            if nl >= 0:
-                return lo + nl + 1
-            pos = lo
-        return limit
-
     def extend_back(self, lines: int) -> int:
         """Index up to `lines` more lines before the oldest indexed one. Returns how many were added."""
         added = 0
         back = self._back
         while added < lines and self._scan_pos > 0:
-            end = self._scan_pos  # the line before ends here; its newline (end - 1) is left out of the search
+            end = self._scan_pos  # the entry before ends here; byte end - 1 (its newline) is left out of the block
             lo = max(0, end - 1 - BLOCK_SIZE)
             block = os.pread(self._fd, end - 1 - lo, lo)
-            bulk = self._bulk_back(block, lo, lines - added)
+            # One line (as when a file is opened) is one rfind in the loop below: cheaper than splitting the block.
+            bulk = self._bulk_back(block, lo, lines - added) if lines - added > 1 else 0
             if bulk:
                 added += bulk
                 continue
-            j = len(block)
+            # The entry before `end` is a line, or the piece of an over-long one, whose text ends at `text_end`:
+            # before the newline at end - 1, or at `end` itself when that is a cut (or the file's unfinished end).
+            text_end = end - 1 if os.pread(self._fd, 1, end - 1) == b"\n" else end
             while added < lines:
-                nl = block.rfind(b"\n", 0, j)
-                if nl < 0 and lo > 0 and end - MAX_LINE_BYTES < lo:
-                    break  # this line starts before the block: read the block before it
-                start = max(lo + nl + 1, end - MAX_LINE_BYTES, 0)
+                floor = text_end - MAX_LINE_BYTES - 1  # a line that starts at or before floor is over-long
+                nl = block.rfind(b"\n", max(0, floor - lo), text_end - lo)
+                if nl >= 0:
+                    start = lo + nl + 1
+                elif lo > 0 and floor < lo:
+                    break  # this line may start before the block: read the block before it
+                elif floor < 0:
+                    start = 0
+                else:
+                    start = cut_points(floor, text_end)[-1]  # its last cut before text_end, wherever it starts
+                    insort(self._cuts, start)
                 back.append(start)
                 added += 1
                 end = start
+                text_end = start if nl < 0 else start - 1
                 if start <= lo:
                     break
-                j = start - lo - 1
             self._scan_pos = end
         return added
 
     def _bulk_back(self, block: bytes, lo: int, wanted: int) -> int:
         """The common case of `extend_back`, a block of ordinary lines, without a Python loop turn per line:
-        the starts of the lines in `block` (which begins at `lo` and ends just before the newline of the line
-        that starts at `_scan_pos`), newest first, at most `wanted`. Returns how many were added; 0 when a
-        line in the block may be over MAX_LINE_BYTES (the line-by-line loop cuts it in pieces)."""
+        the starts of the lines in `block` (which begins at `lo` and stops short of the byte just before
+        `_scan_pos`: a newline, or the last byte of a piece), newest first, at most `wanted`. Returns how many
+        were added; 0 when a line in the block may be over MAX_LINE_BYTES (the line-by-line loop cuts it)."""
         parts = block.split(b"\n")
         if max(map(len, parts)) >= MAX_LINE_BYTES:
             return 0
@@ -174,11 +181,10 @@ class FileIndex:
         if size <= old:
             return 0
         before = self.count
-        if self._tail_start is not None:
-            self._cache.pop(self._tail_start, None)  # the unfinished last line may have grown
-        if old == 0 or os.pread(self._fd, 1, old - 1) == b"\n":
+        if not before or os.pread(self._fd, 1, old - 1) == b"\n":
             self._fwd.append(old)
-            self._tail_start = old
+        start = self._start(self.count - 1)  # of the line or piece that goes on at `old`
+        self._cache.pop(start, None)  # an unfinished last line may have grown
         pos = old
         while pos < size:
             chunk = os.pread(self._fd, min(BLOCK_SIZE, size - pos), pos)
@@ -186,14 +192,20 @@ class FileIndex:
                 break
             i = chunk.find(b"\n")
             while i >= 0:
+                self._add_cuts(start, pos + i)
                 start = pos + i + 1
                 if start < size:
                     self._fwd.append(start)
-                    self._tail_start = start
                 i = chunk.find(b"\n", i + 1)
             pos += len(chunk)
+        self._add_cuts(start, pos)  # the unfinished last line, as far as it goes
         self.size = pos
         return self.count - before
+
+    def _add_cuts(self, start: int, end: int) -> None:
+        cuts = cut_points(start, end)
+        self._fwd.extend(cuts)
+        self._cuts.extend(cuts)
 
     def changed(self) -> str | None:
         """'rotated' if `path` now names another file, 'truncated' if the file shrank, else None."""
@@ -208,8 +220,8 @@ class FileIndex:
         return None
 
     def raw(self, i: int) -> bytes:
-        start, end = self._start(i), self._end(i)
-        data = os.pread(self._fd, min(end - start, MAX_LINE_BYTES), start)
+        start = self._start(i)
+        data = os.pread(self._fd, self._end(i) - start, start)  # at most MAX_LINE_BYTES and a newline
         return data[:-1] if data.endswith(b"\n") else data
 
     def line(self, i: int) -> LogLine:
@@ -222,15 +234,19 @@ class FileIndex:
         if hit is not None and (hit.lineno is not None or not self.complete):
             cache.move_to_end(start)
             return hit
-        line = self.parser.parse(self.raw(i).decode("utf-8", "replace"), offset=start, lineno=self._absolute(i))
+        line = self.parser.parse(self.raw(i).decode("utf-8", "replace"), offset=start, lineno=self.lineno(i))
         cache[start] = line
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
         return line
 
-    def _absolute(self, i: int) -> int | None:
-        """1-based line number, known only once the index reaches the start of the file."""
-        return i + 1 if self.complete else None
+    def lineno(self, i: int) -> int | None:
+        """1-based number of the file line that entry `i` is, or is a piece of (`i == count`: of a line that
+        starts where the index ends); known only once the index reaches the start of the file."""
+        if not self.complete:
+            return None
+        start = self._start(i) if i < self.count else self.size
+        return i + 1 - bisect_right(self._cuts, start)
 
     def tail(self, n: int) -> list[LogLine]:
         """The last `n` lines, reading only as much of the file as they need."""

@@ -16,12 +16,13 @@ import os
 import shutil
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain, pairwise, repeat
 from pathlib import Path
 
 from console.errors import EngineDeckError, LogSourceError
-from console.logs.index import MAX_LINE_BYTES, FileIndex
+from console.logs.index import MAX_LINE_BYTES, FileIndex, cut_points
 from console.logs.line import LogLine
 from console.logs.parse import LineParser
 
@@ -90,39 +91,35 @@ class FileSource(LogSource):
                 fd = _open(self.path)
         else:
             fd, lineno = opened
+        new_fd: int | None = None  # the new file at `path`, while the rotated `fd` is read to its end
         try:
             missing_said = False
             while True:
                 offset = os.lseek(fd, 0, os.SEEK_CUR) - len(buf)  # where buf starts in the file
                 data = os.read(fd, READ_SIZE)
                 if data:
-                    lines, buf = _take_lines(buf + data if buf else data)
+                    lines, buf = _take_lines(buf + data if buf else data, offset)
                     parse = self.parser.parse
-                    for raw in lines:
+                    for raw, newline in lines:
                         yield parse(raw.decode("utf-8", "replace"), lineno=lineno, offset=offset)
-                        lineno = lineno and lineno + 1
-                        offset += len(raw) + 1  # (a piece of an over-long line has no newline: offsets drift)
+                        offset += len(raw) + newline
+                        lineno = lineno and lineno + newline
                     continue
-                if not self.follow:
+                if not self.follow or new_fd is not None:  # the end of this file: its unfinished line is final
                     if buf:
-                        yield self.parser.parse(buf.decode("utf-8", "replace"), lineno=lineno)
-                    return
+                        yield self.parser.parse(buf.decode("utf-8", "replace"), lineno=lineno, offset=offset)
+                    if new_fd is None:
+                        return
+                    os.close(fd)
+                    fd, new_fd, buf, lineno, missing_said = new_fd, None, b"", 1, False
+                    yield Notice(self.name, NoticeKind.ROTATED, f"{self.path} was rotated; following the new file")
+                    continue
                 change = _change(self.path, fd)
                 if change == "missing" and not missing_said:
                     missing_said = True
                     yield Notice(self.name, NoticeKind.WAITING, f"{self.path} was removed; waiting for a new one")
                 elif change == "rotated" and (new_fd := _open(self.path)) is not None:
-                    # Read what the writer added to the old file after our last read, then switch.
-                    while data := os.read(fd, READ_SIZE):
-                        buf += data
-                    lines, rest = _take_lines(buf)
-                    for raw in [*lines, rest] if rest else lines:
-                        yield self.parser.parse(raw.decode("utf-8", "replace"), lineno=lineno)
-                        lineno = lineno and lineno + 1
-                    os.close(fd)
-                    fd, buf, lineno, missing_said = new_fd, b"", 1, False
-                    yield Notice(self.name, NoticeKind.ROTATED, f"{self.path} was rotated; following the new file")
-                    continue
+                    continue  # read what the writer added to the old file after our last read, then switch
                 elif change == "truncated":
                     os.lseek(fd, 0, os.SEEK_SET)
                     buf, lineno = b"", 1
@@ -131,6 +128,8 @@ class FileSource(LogSource):
                 await asyncio.sleep(self.poll_s)
         finally:
             os.close(fd)
+            if new_fd is not None:
+                os.close(new_fd)
 
     def _check_path(self) -> None:
         if self.path.is_dir():
@@ -159,7 +158,7 @@ class FileSource(LogSource):
             first = max(0, last - self.lines)
             start = index.offset(first) if first < index.count else index.size
             os.lseek(fd, start, os.SEEK_SET)
-            return fd, first + 1 if index.complete else None
+            return fd, index.lineno(first)
 
 
 def _open(path: Path) -> int | None:
@@ -186,21 +185,31 @@ def _change(path: Path, fd: int) -> str | None:
     return None
 
 
-def _take_lines(buf: bytes) -> tuple[list[bytes], bytes]:
-    """The complete lines in `buf` and the unfinished rest; a line over MAX_LINE_BYTES is cut in pieces."""
+def _take_lines(buf: bytes, offset: int) -> tuple[Iterable[tuple[bytes, int]], bytes]:
+    """The complete lines in `buf`, which starts at file offset `offset`, each with 1 for its newline, and the
+    unfinished rest. A line over MAX_LINE_BYTES comes as the pieces `cut_points` gives (the ones `FileIndex`
+    has), all but its last with 0; so does an unfinished one, its last piece kept as the rest."""
     *complete, rest = buf.split(b"\n")
-    lines = complete if not complete or max(map(len, complete)) <= MAX_LINE_BYTES else [
-        piece for part in complete for piece in _cut(part)]
-    while len(rest) >= MAX_LINE_BYTES:
-        lines.append(rest[:MAX_LINE_BYTES])
-        rest = rest[MAX_LINE_BYTES:]
+    rest_at = offset + len(buf) - len(rest)
+    lines: Iterable[tuple[bytes, int]]
+    if not complete or max(map(len, complete)) <= MAX_LINE_BYTES:
+        lines = zip(complete, repeat(1))  # the common case, without a tuple kept per line
+    else:
+        lines = []
+        for line in complete:
+            lines += _pieces(line, offset, 1)
+            offset += len(line) + 1
+    if len(rest) > MAX_LINE_BYTES:
+        *head, (rest, _) = _pieces(rest, rest_at, 0)
+        lines = chain(lines, head)
     return lines, rest
 
 
-def _cut(part: bytes) -> list[bytes]:
-    if len(part) <= MAX_LINE_BYTES:
-        return [part]
-    return [part[i:i + MAX_LINE_BYTES] for i in range(0, len(part), MAX_LINE_BYTES)]
+def _pieces(line: bytes, offset: int, newline: int) -> list[tuple[bytes, int]]:
+    """`line`, which starts at file offset `offset`, cut where `cut_points` says: (piece, 0) but the last,
+    (piece, `newline`)."""
+    bounds = [0, *(cut - offset for cut in cut_points(offset, offset + len(line))), len(line)]
+    return [(line[a:b], newline if b == len(line) else 0) for a, b in pairwise(bounds)]
 
 
 class CommandSource(LogSource):
