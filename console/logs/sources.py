@@ -244,9 +244,13 @@ class CommandSource(LogSource):
         async def pump(stream: asyncio.StreamReader, label: str) -> None:
             nonlocal dropped
             while True:
+                # Not readline(): past the limit it throws away what it has buffered. readuntil() keeps it, so a
+                # long line comes out whole, in pieces of MAX_LINE_BYTES.
                 try:
-                    raw = await stream.readline()
-                except ValueError:  # a line over the limit: take it in pieces
+                    raw = await stream.readuntil(b"\n")
+                except asyncio.IncompleteReadError as exc:  # the end, maybe after an unterminated last line
+                    raw = exc.partial
+                except asyncio.LimitOverrunError:
                     raw = await stream.read(MAX_LINE_BYTES)
                 if not raw:
                     break

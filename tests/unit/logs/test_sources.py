@@ -107,6 +107,19 @@ async def test_command_output_and_exit_code():
     assert "exited with code 3" in end.message
 
 
+async def test_command_lines_over_the_limit_arrive_whole_in_pieces():
+    long = "a" * 150_000 + "b" * 50_000
+    code = ("import sys; w = sys.stdout.write; "
+            f"w('x' * {MAX_LINE_BYTES} + '\\n'); w('a' * 150_000 + 'b' * 50_000 + '\\n'); w('after\\n'); "
+            "w('z' * 100_000)")
+    events = [e async for e in CommandSource([sys.executable, "-c", code]).events()]
+    got = [e.text for e in events if isinstance(e, LogLine)]
+    assert got[0] == "x" * MAX_LINE_BYTES  # exactly the limit: one line
+    pieces = got[1:got.index("after")]
+    assert all(len(p) <= MAX_LINE_BYTES for p in pieces) and "".join(pieces) == long  # nothing lost
+    assert "".join(got[got.index("after") + 1:]) == "z" * 100_000  # the unterminated end too
+
+
 async def test_cancelling_a_command_stops_the_process(tmp_path):
     marker = tmp_path / "pid"
     code = f"import os,time; open({str(marker)!r},'w').write(str(os.getpid())); print('up', flush=True); time.sleep(60)"
