@@ -14,7 +14,8 @@ Conventions every screen follows (chat, probe and logs too):
   `self.app.host_monitor`, `self.app.scan_processes`. Tests inject stubs through the constructor.
 - Every binding has an `id` and a description; a mutating one is refused in `check_action` under
   `--read-only` (return None so the footer greys it out) and the screen says why in words. The palette and
-  the help screen list bindings from `BINDINGS`, so there is nothing else to register.
+  the help screen list bindings from `BINDINGS`, so there is nothing else to register, except that a widget
+  with keys of its own (the chat prompt) goes in its screen's `HELP_WIDGETS` for the help screen.
 - Engine lists come from the registry; when it finishes a refresh the app posts `EnginesRefreshed` to every
   screen. `self.app.engines_ready` is False until the first refresh is done.
 - Network and disk work runs in workers: `@work(exclusive=True, group=..., exit_on_error=False)` for async

@@ -68,7 +68,9 @@ async def test_help_lists_every_binding_of_every_screen(tmp_path):
             if not importable(name):
                 continue
             assert spec.title in text
-            for b in described(list(spec.load().BINDINGS)):
+            screen_cls = spec.load()
+            widgets = getattr(screen_cls, "HELP_WIDGETS", ())
+            for b in described([*screen_cls.BINDINGS, *(b for w in widgets for b in w.BINDINGS)]):
                 assert b.description in text, (name, b.description)
         await pilot.press("escape")
         await settle(pilot)

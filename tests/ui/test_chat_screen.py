@@ -1,9 +1,11 @@
 """The chat screen against the Ollama contract server (real adapter, real store): stream, figures, stop, error,
-hostile text, store trouble, search, resume, compare, copy."""
+hostile text, store trouble, search, resume, compare, copy, and the multi-line prompt (newline keys, bracketed
+paste, its height bound)."""
 
 from __future__ import annotations
 
 import pytest
+from textual import events
 from textual.widgets import Input, OptionList, Static
 
 from console.config import EngineConfig
@@ -11,6 +13,7 @@ from console.ui.app import EngineDeckApp
 from console.ui.screens.chat import ChatScreen, ComparePane, parse_params
 from console.ui.widgets.chat_message import MessageView, last_code_block
 from console.ui.widgets.chat_pane import ChatPane
+from console.ui.widgets.prompt import PromptArea
 from tests.fakes.ollama_server import HOSTILE_REPLY, Scenario, ollama_contract_server
 from tests.ui.fixtures import TestContext, make_config, screen_text, settle
 
@@ -52,9 +55,9 @@ async def new_chat(pilot, model: str) -> ChatPane:
 
 
 async def send(pilot, text: str) -> None:
-    prompt = pilot.app.screen.query_one("#prompt", Input)
+    prompt = pilot.app.screen.query_one("#prompt", PromptArea)
     prompt.focus()
-    prompt.value = text
+    prompt.text = text
     await pilot.press("enter")
 
 
@@ -77,7 +80,7 @@ async def test_stream_a_reply_with_figures_and_save_it(tmp_path, fake):
         assert reply.status == "complete" and reply.content == SKY
         figures = str(reply.query_one(".figures", Static).render())
         assert "TTFT" in figures and "tokens (ollama eval_count)" in figures and "tok/s" in figures
-        assert screen.query_one("#prompt", Input).value == ""
+        assert screen.query_one("#prompt", PromptArea).text == ""
         # Saved, and the session list shows it.
         store = await app.ctx.store()
         (session,) = await store.sessions.list()
@@ -89,7 +92,7 @@ async def test_stream_a_reply_with_figures_and_save_it(tmp_path, fake):
         await settle(pilot, until=lambda: done(pane))
         assert [v.role for v in pane.views()] == ["user", "assistant"]
         await pilot.press("ctrl+g")
-        assert screen.query_one("#prompt", Input).value == "why is the sky blue?"
+        assert screen.query_one("#prompt", PromptArea).text == "why is the sky blue?"
         await send(pilot, "and at sunset?")
         await settle(pilot, until=lambda: done(pane) and len(pane.views()) == 2)
         assert [m.content for m in await store.sessions.messages(session.id)] == ["and at sunset?", SKY]
@@ -331,7 +334,7 @@ async def test_typing_letters_and_digits_stays_in_the_prompt(tmp_path, fake):
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_chat(pilot)
         await pilot.press("q", "3", "1", "x")
-        assert screen.query_one("#prompt", Input).value == "q31x" and app.screen is screen
+        assert screen.query_one("#prompt", PromptArea).text == "q31x" and app.screen is screen
 
 
 async def test_copy_a_code_block_without_fences_or_box_characters(tmp_path, fake):
@@ -350,3 +353,84 @@ async def test_copy_a_code_block_without_fences_or_box_characters(tmp_path, fake
         await pilot.press("ctrl+y")
         assert copied[0] == "ls -l /srv/models\n"
         assert copied[1].startswith("Run this:") and not any(0x2500 <= ord(c) <= 0x257F for c in copied[1])
+
+
+def sent_prompts(fake) -> list[str]:
+    """The last user message of each chat request the contract server received."""
+    return [r.body["messages"][-1]["content"] for r in fake.requests_to("/api/chat")]
+
+
+async def test_ctrl_j_adds_lines_and_enter_sends_them_all(tmp_path, fake):
+    app = app_for(tmp_path, fake)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_chat(pilot)
+        pane = await new_chat(pilot, "llama3.2:1b")
+        prompt = screen.query_one("#prompt", PromptArea)
+        # ctrl+j is the line feed every terminal sends; shift+enter and alt+enter where the terminal reports them.
+        await pilot.press(*"fix", "ctrl+j", *"  it", "shift+enter", "1", "alt+enter", "2")
+        assert prompt.text == "fix\n  it\n1\n2" and not pane.views()
+        await pilot.press("enter")
+        await settle(pilot, until=lambda: done(pane))
+        assert sent_prompts(fake) == ["fix\n  it\n1\n2"]
+        store = await app.ctx.store()
+        assert [m.content for m in await store.sessions.messages(1)] == ["fix\n  it\n1\n2", SKY]
+        assert prompt.text == ""
+        # The conversation shows the message with its lines (and its indent) kept.
+        shown = "\n".join(line[pane.region.x + 1:].rstrip() for line in screen_text(app).splitlines())
+        assert "\nfix\n  it\n1\n2\n" in shown, shown
+
+
+async def test_a_pasted_stack_trace_waits_for_enter(tmp_path, fake):
+    app = app_for(tmp_path, fake)
+    trace = 'Traceback (most recent call last):\r  File "serve.py", line 3, in <module>\rKeyError: \'model\''
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_chat(pilot)
+        pane = await new_chat(pilot, "llama3.2:1b")
+        prompt = screen.query_one("#prompt", PromptArea)
+        await pilot.press(*"why? ")
+        # A bracketed paste reaches the app as one Paste event (terminals send its newlines as CR, like enter).
+        app.post_message(events.Paste(trace))
+        await settle(pilot, until=lambda: "KeyError" in prompt.text)
+        await pilot.pause()
+        assert not pane.views() and fake.requests_to("/api/chat") == []
+        await pilot.press("enter")
+        await settle(pilot, until=lambda: done(pane))
+        expected = "why? " + trace.replace("\r", "\n")
+        assert sent_prompts(fake) == [expected]
+        assert pane.views()[0].content == expected
+        assert 'File "serve.py", line 3, in <module>' in screen_text(app)  # shown as typed, not as Markdown/HTML
+
+
+async def test_the_prompt_grows_to_a_bound_then_scrolls(tmp_path, fake):
+    app = app_for(tmp_path, fake)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_chat(pilot)
+        pane = await new_chat(pilot, "llama3.2:1b")
+        prompt = screen.query_one("#prompt", PromptArea)
+        assert prompt.outer_size.height == 3  # one line and the border
+        prompt.text = "one\ntwo\nthree"
+        await pilot.pause()
+        assert prompt.outer_size.height == 5
+        prompt.text = "\n".join(f"line {i}" for i in range(40))
+        prompt.move_cursor(prompt.document.end)
+        await pilot.pause()
+        assert prompt.outer_size.height == 8  # six lines, then it scrolls to keep the cursor in view
+        assert prompt.scroll_offset.y > 0 and "line 39" in screen_text(app)
+        assert pane.outer_size.height >= 12 and pane.region.bottom <= prompt.region.y  # the conversation stays
+
+
+async def test_the_screen_keeps_its_keys_while_typing(tmp_path, fake):
+    """TextArea binds f6 and ctrl+y itself; in the chat they open the system prompt and copy the reply."""
+    app = app_for(tmp_path, fake)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_chat(pilot)
+        await new_chat(pilot, "llama3.2:1b")
+        prompt = screen.query_one("#prompt", PromptArea)
+        await pilot.press(*"draft")
+        await pilot.press("ctrl+z")  # the editor's own keys still work
+        assert prompt.text == ""
+        titles = [c.title for c in app.get_system_commands(screen)]  # the palette offers the prompt's keys
+        assert {"Send  [enter]", "New line  [ctrl+j]", "Copy reply  [ctrl+y]"} <= set(titles)
+        await pilot.press("f6")
+        await settle(pilot, until=lambda: app.screen is not screen)
+        assert "System prompt" in screen_text(app)

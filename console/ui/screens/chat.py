@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -24,6 +25,7 @@ from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.chat_message import MessageView, last_code_block
 from console.ui.widgets.chat_pane import ChatPane
 from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog
+from console.ui.widgets.prompt import PromptArea
 
 if TYPE_CHECKING:
     from console.conversation import ChatParams, Conversation
@@ -103,6 +105,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+f", "search", "Search", id="chat-search"),
         Binding("ctrl+l", "sessions", "Sessions", id="chat-sessions"),
     ]
+    HELP_WIDGETS: ClassVar[tuple[type[Widget], ...]] = (PromptArea,)
     DEFAULT_CSS = """
     ChatScreen #sidebar { width: 32; border-right: vkey $panel-lighten-2; }
     ChatScreen.-narrow #sidebar { width: 24; }
@@ -110,7 +113,6 @@ class ChatScreen(Screen[None]):
     ChatScreen #sessions { height: 1fr; }
     ChatScreen #main { width: 1fr; }
     ChatScreen #panes { height: 1fr; }
-    ChatScreen #prompt { height: 3; }
     ChatScreen #empty { padding: 1 2; color: $text-muted; }
     """
 
@@ -133,12 +135,12 @@ class ChatScreen(Screen[None]):
                 with ContentSwitcher(id="panes"):
                     yield Static("ctrl+n: new chat · ctrl+o: compare two models · pick a session on the left",
                                  id="empty")
-                yield Input(placeholder="message (enter sends)", id="prompt")
+                yield PromptArea(placeholder="message (enter sends, ctrl+j starts a new line)", id="prompt")
         yield Static("", id="store-warning", classes="warning-bar hidden")
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
         self._open_store()
 
     # -- store and session list ----------------------------------------------------------------------
@@ -218,7 +220,7 @@ class ChatScreen(Screen[None]):
 
     def _show(self, pane_id: str) -> None:
         self.query_one("#panes", ContentSwitcher).current = pane_id
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
 
     @property
     def current(self) -> ChatPane | ComparePane | None:
@@ -291,9 +293,9 @@ class ChatScreen(Screen[None]):
         self._show(pair.id or "")
 
     # -- sending -------------------------------------------------------------------------------------
-    @on(Input.Submitted, "#prompt")
-    def _submit(self, event: Input.Submitted) -> None:
-        prompt = event.value
+    @on(PromptArea.Submitted, "#prompt")
+    def _submit(self, event: PromptArea.Submitted) -> None:
+        prompt = event.text
         if not prompt.strip():
             return
         panes = self._panes()
@@ -310,12 +312,12 @@ class ChatScreen(Screen[None]):
         edit, self._edit_pending = self._edit_pending, None
         for pane in panes:
             pane.edit_last(prompt) if edit is not None else pane.send(prompt)
-        event.input.value = ""
+        event.prompt.clear()
 
     def action_stop(self) -> None:
         if self._edit_pending is not None:
             self._edit_pending = None
-            self.query_one("#prompt", Input).value = ""
+            self.query_one("#prompt", PromptArea).clear()
             return
         for pane in self._panes():
             pane.stop()
@@ -331,8 +333,8 @@ class ChatScreen(Screen[None]):
         if not users:
             return
         self._edit_pending = users[-1].content
-        prompt = self.query_one("#prompt", Input)
-        prompt.value = users[-1].content
+        prompt = self.query_one("#prompt", PromptArea)
+        prompt.set_text(users[-1].content)
         prompt.focus()
         self.notify("edit the message, enter resends it (esc cancels)", markup=False)
 

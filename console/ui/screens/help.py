@@ -47,6 +47,8 @@ class HelpScreen(ModalScreen[None]):
                 lines += ["", f"[b]{spec.title}[/b] \\[{spec.key}]", f"  unavailable: {escape_markup(str(exc))}"]
                 continue
             lines += ["", f"[b]{spec.title}[/b] \\[{spec.key}] — {escape_markup(spec.description)}"]
-            lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(list(screen_cls.BINDINGS))]
+            # Widgets with keys of their own (the chat prompt) are named in their screen's HELP_WIDGETS.
+            bindings = [*screen_cls.BINDINGS, *(b for w in getattr(screen_cls, "HELP_WIDGETS", ()) for b in w.BINDINGS)]
+            lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(bindings)]
         with VerticalScroll():
             yield Static("\n".join(lines))

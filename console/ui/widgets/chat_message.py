@@ -1,7 +1,8 @@
 """One message of a chat: who said it, its reasoning (apart, collapsible), the Markdown body, the figures row.
 
 Model output is untrusted: every piece of text is neutralised before a widget sees it, and nothing here is
-parsed as Rich/Textual markup (labels are `Text`, the body is Markdown, which has no markup).
+parsed as Rich/Textual markup (labels are `Text`, a reply's body is Markdown, which has no markup, a user
+message's body is plain `Text` with its lines kept).
 
 While a reply streams, the body is fed through `MarkdownStream`, which batches writes so the UI keeps up with
 fast engines; when it ends the body gets one full `update()`, because the incremental parser can leave stale
@@ -68,7 +69,12 @@ class MessageView(Vertical, can_focus=True):
                                   title="reasoning", collapsed=True, classes="reasoning")
         collapsible.display = bool(self.reasoning)
         yield collapsible
-        yield Markdown(neutralise(self.content), classes="body")
+        if self.role == "user":
+            # What the person typed, as typed: Markdown would join a pasted stack trace's lines and drop its
+            # `<module>` as an HTML tag.
+            yield Static(Text(neutralise(self.content)), classes="body")
+        else:
+            yield Markdown(neutralise(self.content), classes="body")
         yield Static(self._figures_text(), classes="figures")
 
     def on_mount(self) -> None:

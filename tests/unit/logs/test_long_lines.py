@@ -14,6 +14,7 @@ from console.logs.index import MAX_LINE_BYTES as MAX
 from console.logs.index import FileIndex
 from console.logs.line import LogLine
 from console.logs.sources import FileSource, Notice, NoticeKind
+from tests.agen import take
 
 POLL = 0.02
 
@@ -193,15 +194,3 @@ def test_cli_json_numbers_a_long_line_once(tmp_path, capsys):
     assert [row["lineno"] for row in rows] == numbers
     assert rows[-1]["lineno"] == data.count(b"\n") and rows[-1]["text"] == "d4"
 
-
-async def take(agen, n, limit_s=10.0):
-    out = []
-
-    async def run():
-        async for ev in agen:
-            out.append(ev)
-            if len(out) == n:
-                return
-
-    await asyncio.wait_for(run(), limit_s)
-    return out

@@ -8,19 +8,9 @@ from console.errors import LogSourceError
 from console.logs.index import MAX_LINE_BYTES
 from console.logs.line import LogLine
 from console.logs.sources import CommandSource, FileSource, JournalSource, Notice, NoticeKind, merged
+from tests.agen import take
 
 POLL = 0.02
-
-
-async def take(agen, n, limit_s=10.0):
-    out = []
-    async def run():
-        async for ev in agen:
-            out.append(ev)
-            if len(out) == n:
-                return
-    await asyncio.wait_for(run(), limit_s)
-    return out
 
 
 def texts(events):

@@ -6,11 +6,9 @@ import asyncio
 import pytest
 
 from console.engines.base import (
-    Capabilities,
     ChatEvent,
     ChatMessage,
     ChatRequest,
-    Engine,
     EventKind,
     TokenSource,
     Usage,
@@ -19,34 +17,22 @@ from console.errors import AuthError, BadResponseError, BusyError, EngineTimeout
 from console.probe.figures import ITL_PER_CHUNK, ITL_PER_TOKEN, LevelTrace, summarise
 from console.probe.record import ErrorKind, classify
 from console.probe.request import measure
+from tests.fakes.chat_only import ChatOnlyEngine
 
 MS = 1_000_000
 REQ = ChatRequest(model="m", messages=(ChatMessage("user", "[t] hi"),))
 
 
-class ScriptedEngine(Engine):
+class ScriptedEngine(ChatOnlyEngine):
     """Yields events at fixed offsets (ms) from the moment chat() is first iterated."""
 
     kind = "scripted"
 
     def __init__(self, script, *, raise_first=None, hang=False):
-        super().__init__("scripted", "http://scripted")
+        super().__init__("scripted")
         self.script = script
         self.raise_first = raise_first
         self.hang = hang
-
-    @property
-    def capabilities(self):
-        return Capabilities()
-
-    async def info(self):
-        raise NotImplementedError
-
-    async def list_models(self):
-        return []
-
-    async def loaded_models(self):
-        return []
 
     async def chat(self, request):
         import time

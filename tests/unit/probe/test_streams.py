@@ -5,37 +5,25 @@ import asyncio
 import itertools
 import time
 
-from console.engines.base import Capabilities, ChatEvent, Engine, EventKind, TokenSource, Usage
+from console.engines.base import ChatEvent, EventKind, TokenSource, Usage
 from console.probe.figures import LevelTrace
 from console.probe.ladder import ProbeParams
 from console.probe.overhead import OverheadMeter
 from console.probe.streams import LevelStreams
+from tests.fakes.chat_only import ChatOnlyEngine
 
 BLOCK_S = 0.4  # the loop is held this long inside one warm-up, like a burst of new connections would
 
 
-class TimedEngine(Engine):
+class TimedEngine(ChatOnlyEngine):
     """Answers each request with one token after a short pause and notes when it started and ended, by tag."""
 
     kind = "timed"
 
     def __init__(self, block_tag: str) -> None:
-        super().__init__("timed", "http://timed")
+        super().__init__("timed")
         self.block_tag = block_tag
         self.spans: dict[str, tuple[int, int]] = {}
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities()
-
-    async def info(self):
-        raise NotImplementedError
-
-    async def list_models(self):
-        return []
-
-    async def loaded_models(self):
-        return []
 
     async def chat(self, request):
         tag = request.messages[0].content.split("]", 1)[0].lstrip("[")
