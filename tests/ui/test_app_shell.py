@@ -145,3 +145,26 @@ async def test_unknown_theme_falls_back_to_dark_with_a_warning(tmp_path, monkeyp
     async with app.run_test(message_hook=hook) as pilot:
         await settle(pilot)
         assert app.theme == "dark" and any("theme 'nope' not found" in n.message for n in notes)
+
+
+async def test_a_narrow_key_bar_leaves_keys_out_whole_and_clicks_still_match(tmp_path):
+    from console.ui.widgets.bars import KeyBar
+
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(60, 24)) as pilot:
+        await settle(pilot)
+        bar = app.screen.query_one(KeyBar)
+        line = screen_text(app).splitlines()[-1]
+        assert line.rstrip().endswith("^p")  # the palette keeps the right end
+        shown = line[: bar._spans[-1][0]]
+        # Every key shown has its whole description; the ones that do not fit are left out, not cut.
+        assert not shown[bar._spans[-2][1]:].strip(), line  # nothing between the last whole key and the palette
+        for start, end, key in bar._spans[:-1]:
+            assert line[start:end].strip(), (key, line)
+            assert line[end - 1] == " " and (end == len(line) or line[end] == " ")
+        # A click on a shown key presses that key.
+        models = next((start for start, _end, key in bar._spans if key == "2"), None)
+        assert models is not None, line
+        await pilot.click(KeyBar, offset=(models + 2, 0))
+        await settle(pilot)
+        assert app.current_mode == "models"

@@ -11,7 +11,6 @@ from typing import ClassVar
 
 from textual import events
 from textual.content import Content
-from textual.style import Style
 from textual.widget import Widget
 
 
@@ -82,8 +81,7 @@ class KeyBar(Widget):
         off_style = self.get_visual_style("keybar--disabled", partial=True)
         palette_key = self.app.COMMAND_PALETTE_BINDING
         seen: set[str] = set()
-        parts: list[tuple[str, Style]] = []
-        spans: list[tuple[int, int, str]] = []
+        entries: list[tuple[Content, int, int, str]] = []  # (text, start column, end column, key)
         column = 0
         palette: tuple[str, str, bool] | None = None
         for key, (_node, binding, enabled, _tooltip) in self.screen.active_bindings.items():
@@ -94,20 +92,27 @@ class KeyBar(Widget):
                 continue
             seen.add(binding.action)
             shown = self.app.get_key_display(binding)
-            for text, style in ((f" {shown} ", key_style), (f"{binding.description} ", desc_style)):
-                parts.append((text, style if enabled else style + off_style))
-            spans.append((column, column + len(shown) + len(binding.description) + 3, binding.key))
-            column += len(shown) + len(binding.description) + 3
-        keys = Content.assemble(*parts)
+            text = Content.assemble(*((part, style if enabled else style + off_style) for part, style in
+                                      ((f" {shown} ", key_style), (f"{binding.description} ", desc_style))))
+            entries.append((text, column, column + text.cell_length, binding.key))
+            column += text.cell_length
+        room = self.size.width
+        tail: tuple[Content, tuple[int, int, str]] | None = None  # the palette's key and its span
         if palette is not None and self.app.ENABLE_COMMAND_PALETTE:
             # The palette's key keeps its place at the right end, without its word when space is short; on a
-            # narrow terminal the other keys are cut short before it (the palette lists every action anyway).
+            # narrow terminal the keys that do not fit whole are left out before it (the palette and the help
+            # screen list every action anyway), never cut mid-word.
             key, shown, enabled = palette
-            tail = f" {shown} palette " if column + len(shown) + 10 <= self.size.width else f" {shown} "
-            start = max(0, self.size.width - len(tail))
-            tail_style = key_style if enabled else key_style + off_style
-            keys = keys.truncate(start, pad=True) + Content.styled(tail, tail_style)
-            spans = [span for span in spans if span[1] <= start] + [(start, start + len(tail), key)]
+            words = f" {shown} palette " if column + len(shown) + 10 <= room else f" {shown} "
+            room = max(0, room - len(words))
+            style = key_style if enabled else key_style + off_style
+            tail = Content.styled(words, style), (room, room + len(words), key)
+        kept = [entry for entry in entries if entry[2] <= room]
+        keys = Content.assemble(*(text for text, *_ in kept))
+        spans = [(start, end, key) for _text, start, end, key in kept]
+        if tail is not None:
+            keys = keys.pad_right(room - keys.cell_length) + tail[0]
+            spans.append(tail[1])
         self._spans = spans
         return keys
 
