@@ -4,11 +4,15 @@ paste, its height bound)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from textual import events
 from textual.widgets import Input, OptionList, Static
 
 from console.config import EngineConfig
+from console.engines.base import EventKind
+from console.engines.llamacpp import LlamaCppEngine
 from console.ui.app import EngineDeckApp
 from console.ui.screens.chat import ChatScreen, ComparePane, parse_params
 from console.ui.widgets.chat_message import MessageView, last_code_block
@@ -283,7 +287,7 @@ async def pick(pilot, label: str) -> None:
 
 
 @pytest.mark.llama
-async def test_real_llama_server_stream_stop_and_resume(tmp_path, llama_server):
+async def test_real_llama_server_stream_stop_and_resume(tmp_path, llama_server, monkeypatch):
     app = lab_app(tmp_path, llama_server)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_chat(pilot)
@@ -299,9 +303,22 @@ async def test_real_llama_server_stream_stop_and_resume(tmp_path, llama_server):
         assert "TTFT" in figures and "≈" not in figures  # llama-server reports its own counts
 
         pane.conversation.params = parse_params("max_tokens=400")
+        # The 135M model may answer in a few words and finish between two looks ("One hundred."), so the reader
+        # stalls after the first few pieces of the real stream, like a slow engine, until escape cancels it.
+        real_chat = LlamaCppEngine.chat
+
+        async def stalls_after_three(self, request):
+            pieces = 0
+            async for event in real_chat(self, request):
+                if pieces == 3 or event.kind in (EventKind.USAGE, EventKind.DONE):
+                    await asyncio.Event().wait()
+                yield event
+                pieces += event.kind is EventKind.CONTENT
+
+        monkeypatch.setattr(LlamaCppEngine, "chat", stalls_after_three)
         await send(pilot, "Now count slowly from one to two hundred in words.")
         await settle(pilot, until=lambda: replies(pane)[-1].status == "partial"
-                     and len(replies(pane)[-1].content) > 20, timeout_s=120)
+                     and bool(replies(pane)[-1].content), timeout_s=120)
         await pilot.press("escape")
         await settle(pilot, until=lambda: done(pane), timeout_s=30)
         assert replies(pane)[-1].status == "cancelled"
