@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -43,6 +44,8 @@ from textual.screen import Screen
 from console.ui.themes import NO_COLOR_THEME, load_themes
 
 if TYPE_CHECKING:
+    from textual.driver import Driver
+
     from console.commands.context import Context
     from console.engines.registry import EngineEntry
     from console.store.db import Store
@@ -158,6 +161,17 @@ class EngineDeckApp(App[int]):
         self.set_class(not dark, "-light-mode", update=False)
         self._refresh_truecolor_filter(self.ansi_theme)
         return problems
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's own driver where it picks one from the environment (textual serve) or on Windows; elsewhere
+        the same terminal driver with an input thread that sleeps while nothing is typed (console/ui/driver.py)."""
+        from textual import constants
+
+        if sys.platform == "win32" or constants.DRIVER is not None:
+            return super().get_driver_class()
+        from console.ui.driver import QuietLinuxDriver
+
+        return QuietLinuxDriver
 
     @staticmethod
     def _factory(spec: ScreenSpec) -> Callable[[], Screen]:
