@@ -58,6 +58,13 @@ async def new_chat(pilot, model: str) -> ChatPane:
     return pilot.app.screen.current
 
 
+async def new_chat_prompt(pilot) -> tuple[ChatPane, PromptArea]:
+    """A new chat on the contract server's small model, and the prompt."""
+    screen = await open_chat(pilot)
+    pane = await new_chat(pilot, "llama3.2:1b")
+    return pane, screen.query_one("#prompt", PromptArea)
+
+
 async def send(pilot, text: str) -> None:
     prompt = pilot.app.screen.query_one("#prompt", PromptArea)
     prompt.focus()
@@ -380,9 +387,7 @@ def sent_prompts(fake) -> list[str]:
 async def test_ctrl_j_adds_lines_and_enter_sends_them_all(tmp_path, fake):
     app = app_for(tmp_path, fake)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_chat(pilot)
-        pane = await new_chat(pilot, "llama3.2:1b")
-        prompt = screen.query_one("#prompt", PromptArea)
+        pane, prompt = await new_chat_prompt(pilot)
         # ctrl+j is the line feed every terminal sends; shift+enter and alt+enter where the terminal reports them.
         await pilot.press(*"fix", "ctrl+j", *"  it", "shift+enter", "1", "alt+enter", "2")
         assert prompt.text == "fix\n  it\n1\n2" and not pane.views()
@@ -401,9 +406,7 @@ async def test_a_pasted_stack_trace_waits_for_enter(tmp_path, fake):
     app = app_for(tmp_path, fake)
     trace = 'Traceback (most recent call last):\r  File "serve.py", line 3, in <module>\rKeyError: \'model\''
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_chat(pilot)
-        pane = await new_chat(pilot, "llama3.2:1b")
-        prompt = screen.query_one("#prompt", PromptArea)
+        pane, prompt = await new_chat_prompt(pilot)
         await pilot.press(*"why? ")
         # A bracketed paste reaches the app as one Paste event (terminals send its newlines as CR, like enter).
         app.post_message(events.Paste(trace))
@@ -421,9 +424,7 @@ async def test_a_pasted_stack_trace_waits_for_enter(tmp_path, fake):
 async def test_the_prompt_grows_to_a_bound_then_scrolls(tmp_path, fake):
     app = app_for(tmp_path, fake)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_chat(pilot)
-        pane = await new_chat(pilot, "llama3.2:1b")
-        prompt = screen.query_one("#prompt", PromptArea)
+        pane, prompt = await new_chat_prompt(pilot)
         assert prompt.outer_size.height == 3  # one line and the border
         prompt.text = "one\ntwo\nthree"
         await pilot.pause()
