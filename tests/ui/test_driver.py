@@ -70,36 +70,45 @@ class FakeApp:
 
 async def test_the_input_thread_sleeps_until_a_key_and_stops_at_once(monkeypatch):
     selects = []
+    asleep = threading.Event()  # set each time the thread selects with no timeout
     real_select = selectors.SelectSelector.select
 
     def counted(self, timeout=None):
         selects.append(timeout)
+        if timeout is None:
+            asleep.set()
         return real_select(self, timeout)
 
     monkeypatch.setattr(selectors.SelectSelector, "select", counted)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTSTP, signal.SIGCONT)}
     master, slave = pty.openpty()
     app = FakeApp(keys_wanted=2)
+    driver = QuietLinuxDriver(app)  # type: ignore[arg-type]
+    driver.fileno = slave
+    thread = threading.Thread(target=driver.run_input_thread)
+    thread.start()
     try:
-        driver = QuietLinuxDriver(app)  # type: ignore[arg-type]
-        driver.fileno = slave
-        thread = threading.Thread(target=driver.run_input_thread)
-        thread.start()
         await asyncio.sleep(0.5)
         # Textual's driver would have selected five times by now (a 0.1 s tick); this one blocks in its first.
         assert selects == [None]
 
+        asleep.clear()
         tty.setraw(slave)  # as the driver sets the terminal when it starts: keys come one by one, not by line
         os.write(master, b"q\x1b")
         await asyncio.wait_for(app.got_keys.wait(), 10)
         assert app.keys == ["q", "escape"]  # the lone ESC became the key once the parser's short wait ran out
+        # The key is posted before the thread loops back to select: give it that moment, then it must sleep.
+        assert await asyncio.to_thread(asleep.wait, 5)
+        await asyncio.sleep(0.3)  # a thread still on Textual's tick would select about three more times here
         assert selects[-1] is None and len(selects) <= 4  # back to sleeping without a tick
 
         driver.exit_event.set()
         thread.join(10)
-        assert not thread.is_alive()
-        driver.close()
+        assert not thread.is_alive()  # the exit woke it at once
     finally:
+        driver.exit_event.set()  # a failed assertion must not leave the thread selecting on closed descriptors
+        thread.join(10)
+        driver.close()
         os.close(master)
         os.close(slave)
         for sig, handler in handlers.items():
