@@ -287,18 +287,26 @@ def _need(manifest: Manifest, *names: str) -> None:
         raise LabError(f"engine lab not built ({', '.join(missing)}): run python scripts/lab.py setup")
 
 
+def _threads(threads: int | None) -> tuple[str, ...]:
+    return () if threads is None else ("-t", str(threads))
+
+
 def llama_launch(manifest: Manifest, port: int, parallel: int = 4, ctx: int = 4096,
-                 host: str = "127.0.0.1") -> Launch:
+                 host: str = "127.0.0.1", threads: int | None = None) -> Launch:
+    """threads None: llama-server's own choice, one per core."""
     _need(manifest, "llama_server", "gguf")
     argv = (str(manifest.llama_server), "-m", str(manifest.gguf), "--alias", SERVED_NAME, "-np", str(parallel),
-            "--metrics", "-c", str(ctx), "--host", host, "--port", str(port))
+            "--metrics", "-c", str(ctx), "--host", host, "--port", str(port), *_threads(threads))
     return Launch(argv, {}, port, LLAMA_READY_S, host)
 
 
-def router_launch(manifest: Manifest, port: int, ctx: int = 2048, host: str = "127.0.0.1") -> Launch:
+def router_launch(manifest: Manifest, port: int, ctx: int = 2048, host: str = "127.0.0.1",
+                  threads: int | None = None) -> Launch:
+    """The router passes its arguments, threads among them, on to each model instance it starts."""
     _need(manifest, "llama_server", "router_models_dir")
     argv = (str(manifest.llama_server), "--models-dir", str(manifest.router_models_dir), "--models-max", "1",
-            "--no-models-autoload", "--metrics", "-c", str(ctx), "--host", host, "--port", str(port))
+            "--no-models-autoload", "--metrics", "-c", str(ctx), "--host", host, "--port", str(port),
+            *_threads(threads))
     return Launch(argv, {}, port, LLAMA_READY_S, host)
 
 

@@ -20,6 +20,10 @@ import pytest
 from scripts import lab as labkit
 
 NOT_BUILT = "engine lab not built: run python scripts/lab.py setup"
+# One compute thread per server. With one per core (llama-server's default) a decode step waits at a barrier for
+# every thread; when anything else on a 2-core CI box takes a core, each step waits out the scheduler's slices.
+# Measured with two busy loops beside it: a short probe took 216 s with the default, 8 s with one thread.
+THREADS = 1
 ROUTER_CLEAN_S = 60.0
 
 
@@ -99,7 +103,10 @@ def lab_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _llama(lab: labkit.Manifest, lab_logs: Path, parallel: int) -> Iterator[LabServer]:
     name = f"llama-server-np{parallel}"
-    for launch, pid, log in _serve(lambda port: labkit.llama_launch(lab, port, parallel=parallel), lab_logs, name):
+    def make(port: int) -> labkit.Launch:
+        return labkit.llama_launch(lab, port, parallel=parallel, threads=THREADS)
+
+    for launch, pid, log in _serve(make, lab_logs, name):
         yield LabServer(url=launch.url, model=labkit.SERVED_NAME, log_path=log, pid=pid)
 
 
@@ -118,7 +125,10 @@ def llama_server_np1(lab: labkit.Manifest, lab_logs: Path) -> Iterator[LabServer
 @pytest.fixture(scope="session")
 def llama_router(lab: labkit.Manifest, lab_logs: Path) -> Iterator[LabRouter]:
     """llama-server in router mode: smol-a and smol-b (same weights), at most one loaded, none loaded at start."""
-    for launch, pid, log in _serve(lambda port: labkit.router_launch(lab, port), lab_logs, "llama-router"):
+    def make(port: int) -> labkit.Launch:
+        return labkit.router_launch(lab, port, threads=THREADS)
+
+    for launch, pid, log in _serve(make, lab_logs, "llama-router"):
         yield LabRouter(url=launch.url, models=labkit.ROUTER_MODELS, log_path=log, pid=pid)
 
 
