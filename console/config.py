@@ -11,7 +11,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,41 @@ def default_config_path() -> Path:
 
 @dataclass(frozen=True)
 class Timeouts:
+    """Deadlines for talking to an engine. A stream is judged by its events, not its bytes: a server that drips
+    a byte at a time without completing a line is idle, however busy its socket looks."""
+
     connect_s: float = 3.0
-    read_s: float = 60.0  # between two bytes of a stream; a whole reply may take longer
+    request_s: float = 30.0  # the whole answer of a request that is not a stream (lists, ps, props, metrics, show)
+    first_byte_s: float = 120.0  # a stream's head and its first complete event: the engine may load the model first
+    idle_s: float = 30.0  # a stream between two complete events
+    load_s: float = 330.0  # load / unload / swap: an engine may read gigabytes of weights before it answers
+
+    @classmethod
+    def within(cls, seconds: float, *, connect_s: float | None = None, load_s: float | None = None) -> Timeouts:
+        """Every deadline of a request or a stream at `seconds` (what `--timeout` means); connecting never takes
+        longer than the default allows, a load keeps its own deadline unless given."""
+        base = cls()
+        return cls(connect_s=min(seconds, base.connect_s if connect_s is None else connect_s), request_s=seconds,
+                   first_byte_s=seconds, idle_s=seconds, load_s=base.load_s if load_s is None else load_s)
+
+
+KIB, MIB = 1024, 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    """The most enginedeck reads from an engine for one answer, counted after decompression. An answer past its
+    limit is refused with an error that names the limit; nothing past it is kept in memory."""
+
+    models_bytes: int = 8 * MIB  # /api/tags, /v1/models, router and LM Studio lists
+    ps_bytes: int = 4 * MIB  # /api/ps, llama.cpp /slots
+    props_bytes: int = 1 * MIB  # /props, /info, /version, /health, server info
+    metrics_bytes: int = 8 * MIB  # /metrics (Prometheus text)
+    show_bytes: int = 16 * MIB  # /api/show (templates, licences, model info)
+    error_bytes: int = 64 * KIB  # the body of an answer that is an error
+    other_bytes: int = 8 * MIB  # any other answer (load, unload, delete, detection probes)
+    line_bytes: int = 1 * MIB  # one line (NDJSON) or event line (SSE) of a stream
+    stream_bytes: int = 256 * MIB  # one whole stream (a chat reply, a pull's progress)
 
 
 @dataclass(frozen=True)
@@ -60,6 +93,7 @@ class EngineConfig:
     verify_tls: bool = True
     ca_file: Path | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: WireLimits = field(default_factory=WireLimits)
     # Commands to run the engine's own log source: a file path or a systemd unit (logs screen default).
     log_file: Path | None = None
     log_unit: str | None = None
@@ -109,6 +143,7 @@ class Config:
     ui: UIConfig = field(default_factory=UIConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: WireLimits = field(default_factory=WireLimits)
     discover: bool = True
     read_only: bool = False
     data_dir: Path = field(default_factory=data_dir)
@@ -179,17 +214,45 @@ def _section(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
     return _expect(raw.get(key, {}), dict, f"[{key}]", path)
 
 
+TIMEOUT_KEYS = {"connect_timeout": "connect_s", "request_timeout": "request_s",
+                "first_byte_timeout": "first_byte_s", "idle_timeout": "idle_s", "load_timeout": "load_s"}
+LIMIT_UNITS = {"": 1, "b": 1, "kib": KIB, "kb": 1000, "mib": MIB, "mb": 1000**2, "gib": 1024**3, "gb": 1000**3}
+MIN_LIMIT_BYTES = 1024
+
+
 def _timeouts(raw: Mapping[str, Any], where: str, path: Path, base: Timeouts) -> Timeouts:
-    connect = raw.get("connect_timeout", base.connect_s)
-    read = raw.get("read_timeout", base.read_s)
-    return Timeouts(
-        connect_s=_expect(connect, float, f"{where}.connect_timeout", path, minimum=MIN_INTERVAL_S),
-        read_s=_expect(read, float, f"{where}.read_timeout", path, minimum=MIN_INTERVAL_S),
-    )
+    return replace(base, **{
+        field_name: _expect(raw[key], float, f"{where}.{key}", path, minimum=MIN_INTERVAL_S)
+        for key, field_name in TIMEOUT_KEYS.items() if key in raw
+    })
+
+
+def parse_size(value: Any, where: str, path: Path) -> int:
+    """A byte count: an integer, or a string such as "512 KiB" or "8MiB"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value) if isinstance(value, str) else None
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in LIMIT_UNITS:
+            raise ConfigError(f"{path}: {where} must be a size such as 8388608 or \"8 MiB\", not {value!r}")
+        size = int(match.group(1)) * LIMIT_UNITS[unit]
+    if size < MIN_LIMIT_BYTES:
+        raise ConfigError(f"{path}: {where} must be at least {MIN_LIMIT_BYTES} bytes, not {value!r}")
+    return size
+
+
+def _limits(raw: Mapping[str, Any], path: Path) -> WireLimits:
+    names = {f.name.removesuffix("_bytes"): f.name for f in fields(WireLimits)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"{path}: limits.{key} is not a limit; the limits are {', '.join(names)}")
+    return WireLimits(**{names[k]: parse_size(v, f"limits.{k}", path) for k, v in raw.items()})
 
 
 def _parse(raw: Mapping[str, Any], path: Path) -> Config:
     timeouts = _timeouts(raw, "top level", path, Timeouts())
+    limits = _limits(_section(raw, "limits", path), path)
     engines: list[EngineConfig] = []
     seen: set[str] = set()
     for i, entry in enumerate(_expect(raw.get("engines", []), list, "engines", path)):
@@ -217,7 +280,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Config:
             api_key_env=_expect(entry["api_key_env"], str, f"{where}.api_key_env", path)
             if "api_key_env" in entry else None,
             verify_tls=_expect(entry.get("verify_tls", True), bool, f"{where}.verify_tls", path),
-            timeouts=_timeouts(entry, where, path, timeouts),
+            timeouts=_timeouts(entry, where, path, timeouts), limits=limits,
             log_unit=_expect(entry["log_unit"], str, f"{where}.log_unit", path) if "log_unit" in entry else None,
             **opt_path,
         ))
@@ -255,7 +318,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Config:
     if "data_dir" in raw:
         extra["data_dir"] = Path(os.path.expanduser(_expect(raw["data_dir"], str, "data_dir", path)))
     return Config(
-        path=path, engines=tuple(engines), slo=slo, ui=ui, audit=audit, timeouts=timeouts,
+        path=path, engines=tuple(engines), slo=slo, ui=ui, audit=audit, timeouts=timeouts, limits=limits,
         discover=_expect(raw.get("discover", True), bool, "discover", path),
         read_only=_expect(raw.get("read_only", False), bool, "read_only", path),
         **extra,

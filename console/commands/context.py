@@ -43,7 +43,7 @@ class Context:
             changes["read_only"] = True
         timeout = getattr(args, "timeout", None)
         if timeout is not None:
-            t = Timeouts(connect_s=min(timeout, config.timeouts.connect_s), read_s=timeout)
+            t = Timeouts.within(timeout, connect_s=config.timeouts.connect_s, load_s=config.timeouts.load_s)
             changes["timeouts"] = t
             changes["engines"] = tuple(replace(e, timeouts=t) for e in config.engines)
         if changes:

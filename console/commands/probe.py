@@ -163,7 +163,8 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
     resolved = await ctx.engine(engine_ref)
     # A client of its own, with a pool as large as the highest level (httpx defaults cap at 100).
     cfg = ctx.config.engine(resolved.name) or EngineConfig(
-        name=resolved.name, url=resolved.base_url, kind=resolved.kind, timeouts=ctx.config.timeouts)
+        name=resolved.name, url=resolved.base_url, kind=resolved.kind, timeouts=ctx.config.timeouts,
+            limits=ctx.config.limits)
     engine = build_engine(cfg, resolved.kind, max_connections=params.connections)
     store = await ctx.store()
     audit = await ctx.audit()

@@ -81,8 +81,7 @@ def _version_of(answer: _Answer) -> str | None:
 
 def _probe_config(url: str, cfg: EngineConfig | None, timeout_s: float) -> EngineConfig:
     base = cfg if cfg is not None else EngineConfig(name=url, url=url)
-    connect = min(timeout_s, base.timeouts.connect_s)
-    return replace(base, url=url.rstrip("/"), timeouts=Timeouts(connect_s=connect, read_s=timeout_s))
+    return replace(base, url=url.rstrip("/"), timeouts=Timeouts.within(timeout_s, connect_s=base.timeouts.connect_s))
 
 
 async def detect(url: str, *, cfg: EngineConfig | None = None, timeout_s: float = PROBE_TIMEOUT_S) -> Detection:

@@ -45,7 +45,7 @@ def build_client(cfg: EngineConfig, *, max_connections: int = 100) -> httpx.Asyn
         base_url=cfg.url,
         headers=headers,
         verify=tls_verify(cfg),
-        timeout=httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.read_s),
+        timeout=httpx.Timeout(connect=t.connect_s, read=t.request_s, write=t.request_s, pool=t.request_s),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         transport=transport,
         trust_env=False,  # never route loopback engines through a proxy from the environment

@@ -55,8 +55,6 @@ from console.errors import (
 if TYPE_CHECKING:
     import ollama
 
-# A load answers only once the runner is up; Ollama itself gives up on a stalled load after 5 minutes.
-LOAD_TIMEOUT_S = 330.0
 # How long unload() waits for /api/ps to stop listing the model (the server answers before memory is freed).
 UNLOAD_WAIT_S = 30.0
 # Keys of ChatRequest.extra that are top-level fields of /api/chat; every other key is a model option.
@@ -80,8 +78,9 @@ class OllamaEngine(Engine):
         super().__init__(cfg.name, cfg.url)
         self.unload_wait_s = UNLOAD_WAIT_S
         t = cfg.timeouts
-        self._load_timeout = httpx.Timeout(connect=t.connect_s, read=max(t.read_s, LOAD_TIMEOUT_S),
-                                           write=t.read_s, pool=t.read_s)
+        # A load answers only once the runner is up (Ollama itself gives up on a stalled load after 5 minutes).
+        self._load_timeout = httpx.Timeout(connect=t.connect_s, read=max(t.request_s, t.load_s),
+                                           write=t.request_s, pool=t.request_s)
         # Keys come only from the config: this pool never sends $OLLAMA_API_KEY (an ollama.com key), as the
         # official client would on its own, to whatever host this engine is.
         self._http = build_client(cfg, max_connections=max_connections)

@@ -145,7 +145,8 @@ class Registry:
     # -- internals ---------------------------------------------------------------------------------------
 
     def _flag_config(self, url: str) -> EngineConfig:
-        return EngineConfig(name=url, url=url, kind="auto", timeouts=self.config.timeouts)
+        return EngineConfig(name=url, url=url, kind="auto", timeouts=self.config.timeouts,
+                           limits=self.config.limits)
 
     def _match(self, ref: str) -> EngineEntry | None:
         from console.engines.detect import is_url, url_key
@@ -194,7 +195,8 @@ class Registry:
     def _discovered(self, d: Detection) -> EngineEntry:
         from console.engines.detect import short_name
 
-        cfg = EngineConfig(name=short_name(d.kind, d.url), url=d.url, kind=d.kind, timeouts=self.config.timeouts)
+        cfg = EngineConfig(name=short_name(d.kind, d.url), url=d.url, kind=d.kind,
+                           timeouts=self.config.timeouts, limits=self.config.limits)
         try:
             engine = self._engine(cfg, d.kind)
         except EngineDeckError as exc:

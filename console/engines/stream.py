@@ -401,7 +401,7 @@ class StreamClient:
         ).encode("latin-1") + body
         engine, t = self.cfg.name, self.cfg.timeouts
         loop = asyncio.get_running_loop()
-        reads = _Reads(loop, t.read_s)
+        reads = _Reads(loop, t.idle_s)
         async with self._semaphore():
             try:
                 try:

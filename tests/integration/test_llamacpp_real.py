@@ -15,7 +15,7 @@ pytestmark = pytest.mark.llama
 
 def engine(url: str) -> LlamaCppEngine:
     return LlamaCppEngine(EngineConfig(name="lab-llama", url=url, kind="llamacpp",
-                                       timeouts=Timeouts(connect_s=3.0, read_s=60.0)), load_timeout_s=120.0)
+                                       timeouts=Timeouts.within(60.0, connect_s=3.0)), load_timeout_s=120.0)
 
 
 def hello(model: str, max_tokens: int = 8) -> ChatRequest:

@@ -20,7 +20,7 @@ LORA = "lab-lora"
 
 def engine(server: LabVllmServer) -> VLLMEngine:
     return VLLMEngine(EngineConfig(name="lab-vllm", url=server.url, kind="vllm",
-                                   timeouts=Timeouts(connect_s=3.0, read_s=120.0)))
+                                   timeouts=Timeouts.within(120.0, connect_s=3.0)))
 
 
 def hello(model: str) -> ChatRequest:

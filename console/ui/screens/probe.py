@@ -208,7 +208,8 @@ class ProbeScreen(Screen[None]):
             self._status(one_line(str(exc)))
             return
         cfg = ctx.config.engine(resolved.name) or EngineConfig(
-            name=resolved.name, url=resolved.base_url, kind=resolved.kind, timeouts=ctx.config.timeouts)
+            name=resolved.name, url=resolved.base_url, kind=resolved.kind, timeouts=ctx.config.timeouts,
+            limits=ctx.config.limits)
         store = self.app.store  # type: ignore[attr-defined]
         self.running = True
         self.refresh_bindings()

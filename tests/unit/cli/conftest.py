@@ -37,7 +37,7 @@ def write_config(isolated: Path) -> WriteConfig:
     """`write_config(engines, extra=TOML)`: short timeouts plus `engines` (name -> "url[=kind]"), mode 600."""
 
     def write(engines: Mapping[str, str] | None = None, *, extra: str = "") -> Path:
-        lines = ["connect_timeout = 1.0", "read_timeout = 5.0"]
+        lines = ["connect_timeout = 1.0", "request_timeout = 5.0", "first_byte_timeout = 5.0", "idle_timeout = 5.0"]
         for name, spec in (engines or {}).items():
             url, _, kind = spec.partition("=")
             lines += ["[[engines]]", f'name = "{name}"', f'url = "{url}"'] + ([f'kind = "{kind}"'] if kind else [])

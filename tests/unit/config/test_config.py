@@ -33,7 +33,7 @@ def test_env_var_names_the_file(tmp_path):
 
 def test_full_engine_entry(tmp_path):
     p = write(tmp_path, """
-read_timeout = 30
+request_timeout = 30
 [[engines]]
 name = "gpu1-vllm"
 url = "https://gpu1:8000/"
@@ -50,7 +50,7 @@ theme = "light"
     e = cfg.engines[0]
     assert (e.name, e.url, e.kind, e.api_key_env, e.verify_tls) == ("gpu1-vllm", "https://gpu1:8000", "vllm",
                                                                     "VLLM_KEY", False)
-    assert e.timeouts.connect_s == 1.5 and e.timeouts.read_s == 30.0
+    assert e.timeouts.connect_s == 1.5 and e.timeouts.request_s == 30.0
     assert cfg.slo.ttft_p90_s == 0.5 and cfg.ui.theme == "light"
 
 
@@ -69,7 +69,10 @@ def test_corrupt_toml_names_file_and_line(tmp_path):
     ('[slo]\nttft_p90_s = "fast"\n', "slo.ttft_p90_s must be a float"),
     ('[ui]\nascii = 1\n', "ui.ascii must be a bool"),
     ('[ui]\npoll_interval_s = 0\n', "ui.poll_interval_s must be at least 0.1, not 0.0"),
-    ('read_timeout = -1\n', "top level.read_timeout must be at least 0.1"),
+    ('idle_timeout = -1\n', "top level.idle_timeout must be at least 0.1"),
+    ('[limits]\nline = "1 parsec"\n', "limits.line must be a size"),
+    ('[limits]\nline = 10\n', "limits.line must be at least 1024 bytes"),
+    ('[limits]\nlines = "1 MiB"\n', "limits.lines is not a limit"),
     ('[audit]\nretention_days = 0\n', "audit.retention_days must be at least 1, not 0"),
     ('[audit]\nmax_file_bytes = 100\n', "audit.max_file_bytes must be at least 65536"),
     ('[slo]\nttft_p90_s = -1\n', "slo.ttft_p90_s must be at least 0"),

@@ -32,7 +32,7 @@ STALL_BOUND_S = 10.0
 
 
 def make(cls: type[OpenAICompatEngine], server: HostileServer) -> OpenAICompatEngine:
-    return cls(EngineConfig(name="hostile", url=server.url, timeouts=Timeouts(connect_s=1.0, read_s=1.0)))
+    return cls(EngineConfig(name="hostile", url=server.url, timeouts=Timeouts.within(1.0, connect_s=1.0)))
 
 
 async def chat_events(eng: OpenAICompatEngine) -> list[ChatEvent]:

@@ -14,7 +14,7 @@ from tests.fakes.openai_family import FakeLMStudio
 
 def engine(fake: FakeLMStudio, **cfg: object) -> LMStudioEngine:
     return LMStudioEngine(EngineConfig(name="lms", url=fake.url, kind="lmstudio",
-                                       timeouts=Timeouts(connect_s=1.0, read_s=5.0), **cfg))  # type: ignore[arg-type]
+                                       timeouts=Timeouts.within(5.0, connect_s=1.0), **cfg))  # type: ignore[arg-type]
 
 
 def req(model: str) -> ChatRequest:

@@ -182,7 +182,7 @@ async def test_stream_ends_without_done(engine: OllamaEngine, fake: FakeOllama) 
 async def test_silence_mid_stream_is_a_stream_error() -> None:
     with ollama_contract_server() as fake:
         fake.queue(Scenario(first_token_delay_s=0.1, token_delay_s=1.0))
-        cfg = EngineConfig(name="box-ollama", url=fake.url, kind="ollama", timeouts=Timeouts(read_s=0.4))
+        cfg = EngineConfig(name="box-ollama", url=fake.url, kind="ollama", timeouts=Timeouts.within(0.4))
         async with OllamaEngine(cfg) as eng:
             events = await collect(eng, ask())
     assert kinds(events) == [EventKind.CONTENT, EventKind.ERROR]

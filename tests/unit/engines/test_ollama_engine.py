@@ -286,7 +286,7 @@ async def test_busy_maps_to_busy_error(engine: OllamaEngine, fake: FakeOllama) -
 
 async def test_read_timeout_is_typed_but_a_slow_load_is_not_cut_short() -> None:
     with ollama_contract_server([FakeModel("big:latest", load_delay_s=0.6)], pull_step_delay_s=0.6) as fake:
-        cfg = EngineConfig(name="t", url=fake.url, kind="ollama", timeouts=Timeouts(connect_s=1, read_s=0.2))
+        cfg = EngineConfig(name="t", url=fake.url, kind="ollama", timeouts=Timeouts.within(0.2, connect_s=1))
         async with OllamaEngine(cfg) as eng:
             with pytest.raises(EngineTimeoutError):
                 _ = [p async for p in eng.pull("tinyllama")]

@@ -92,7 +92,8 @@ class FakeRouter:
 
 
 def make(server: HostileServer, load_timeout_s: float = 10.0) -> LlamaCppEngine:
-    return LlamaCppEngine(EngineConfig(name="llama", url=server.url, kind="llamacpp", timeouts=Timeouts(1.0, 5.0)),
+    return LlamaCppEngine(EngineConfig(name="llama", url=server.url, kind="llamacpp",
+                                       timeouts=Timeouts.within(5.0, connect_s=1.0)),
                           load_timeout_s=load_timeout_s)
 
 

@@ -18,7 +18,8 @@ from tests.fakes.hostile_server import (
 
 
 def engine_for(server: HostileServer, **cfg: object) -> OpenAICompatEngine:
-    return OpenAICompatEngine(EngineConfig(name="fake", url=server.url, timeouts=Timeouts(1.0, 2.0), **cfg))
+    return OpenAICompatEngine(EngineConfig(name="fake", url=server.url, timeouts=Timeouts.within(2.0, connect_s=1.0),
+                                           **cfg))
 
 
 async def test_models_tolerate_extra_fields_meta_parent_and_strays(hostile_server):
@@ -66,7 +67,8 @@ async def test_info_ok_down_and_loading(hostile_server):
     gone = HostileServer().start()
     url = gone.url
     gone.stop()
-    async with OpenAICompatEngine(EngineConfig(name="gone", url=url, timeouts=Timeouts(1.0, 1.0))) as eng:
+    cfg = EngineConfig(name="gone", url=url, timeouts=Timeouts.within(1.0, connect_s=1.0))
+    async with OpenAICompatEngine(cfg) as eng:
         info = await eng.info()
     assert info.health is Health.DOWN and "cannot connect" in info.reason
 

@@ -27,7 +27,7 @@ REQ = ChatRequest(model="m", messages=(ChatMessage("user", "hi"),), temperature=
 
 def engine_for(server: HostileServer, read_s: float = 5.0) -> OpenAICompatEngine:
     return OpenAICompatEngine(EngineConfig(name="fake", url=server.url, kind="openai",
-                                           timeouts=Timeouts(connect_s=1.0, read_s=read_s)))
+                                           timeouts=Timeouts.within(read_s, connect_s=1.0)))
 
 
 async def collect(server: HostileServer, reply: Reply, req: ChatRequest = REQ) -> list[ChatEvent]:
@@ -219,7 +219,7 @@ async def test_connection_refused_raises_unreachable():
     server = HostileServer().start()
     url = server.url
     server.stop()  # nothing listens on that port any more
-    eng = OpenAICompatEngine(EngineConfig(name="gone", url=url, timeouts=Timeouts(connect_s=1.0, read_s=1.0)))
+    eng = OpenAICompatEngine(EngineConfig(name="gone", url=url, timeouts=Timeouts.within(1.0, connect_s=1.0)))
     async with eng:
         with pytest.raises(UnreachableError):
             async for _ in eng.chat(REQ):
@@ -229,7 +229,7 @@ async def test_connection_refused_raises_unreachable():
 async def test_consumer_may_stop_early_and_the_connection_is_released(hostile_server):
     hostile_server.route(*CHAT, Reply(chunks=sse(*[chunk(str(i)) for i in range(50)], chunk(finish="stop")),
                                       content_type="text/event-stream", delay_s=0.01))
-    cfg = EngineConfig(name="fake", url=hostile_server.url, timeouts=Timeouts(connect_s=1.0, read_s=2.0))
+    cfg = EngineConfig(name="fake", url=hostile_server.url, timeouts=Timeouts.within(2.0, connect_s=1.0))
     # one connection in the pool: a response left open by an abandoned stream would starve the next chat
     async with OpenAICompatEngine(cfg, max_connections=1) as eng:
         for _ in range(3):

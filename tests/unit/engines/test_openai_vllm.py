@@ -82,7 +82,8 @@ class FakeVLLM:
 
 
 def make(server: HostileServer) -> VLLMEngine:
-    return VLLMEngine(EngineConfig(name="vllm", url=server.url, kind="vllm", timeouts=Timeouts(1.0, 5.0)))
+    return VLLMEngine(EngineConfig(name="vllm", url=server.url, kind="vllm",
+                                   timeouts=Timeouts.within(5.0, connect_s=1.0)))
 
 
 async def test_info_reads_version_and_probes_sleep_and_lora(hostile_server):
@@ -129,7 +130,7 @@ async def test_health_503_is_a_dead_engine_and_refused_mentions_loading(hostile_
     gone = HostileServer().start()
     url = gone.url
     gone.stop()
-    async with VLLMEngine(EngineConfig(name="v", url=url, timeouts=Timeouts(1.0, 1.0))) as eng:
+    async with VLLMEngine(EngineConfig(name="v", url=url, timeouts=Timeouts.within(1.0, connect_s=1.0))) as eng:
         info = await eng.info()
     assert info.health is Health.DOWN and "loads a model" in info.reason
 

@@ -20,7 +20,7 @@ from tests.fakes.openai_family import (
     FakeTGI,
 )
 
-FAST = Timeouts(connect_s=0.5, read_s=2.0)
+FAST = Timeouts.within(2.0, connect_s=0.5)
 
 
 def free_port() -> int:

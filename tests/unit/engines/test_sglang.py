@@ -15,7 +15,7 @@ REQ = ChatRequest(model="Qwen/Qwen2.5-0.5B-Instruct", messages=(ChatMessage("use
 
 def engine(fake: FakeSGLang, **cfg: object) -> SGLangEngine:
     return SGLangEngine(EngineConfig(name="sg", url=fake.url, kind="sglang",
-                                     timeouts=Timeouts(connect_s=1.0, read_s=5.0), **cfg))  # type: ignore[arg-type]
+                                     timeouts=Timeouts.within(5.0, connect_s=1.0), **cfg))  # type: ignore[arg-type]
 
 
 async def test_info_reads_health_and_version_once(sglang_server: FakeSGLang):

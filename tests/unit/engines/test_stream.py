@@ -248,14 +248,14 @@ async def test_compressed_stream_is_refused_clearly() -> None:
 async def test_read_timeout_before_the_answer_raises() -> None:
     async with serving([1.0]) as (url, _):
         with pytest.raises(EngineTimeoutError, match="ReadTimeout"):
-            await lines_of(url, timeouts=Timeouts(read_s=0.2))
+            await lines_of(url, timeouts=Timeouts.within(0.2))
 
 
 async def test_read_timeout_mid_body() -> None:
     async with serving([CHUNKED + chunk(b"data: 1\n"), 1.0, LAST]) as (url, _):
         got: list[str] = []
         with pytest.raises(EngineTimeoutError, match="ReadTimeout"):
-            async with client(url, timeouts=Timeouts(read_s=0.2)).open("POST", "/", json_body={}, what="x") as resp:
+            async with client(url, timeouts=Timeouts.within(0.2)).open("POST", "/", json_body={}, what="x") as resp:
                 async for _, line in resp.lines():
                     got.append(line)
         assert got == ["data: 1"]
@@ -267,7 +267,7 @@ async def test_slow_but_steady_stream_is_not_a_timeout() -> None:
     for i in range(6):
         steps += [chunk(b"%d\n" % i), 0.1]
     async with serving([*steps, LAST]) as (url, _):
-        assert await lines_of(url, timeouts=Timeouts(read_s=0.25)) == [str(i) for i in range(6)]
+        assert await lines_of(url, timeouts=Timeouts.within(0.25)) == [str(i) for i in range(6)]
 
 
 async def test_reset_mid_body_is_a_stream_error() -> None:

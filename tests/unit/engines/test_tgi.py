@@ -16,7 +16,7 @@ REQ = ChatRequest(model="tgi", messages=(ChatMessage("user", "why is the sky blu
 
 def engine(fake: FakeTGI, **cfg: object) -> TGIEngine:
     return TGIEngine(EngineConfig(name="tgi", url=fake.url, kind="tgi",
-                                  timeouts=Timeouts(connect_s=1.0, read_s=5.0), **cfg))  # type: ignore[arg-type]
+                                  timeouts=Timeouts.within(5.0, connect_s=1.0), **cfg))  # type: ignore[arg-type]
 
 
 async def test_info_health_version_and_limits(tgi_server: FakeTGI):
@@ -38,7 +38,7 @@ async def test_unhealthy_503_body_is_down_with_reason(tgi_server: FakeTGI):
 
 async def test_nothing_listening_is_down():
     eng = TGIEngine(EngineConfig(name="tgi", url="http://127.0.0.1:9", kind="tgi",
-                                 timeouts=Timeouts(connect_s=0.5, read_s=1.0)))
+                                 timeouts=Timeouts.within(1.0, connect_s=0.5)))
     async with eng:
         info = await eng.info()
         assert info.health is Health.DOWN

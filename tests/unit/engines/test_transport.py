@@ -74,7 +74,7 @@ class Scripted:
 
 
 def client(url: str, **kw: object) -> httpx.AsyncClient:
-    return build_client(EngineConfig(name="e", url=url, timeouts=Timeouts(connect_s=2, read_s=0.5)), **kw)
+    return build_client(EngineConfig(name="e", url=url, timeouts=Timeouts.within(0.5, connect_s=2)), **kw)
 
 
 async def test_a_kept_connection_serves_request_after_request():
