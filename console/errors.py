@@ -65,6 +65,11 @@ class BadResponseError(EngineError):
     """The engine answered, but not with what its API promises (garbage JSON, wrong shape, 5xx)."""
 
 
+class LimitError(BadResponseError):
+    """An answer went past one of enginedeck's limits (the size of a body, a line or a stream); the message names
+    the limit and where it is set."""
+
+
 class EngineTimeoutError(EngineError):
     """No answer within the configured timeout."""
 

@@ -67,7 +67,7 @@ async def _get(client: httpx.AsyncClient, path: str) -> _Answer:
     text = resp.text[:2000]
     try:
         data = json.loads(resp.content) if resp.content else None
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     return _Answer(resp.status_code, data, text, resp.headers.get("server", ""))
 

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 
 from console.config import EngineConfig
+from console.engines.transport import BoundedTransport, KeepAliveTransport
+from console.engines.wire import parse_json
 from console.errors import (
     AuthError,
     BadResponseError,
@@ -29,25 +31,26 @@ ERROR_BODY_LIMIT = 300
 
 
 def build_client(cfg: EngineConfig, *, max_connections: int = 100) -> httpx.AsyncClient:
-    """An AsyncClient for one engine: base URL, auth header, TLS settings, timeouts, pool size. A plain-http
-    engine is spoken to through console/engines/transport.py (keep-alive on a raw asyncio protocol)."""
-    headers = {"User-Agent": "enginedeck"}
+    """An AsyncClient for one engine: base URL, auth header, TLS settings, pool size, and every answer held to the
+    engine's deadlines and limits (console/engines/transport.py's BoundedTransport). A plain-http engine is spoken
+    to with keep-alive on a raw asyncio protocol (KeepAliveTransport), an https one through httpx's own."""
+    headers = {"User-Agent": "enginedeck", "Accept-Encoding": "identity"}
     key = cfg.resolve_api_key()
     if key:
         headers["Authorization"] = f"Bearer {key}"
     t = cfg.timeouts
-    transport = None
-    if not cfg.url.lower().startswith("https://"):
-        from console.engines.transport import KeepAliveTransport  # imports stream.py, which imports this module
-
-        transport = KeepAliveTransport(max_connections=max_connections)
+    inner: httpx.AsyncBaseTransport
+    if cfg.url.lower().startswith("https://"):
+        inner = httpx.AsyncHTTPTransport(
+            verify=tls_verify(cfg), trust_env=False,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
+    else:
+        inner = KeepAliveTransport(max_connections=max_connections)
     return httpx.AsyncClient(
         base_url=cfg.url,
         headers=headers,
-        verify=tls_verify(cfg),
         timeout=httpx.Timeout(connect=t.connect_s, read=t.request_s, write=t.request_s, pool=t.request_s),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        transport=transport,
+        transport=BoundedTransport(inner, engine=cfg.name, timeouts=t, limits=cfg.limits),
         trust_env=False,  # never route loopback engines through a proxy from the environment
     )
 
@@ -82,7 +85,7 @@ def error_message_from_body(body: bytes | str) -> str:
     text = text.strip()
     try:
         data: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text[:ERROR_BODY_LIMIT]
     if isinstance(data, dict):
         err = data.get("error", data)
@@ -139,14 +142,6 @@ def error_for_transport(exc: httpx.HTTPError, *, engine: str, url: str) -> Engin
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
         return connection_broke(url, exc, engine=engine)
     return UnreachableError(f"request to {url} failed ({type(exc).__name__}: {exc})", engine=engine)
-
-
-def parse_json(body: bytes, *, engine: str, what: str) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        snippet = body[:80].decode("utf-8", "replace")
-        raise BadResponseError(f"sent something that is not JSON for {what}: {snippet!r}", engine=engine) from None
 
 
 async def request(

@@ -238,7 +238,7 @@ class OllamaEngine(Engine):
         """The events one NDJSON line carries, and whether the stream is over."""
         try:
             part = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser follows
             part = None
         if not isinstance(part, dict):
             return [self._stream_error(f"sent a line that is not Ollama JSON: {line[:80]!r}", t_ns)], True

@@ -39,16 +39,10 @@ from console.engines.base import (
     TokenSource,
     Usage,
 )
-from console.engines.http import (
-    ERROR_BODY_LIMIT,
-    build_client,
-    parse_json,
-    request,
-    request_json,
-)
+from console.engines.http import ERROR_BODY_LIMIT, build_client, request, request_json
 from console.engines.metrics import parse_metrics
-from console.engines.stream import SSELineSplitter as SSELineSplitter  # the one splitter; tests import it here
 from console.engines.stream import StreamClient, StreamResponse
+from console.engines.wire import parse_json
 from console.errors import (
     BadResponseError,
     BusyError,
@@ -431,7 +425,7 @@ class OpenAICompatEngine(Engine):
             return [usage_from(state, t_ns), ChatEvent(EventKind.DONE, t_ns=t_ns, done_reason=state.finish_reason)]
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser follows
             err = self._stream_error(f"sent a stream event that is not JSON: {data[:80]!r}")
             return [ChatEvent(EventKind.ERROR, t_ns=t_ns, error=err)]
         if not isinstance(chunk, dict):

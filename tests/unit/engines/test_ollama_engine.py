@@ -284,13 +284,14 @@ async def test_busy_maps_to_busy_error(engine: OllamaEngine, fake: FakeOllama) -
     assert err.value.status == 503 and "maximum pending requests exceeded" in str(err.value)
 
 
-async def test_read_timeout_is_typed_but_a_slow_load_is_not_cut_short() -> None:
-    with ollama_contract_server([FakeModel("big:latest", load_delay_s=0.6)], pull_step_delay_s=0.6) as fake:
-        cfg = EngineConfig(name="t", url=fake.url, kind="ollama", timeouts=Timeouts.within(0.2, connect_s=1))
+async def test_a_silent_pull_times_out_on_the_load_deadline_and_a_slow_load_is_not_cut_short() -> None:
+    with ollama_contract_server([FakeModel("big:latest", load_delay_s=0.6)], pull_step_delay_s=1.2) as fake:
+        timeouts = Timeouts.within(0.2, connect_s=1, load_s=0.9)
+        cfg = EngineConfig(name="t", url=fake.url, kind="ollama", timeouts=timeouts)
         async with OllamaEngine(cfg) as eng:
-            with pytest.raises(EngineTimeoutError):
+            with pytest.raises(EngineTimeoutError, match=r"POST /api/pull: no new line within 0.9 s \(load_timeout\)"):
                 _ = [p async for p in eng.pull("tinyllama")]
-            await eng.load("big:latest")  # a load may outlast read_s: it gets Ollama's own load timeout
+            await eng.load("big:latest")  # a load outlasts request_s: it gets load_s
             assert fake.loaded_names() == ["big:latest"]
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from console.config import EngineConfig, Timeouts
 from console.engines.base import ChatEvent, ChatMessage, ChatRequest, EventKind, TokenSource
-from console.engines.openai import OpenAICompatEngine, SSELineSplitter, sse_data
+from console.engines.openai import OpenAICompatEngine, sse_data
+from console.engines.wire import LineSplitter
 from console.errors import BadResponseError, NotFoundError, StreamError, UnreachableError
 from tests.fakes.hostile_server import (
     CHAT,
@@ -48,14 +49,14 @@ def stream(*chunks: bytes) -> Reply:
 
 def test_splitter_joins_lines_and_utf8_cut_across_reads():
     text = 'data: {"x": "héllo 🦙"}\r\n\r\ndata: [DONE]\n'.encode()
-    sp = SSELineSplitter()
+    sp = LineSplitter()
     lines = [ln for i in range(len(text)) for ln in sp.feed(text[i : i + 1])]
     assert lines == ['data: {"x": "héllo 🦙"}', "", "data: [DONE]"]
     assert sp.flush() is None
 
 
 def test_splitter_waits_on_a_trailing_cr_and_keeps_an_unterminated_tail():
-    sp = SSELineSplitter()
+    sp = LineSplitter()
     assert list(sp.feed(b"a\r")) == []
     assert list(sp.feed(b"\nb\rc")) == ["a", "b"]
     assert sp.flush() == "c"

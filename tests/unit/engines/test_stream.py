@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from console.config import EngineConfig, Timeouts
-from console.engines.stream import READ_BUFFER_LIMIT, StreamClient, _Chunked
+from console.engines.stream import StreamClient
+from console.engines.wire import READ_BUFFER_LIMIT, Chunked
 from console.errors import (
     AuthError,
     BadResponseError,
@@ -113,23 +114,23 @@ WIRE = chunk(BODY[:17]) + chunk(BODY[17:]) + b"1;ext=1\r\n\n\r\n" + LAST  # an e
 
 def test_chunked_framing_split_at_every_byte_boundary() -> None:
     for cut in range(len(WIRE) + 1):
-        dec = _Chunked()
+        dec = Chunked()
         got = dec.feed(WIRE[:cut]) + dec.feed(WIRE[cut:])
         assert (got, dec.done) == (BODY + b"\n", True), cut
 
 
 def test_chunked_framing_one_byte_at_a_time_with_trailers() -> None:
     wire = chunk(b"hello") + b"0\r\nX-Trailer: 1\r\n\r\nignored"
-    dec = _Chunked()
+    dec = Chunked()
     assert b"".join(dec.feed(wire[i:i + 1]) for i in range(len(wire))) == b"hello" and dec.done
 
 
 @pytest.mark.parametrize("wire", [b"zz\r\nab\r\n", chunk(b"abc")[:-2] + b"XY", b"1" * 5000])
 def test_chunked_framing_rejects_what_is_not_chunked(wire: bytes) -> None:
-    from console.engines.stream import _Framing
+    from console.engines.wire import FramingError
 
-    with pytest.raises(_Framing):
-        _Chunked().feed(wire)
+    with pytest.raises(FramingError):
+        Chunked().feed(wire)
 
 
 async def test_chunked_stream_split_across_reads_keeps_utf8_and_crlf() -> None:
@@ -247,14 +248,14 @@ async def test_compressed_stream_is_refused_clearly() -> None:
 
 async def test_read_timeout_before_the_answer_raises() -> None:
     async with serving([1.0]) as (url, _):
-        with pytest.raises(EngineTimeoutError, match="ReadTimeout"):
+        with pytest.raises(EngineTimeoutError, match=r"no answer within 0.2 s \(first_byte_timeout\)"):
             await lines_of(url, timeouts=Timeouts.within(0.2))
 
 
 async def test_read_timeout_mid_body() -> None:
     async with serving([CHUNKED + chunk(b"data: 1\n"), 1.0, LAST]) as (url, _):
         got: list[str] = []
-        with pytest.raises(EngineTimeoutError, match="ReadTimeout"):
+        with pytest.raises(EngineTimeoutError, match=r"no new line within 0.2 s \(idle_timeout\)"):
             async with client(url, timeouts=Timeouts.within(0.2)).open("POST", "/", json_body={}, what="x") as resp:
                 async for _, line in resp.lines():
                     got.append(line)
@@ -262,7 +263,7 @@ async def test_read_timeout_mid_body() -> None:
 
 
 async def test_slow_but_steady_stream_is_not_a_timeout() -> None:
-    # Reads 0.1 s apart over 0.6 s with read_s 0.25: the timeout is per read, not per reply.
+    # Lines 0.1 s apart over 0.6 s with idle_s 0.25: the deadline is per line, not per reply.
     steps: list[Step] = [CHUNKED]
     for i in range(6):
         steps += [chunk(b"%d\n" % i), 0.1]
