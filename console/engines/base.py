@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from console.errors import EngineError, UnsupportedError
+from console.errors import EngineError, LimitError, UnsupportedError
 
 
 class Health(StrEnum):
@@ -137,6 +137,15 @@ class ChatRequest:
     keep_alive: str | float | None = None  # Ollama only
     seed: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # engine-specific options, passed through
+
+    def check_output(self, chunks: int, *, engine: str, endpoint: str) -> None:
+        """Raise once a reply has brought far more output chunks than `max_tokens` allows. A chunk carries at
+        least one token, so a server past twice the tokens asked for (plus slack for empty or split pieces)
+        ignores the limit or streams forever, and reading on would only cost time."""
+        if self.max_tokens is not None and chunks > 2 * self.max_tokens + 64:
+            raise LimitError(f"{endpoint}: the reply went on past {chunks - 1} output chunks although at most "
+                             f"{self.max_tokens} tokens were asked for", engine=engine,
+                             hint="the engine ignores max_tokens; stopped reading")
 
 
 class TokenSource(StrEnum):

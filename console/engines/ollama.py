@@ -216,10 +216,11 @@ class OllamaEngine(Engine):
         """Stream /api/chat. Failures before the stream opens raise; failures after it yield one ERROR event."""
         async with self._streams.open("POST", "/api/chat", json_body=chat_body(request),
                                       what=f"chat with {request.model}") as resp:
-            async for event in self._events(resp):
+            async for event in self._events(resp, request):
                 yield event
 
-    async def _events(self, resp: StreamResponse) -> AsyncIterator[ChatEvent]:
+    async def _events(self, resp: StreamResponse, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        output = 0
         try:
             # Each line carries the arrival stamp of the read that completed it, taken before any parsing.
             async for t_ns, line in resp.lines():
@@ -229,8 +230,10 @@ class OllamaEngine(Engine):
                         yield event
                     if finished:
                         return
-        except EngineError as exc:  # broken, cut short or stalled: this adapter reports each as a StreamError
-            yield self._stream_error(exc.message)
+                    output += 1
+                    request.check_output(output, engine=self.name, endpoint="POST /api/chat")
+        except EngineError as exc:  # broken, cut short, stalled or past a limit: the typed error, as an event
+            yield ChatEvent(EventKind.ERROR, time.perf_counter_ns(), error=exc)
             return
         yield self._stream_error("the reply ended without its final line; it may be cut short")
 

@@ -357,7 +357,7 @@ class OpenAICompatEngine(Engine):
                 async for event in self._whole_reply(resp):
                     yield event
                 return
-            async for event in self._stream_events(resp):
+            async for event in self._stream_events(resp, request):
                 yield event
 
     async def _whole_reply(self, resp: StreamResponse) -> AsyncIterator[ChatEvent]:
@@ -382,9 +382,10 @@ class OpenAICompatEngine(Engine):
         yield usage_from(state, t_ns)
         yield ChatEvent(EventKind.DONE, t_ns=t_ns, done_reason=state.finish_reason)
 
-    async def _stream_events(self, resp: StreamResponse) -> AsyncIterator[ChatEvent]:
+    async def _stream_events(self, resp: StreamResponse, request: ChatRequest) -> AsyncIterator[ChatEvent]:
         state = StreamState()
         t_ns = time.perf_counter_ns()
+        endpoint = f"POST {self.chat_path}"
         try:
             # Each line carries the arrival stamp of the read that completed it, taken before any parsing.
             async for t_ns, line in resp.lines():
@@ -395,6 +396,7 @@ class OpenAICompatEngine(Engine):
                     yield event
                     if event.kind in (EventKind.DONE, EventKind.ERROR):
                         return
+                request.check_output(state.output_chunks, engine=self.name, endpoint=endpoint)
         except EngineError as exc:
             err = exc
             if isinstance(exc, StreamError):

@@ -12,7 +12,7 @@ import pytest
 from console.config import EngineConfig, Timeouts
 from console.engines.base import ChatEvent, ChatMessage, ChatRequest, EventKind, TokenSource
 from console.engines.ollama import OllamaEngine, chat_body, usage_from_final
-from console.errors import NotFoundError, StreamError, UnreachableError
+from console.errors import EngineError, EngineTimeoutError, NotFoundError, StreamError, UnreachableError
 from tests.fakes.ollama_server import (
     HOSTILE_REPLY,
     HOSTILE_THINKING,
@@ -137,11 +137,11 @@ async def test_hostile_thinking_via_queued_scenario(engine: OllamaEngine, fake: 
 
 # --- failures ----------------------------------------------------------------------------------------------------
 
-def only_error(events: list[ChatEvent]) -> StreamError:
+def only_error(events: list[ChatEvent], kind: type[EngineError] = StreamError) -> EngineError:
     assert events[-1].kind is EventKind.ERROR
     assert EventKind.DONE not in kinds(events)
     err = events[-1].error
-    assert isinstance(err, StreamError) and err.engine == "box-ollama"
+    assert isinstance(err, kind) and err.engine == "box-ollama"
     return err
 
 
@@ -179,14 +179,14 @@ async def test_stream_ends_without_done(engine: OllamaEngine, fake: FakeOllama) 
     assert "without its final line" in str(only_error(events))
 
 
-async def test_silence_mid_stream_is_a_stream_error() -> None:
+async def test_silence_mid_stream_is_a_timeout_event() -> None:
     with ollama_contract_server() as fake:
         fake.queue(Scenario(first_token_delay_s=0.1, token_delay_s=1.0))
         cfg = EngineConfig(name="box-ollama", url=fake.url, kind="ollama", timeouts=Timeouts.within(0.4))
         async with OllamaEngine(cfg) as eng:
             events = await collect(eng, ask())
     assert kinds(events) == [EventKind.CONTENT, EventKind.ERROR]
-    assert "no new line within 0.4 s (idle_timeout)" in str(only_error(events))
+    assert "no new line within 0.4 s (idle_timeout)" in str(only_error(events, EngineTimeoutError))
 
 
 async def test_missing_stats_mean_zero(engine: OllamaEngine, fake: FakeOllama) -> None:

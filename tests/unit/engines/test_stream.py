@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import shutil
 import socket
@@ -240,9 +241,15 @@ async def test_not_http_is_a_bad_response() -> None:
             await lines_of(url)
 
 
-async def test_compressed_stream_is_refused_clearly() -> None:
-    async with serving([head(200, "Content-Encoding: gzip", "Content-Length: 3") + b"abc"]) as (url, _):
-        with pytest.raises(BadResponseError, match="gzip-compressed"):
+async def test_a_stream_compressed_although_asked_for_none_is_undone() -> None:
+    body = gzip.compress(b"data: 1\ndata: 2\n")
+    async with serving([head(200, "Content-Encoding: gzip", f"Content-Length: {len(body)}") + body]) as (url, _):
+        assert await lines_of(url) == ["data: 1", "data: 2"]
+
+
+async def test_an_unknown_compression_is_refused_clearly() -> None:
+    async with serving([head(200, "Content-Encoding: br", "Content-Length: 3") + b"abc"]) as (url, _):
+        with pytest.raises(BadResponseError, match="br-compressed"):
             await lines_of(url)
 
 
