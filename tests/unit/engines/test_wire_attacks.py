@@ -32,8 +32,9 @@ RSS_GROWTH_LIMIT = 150 * MIB
 Call = Callable[[Engine], Awaitable[Any]]
 
 
-async def _chat(engine: Engine) -> Any:
-    events = [ev async for ev in engine.chat(ChatRequest("m", (ChatMessage("user", "hi"),), max_tokens=8))]
+async def _chat(engine: Engine, max_tokens: int | None = 8) -> Any:
+    request = ChatRequest("m", (ChatMessage("user", "hi"),), max_tokens=max_tokens)
+    events = [ev async for ev in engine.chat(request)]
     errors = [ev.error for ev in events if ev.kind is EventKind.ERROR]
     if errors:
         raise errors[0]  # type: ignore[misc]
@@ -51,6 +52,7 @@ CALLS: dict[str, Call] = {
     "list_models": lambda e: e.list_models(),
     "loaded_models": lambda e: e.loaded_models(),
     "chat": _chat,
+    "chat_unbounded": lambda e: _chat(e, max_tokens=None),
 }
 KINDS: dict[str, type[Engine]] = {"ollama": OllamaEngine, "vllm": VLLMEngine}
 
@@ -99,7 +101,10 @@ async def test_every_read_ends_in_time_with_a_typed_error_and_bounded_memory(att
     ("drip_head", "list_models", "vllm", EngineTimeoutError, "GET /v1/models: no answer within 1 s (request_timeout)"),
     ("huge_line", "chat", "vllm", LimitError, "POST /v1/chat/completions: one line passed 256 KiB (limits.line)"),
     ("huge_line", "chat", "ollama", LimitError, "POST /api/chat: one line passed 256 KiB (limits.line)"),
-    ("endless_lines", "chat", "ollama", LimitError, "POST /api/chat: the stream passed 4 MiB (limits.stream)"),
+    ("endless_lines", "chat_unbounded", "ollama", LimitError,
+     "POST /api/chat: the stream passed 4 MiB (limits.stream)"),
+    ("endless_lines", "chat", "vllm", LimitError,
+     "POST /v1/chat/completions: the reply went on past 80 output chunks although at most 8 tokens were asked for"),
     ("drip", "chat", "vllm", EngineTimeoutError,
      "POST /v1/chat/completions: no first line within 1 s (first_byte_timeout)"),
     ("deep_json", "list_models", "ollama", EngineError, "not JSON"),
