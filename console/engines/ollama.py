@@ -287,7 +287,9 @@ class OllamaEngine(Engine):
                                    hint="is `ollama serve` running and listening on that address?") from None
         except httpx.HTTPError as exc:  # timeouts, resets, and connect errors of streaming calls
             raise error_for_transport(exc, engine=self.name, url=self.base_url) from None
-        except ValueError as exc:  # a body that is not JSON, or JSON of the wrong shape (pydantic)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            # A body that is not JSON, JSON of the wrong shape (pydantic's ValueError), or JSON the official client
+            # unpacks without looking (`null` where it expects an object): the engine's fault, in words.
             raise BadResponseError(f"answered something that is not Ollama's API when asked to {what} "
                                    f"({type(exc).__name__})", engine=self.name) from None
 
