@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from console.config import EngineConfig, Timeouts
+from console.config import EngineConfig, Timeouts, WireLimits
 from console.engines.http import build_client, error_for_status, error_for_transport
 from console.errors import AuthError, BadResponseError, ConfigError, EngineError
 
@@ -174,19 +174,21 @@ async def port_open(host: str, port: int, timeout_s: float = PORT_OPEN_TIMEOUT_S
 
 async def scan_loopback(
     ports: Sequence[int] = DEFAULT_PORTS, *, host: str = LOOPBACK, timeout_s: float = PROBE_TIMEOUT_S,
-    skip_urls: frozenset[str] = frozenset(),
+    skip_urls: frozenset[str] = frozenset(), limits: WireLimits | None = None,
 ) -> list[Detection]:
     """Engines listening on `host` at `ports`, in port order. Ports that are closed or not an engine are left out.
 
-    `skip_urls` (normalised with `url_key`) are not probed: the caller already knows them.
+    `skip_urls` (normalised with `url_key`) are not probed: the caller already knows them. `limits` (the config's)
+    bound what each probe reads.
     """
     urls = [f"http://{host}:{p}" for p in ports]
     urls = [u for u in urls if url_key(u) not in skip_urls]
     open_flags = await asyncio.gather(*(port_open(host, urlsplit(u).port or 80) for u in urls))
 
     async def one(url: str) -> Detection | None:
+        cfg = EngineConfig(name=url, url=url, limits=limits or WireLimits())
         try:
-            return await detect(url, timeout_s=timeout_s)
+            return await detect(url, cfg=cfg, timeout_s=timeout_s)
         except EngineError:
             return None
 

@@ -96,7 +96,8 @@ class Registry:
                     known.add(url_key(url))
                     wanted.append((self._flag_config(url), "flag"))
             ports = DEFAULT_PORTS if self.scan_ports is None else self.scan_ports
-            scan = scan_loopback(ports, skip_urls=frozenset(known)) if self.config.discover else _nothing()
+            scan = scan_loopback(ports, skip_urls=frozenset(known), limits=self.config.limits) \
+                if self.config.discover else _nothing()
             built = asyncio.gather(*(self._entry(cfg, src) for cfg, src in wanted))
             entries, detections = await asyncio.gather(built, scan)
             entries.extend(self._discovered(d) for d in detections)

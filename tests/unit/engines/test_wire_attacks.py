@@ -18,6 +18,7 @@ import pytest
 
 from console.config import MIB, EngineConfig, Timeouts, WireLimits
 from console.engines.base import ChatMessage, ChatRequest, Engine, EventKind, Health
+from console.engines.detect import scan_loopback
 from console.engines.ollama import OllamaEngine
 from console.engines.vllm import VLLMEngine
 from console.errors import EngineError, EngineTimeoutError, LimitError
@@ -129,3 +130,13 @@ async def test_tls_spoken_to_a_plain_port_is_a_clear_error() -> None:
                 await asyncio.wait_for(engine.list_models(), DEADLINE_S + MARGIN_S)
             with pytest.raises(EngineError):
                 await asyncio.wait_for(_chat(engine), DEADLINE_S + MARGIN_S)
+
+
+@pytest.mark.parametrize("attack", ["endless_json", "drip_head", "gzip_bomb", "interim_storm", "not_http"])
+async def test_the_discovery_scan_leaves_out_a_hostile_port_in_time(attack: str) -> None:
+    with attack_server(attack) as url:
+        port = int(url.rsplit(":", 1)[1])
+        started = time.monotonic()
+        found = await asyncio.wait_for(scan_loopback([port], timeout_s=DEADLINE_S, limits=LIMITS),
+                                       DEADLINE_S + MARGIN_S)
+    assert found == [] and time.monotonic() - started < DEADLINE_S + MARGIN_S
