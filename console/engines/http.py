@@ -99,7 +99,9 @@ def error_message_from_body(body: bytes | str) -> str:
     return text[:ERROR_BODY_LIMIT]
 
 
-def error_for_status(status: int, body: bytes | str, *, engine: str, what: str = "") -> EngineError:
+def error_for_status(status: int, body: bytes | str, *, engine: str, what: str = "",
+                     model: str | None = None) -> EngineError:
+    """`model` names the model the request was about, if any: a 404 then most likely means that model."""
     detail = error_message_from_body(body)
     said = f": {detail}" if detail else ""
     where = f" to {what}" if what else ""
@@ -109,8 +111,10 @@ def error_for_status(status: int, body: bytes | str, *, engine: str, what: str =
             hint="set api_key_env or api_key_file for this engine in the config",
         )
     if status == 404:
-        return NotFoundError(f"answered 404{where}{said}", engine=engine, status=status,
-                             hint="check the model name with `enginedeck models`")
+        hint = (f"check the model name {model!r} with `enginedeck models {engine}`" if model else
+                "the engine does not serve this path: check that it is the kind enginedeck took it for "
+                "(`enginedeck engines`)")
+        return NotFoundError(f"answered 404{where}{said}", engine=engine, status=status, hint=hint)
     if status in (429, 503):
         return BusyError(f"is busy or still loading ({status}){where}{said}", engine=engine, status=status,
                          hint="try again in a moment")
@@ -146,15 +150,17 @@ def error_for_transport(exc: httpx.HTTPError, *, engine: str, url: str) -> Engin
 
 async def request(
     client: httpx.AsyncClient, method: str, path: str, *, engine: str, what: str = "",
-    ok: tuple[int, ...] = (200,), **kwargs: Any,
+    ok: tuple[int, ...] = (200,), model: str | None = None, **kwargs: Any,
 ) -> httpx.Response:
-    """Send one request; transport failures and non-`ok` statuses become typed errors."""
+    """Send one request; transport failures and non-`ok` statuses become typed errors (`model`: the model the
+    request is about, for the hint of a 404)."""
     try:
         resp = await client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
         raise error_for_transport(exc, engine=engine, url=f"{client.base_url}{path}") from None
     if resp.status_code not in ok:
-        raise error_for_status(resp.status_code, resp.content, engine=engine, what=what or f"{method} {path}")
+        raise error_for_status(resp.status_code, resp.content, engine=engine, what=what or f"{method} {path}",
+                               model=model)
     return resp
 
 

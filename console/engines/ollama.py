@@ -144,7 +144,7 @@ class OllamaEngine(Engine):
                                    engine=self.name) from None
 
     async def show(self, model: str) -> ModelDetail:
-        with self._mapped(f"show {model}"):
+        with self._mapped(f"show {model}", model=model):
             resp = await self._client.show(model)
         # /api/show carries no digest; /api/tags does.
         digest = next((m.digest for m in await self.list_models() if same_model(m.name, model)), None)
@@ -167,7 +167,7 @@ class OllamaEngine(Engine):
         if (ka := keep_alive_value(keep_alive)) is not None:
             body["keep_alive"] = ka
         data = await request_json(self._http, "POST", "/api/generate", engine=self.name, what=f"load {model}",
-                                  json=body, timeout=self._load_timeout)
+                                  model=model, json=body, timeout=self._load_timeout)
         reason = data.get("done_reason") if isinstance(data, dict) else None
         if reason not in (None, "load"):  # servers before done_reason existed send none
             raise BadResponseError(f"was asked to load {model} but answered done_reason={reason!r}",
@@ -178,7 +178,8 @@ class OllamaEngine(Engine):
     async def unload(self, model: str) -> None:
         """keep_alive 0 with an empty prompt; the server answers at once, so wait until /api/ps drops the model."""
         await request_json(self._http, "POST", "/api/generate", engine=self.name, what=f"unload {model}",
-                           json={"model": model, "keep_alive": 0, "stream": False}, timeout=self._load_timeout)
+                           model=model, json={"model": model, "keep_alive": 0, "stream": False},
+                           timeout=self._load_timeout)
         deadline = time.monotonic() + self.unload_wait_s
         pause = 0.05
         while any(same_model(m.name, model) for m in await self.loaded_models()):
@@ -193,7 +194,7 @@ class OllamaEngine(Engine):
 
     async def pull(self, model: str) -> AsyncIterator[PullProgress]:
         finished = False
-        with self._mapped(f"pull {model}"):
+        with self._mapped(f"pull {model}", model=model):
             stream = await self._client.pull(model, stream=True)
             async with contextlib.aclosing(stream):
                 async for part in stream:
@@ -205,7 +206,7 @@ class OllamaEngine(Engine):
                               hint="run the pull again; Ollama resumes where it stopped")
 
     async def delete(self, model: str) -> None:
-        with self._mapped(f"delete {model}"):
+        with self._mapped(f"delete {model}", model=model):
             resp = await self._client.delete(model)
         if resp.status != "success":
             raise BadResponseError(f"did not confirm deleting {model}", engine=self.name)
@@ -215,7 +216,7 @@ class OllamaEngine(Engine):
     async def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
         """Stream /api/chat. Failures before the stream opens raise; failures after it yield one ERROR event."""
         async with self._streams.open("POST", "/api/chat", json_body=chat_body(request),
-                                      what=f"chat with {request.model}") as resp:
+                                      what=f"chat with {request.model}", model=request.model) as resp:
             async for event in self._events(resp, request):
                 yield event
 
@@ -271,7 +272,7 @@ class OllamaEngine(Engine):
     # --- errors of the official client --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _mapped(self, what: str) -> Iterator[None]:
+    def _mapped(self, what: str, *, model: str | None = None) -> Iterator[None]:
         """Turn whatever the official client raises into one of console/errors.py."""
         from ollama import ResponseError
 
@@ -281,7 +282,8 @@ class OllamaEngine(Engine):
             if exc.status_code == -1:  # an {"error": ...} line after the stream began
                 raise StreamError(f"reported an error while trying to {what}: {exc.error}", engine=self.name,
                                   hint="see the engine's log for the cause") from None
-            raise error_for_status(exc.status_code, str(exc.error), engine=self.name, what=what) from None
+            raise error_for_status(exc.status_code, str(exc.error), engine=self.name, what=what,
+                                   model=model) from None
         except ConnectionError:  # the client turns httpx.ConnectError into this builtin (non-streaming calls)
             raise UnreachableError(f"cannot connect to {self.base_url} to {what}", engine=self.name,
                                    hint="is `ollama serve` running and listening on that address?") from None

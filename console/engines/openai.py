@@ -352,7 +352,7 @@ class OpenAICompatEngine(Engine):
         """Stream one chat. See the module docstring for the raise-before / yield-after error convention."""
         payload = self._chat_payload(request)
         async with self._streams.open("POST", self.chat_path, json_body=payload,
-                                      what=f"chat with {request.model}") as resp:
+                                      what=f"chat with {request.model}", model=request.model) as resp:
             if resp.headers.get("content-type", "").startswith("application/json"):
                 async for event in self._whole_reply(resp):
                     yield event

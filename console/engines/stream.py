@@ -190,9 +190,11 @@ class StreamClient:
         return self._slots[1]
 
     @asynccontextmanager
-    async def open(self, method: str, path: str, *, json_body: Any, what: str) -> AsyncIterator[StreamResponse]:
+    async def open(self, method: str, path: str, *, json_body: Any, what: str,
+                   model: str | None = None) -> AsyncIterator[StreamResponse]:
         """Send one request and read the answer's head. A non-2xx answer raises its typed error (`what` says
-        what was being asked); the connection closes when the block ends, however it ends."""
+        what was being asked, `model` which model it was about); the connection closes when the block ends,
+        however it ends."""
         url = f"{self._base}{path}"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -230,7 +232,8 @@ class StreamClient:
                 status, headers = await _read_head(reads, url=url, endpoint=endpoint, cfg=self.cfg)
                 response = StreamResponse(reads, status, headers, cfg=self.cfg, endpoint=endpoint)
                 if not 200 <= status < 300:
-                    raise error_for_status(status, await response._error_body(), engine=engine, what=what)
+                    raise error_for_status(status, await response._error_body(), engine=engine, what=what,
+                                           model=model)
                 yield response
             finally:
                 reads.close()

@@ -118,3 +118,11 @@ async def test_404_model(hostile_server, kind):
     async with make(kind, hostile_server) as eng:
         err = await raised(chat_events(eng))
     assert isinstance(err, NotFoundError) and "does not exist" in str(err)
+    assert err.hint == "check the model name 'nope' with `enginedeck models hostile`"
+
+
+async def test_404_on_a_health_check_does_not_blame_a_model(hostile_server):
+    async with make(VLLMEngine, hostile_server) as eng:  # the hostile server answers 404 on every unknown path
+        err = await raised(eng._request("GET", "/health", what="check health"))
+    assert isinstance(err, NotFoundError) and "model" not in (err.hint or "")
+    assert "the engine does not serve this path" in (err.hint or "")
