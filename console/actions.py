@@ -1,5 +1,6 @@
 """Mutating model actions (load, unload, swap, pull, delete): refused under --read-only, checked against the
-engine's capabilities, timed, recorded as model events and written to the audit trail.
+engine's capabilities (settled first: asked of the server where they depend on how it was started), timed,
+recorded as model events and written to the audit trail.
 
 The TUI and the headless commands both go through `Actions`, so an action is recorded the same way wherever
 it was asked for. Recording is bookkeeping: if the store or the audit trail cannot be written, the action's
@@ -50,7 +51,7 @@ class Actions:
     async def swap(self, engine: Engine, old: str | None, new: str,
                    keep_alive: str | float | None = None) -> SwapResult:
         """A failed swap comes back as a result (ok False, old model restored or not), not as an exception."""
-        self._check(Op.SWAP, engine)
+        await self.check(Op.SWAP, engine)
         started = time.perf_counter()
         params = {"old": old, "keep_alive": keep_alive}
         try:
@@ -66,7 +67,7 @@ class Actions:
 
     async def pull(self, engine: Engine, model: str) -> AsyncIterator[PullProgress]:
         """Progress events as the engine sends them; recorded once, when the pull ends or is cancelled."""
-        self._check(Op.PULL, engine)
+        await self.check(Op.PULL, engine)
         started = time.perf_counter()
         error: str | None = None
         try:
@@ -80,7 +81,7 @@ class Actions:
 
     async def _run(self, op: Op, engine: Engine, model: str, params: Mapping[str, Any],
                    call: Callable[[], Awaitable[T]]) -> T:
-        self._check(op, engine)
+        await self.check(op, engine)
         started = time.perf_counter()
         try:
             result = await call()
@@ -90,10 +91,13 @@ class Actions:
         await self._record(op, engine, model, params, time.perf_counter() - started, None)
         return result
 
-    def _check(self, op: Op, engine: Engine) -> None:
+    async def check(self, op: Op, engine: Engine) -> None:
+        """Refuse now (read-only, or the engine cannot do it, once its capabilities are settled) so a caller can
+        say why before asking the operator anything."""
         if self.read_only:
             raise ReadOnlyError(f"{op.value} refused: enginedeck is running with --read-only",
                                 hint="run without --read-only (and without read_only = true in the config)")
+        await engine.settle_capabilities()
         engine.capabilities.require(op, engine.name)
 
     async def _record(self, op: Op, engine: Engine, model: str, params: Mapping[str, Any], duration_s: float,

@@ -181,9 +181,7 @@ async def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     if not args.yes:
         from console.engines.base import Op
 
-        if actions.read_only or not engine.capabilities.supports(Op.DELETE):
-            # Asking first and refusing after would waste the operator's answer: let Actions refuse now.
-            await actions.delete(engine, args.model)
+        await actions.check(Op.DELETE, engine)  # asking first and refusing after would waste the answer
         if not sys.stdin.isatty():
             raise EngineDeckError(f"delete {args.model} needs --yes when stdin is not a terminal")
         if not await _confirm(f"Delete {neutralise(args.model)} from {neutralise(engine.name)}? [y/N] "):

@@ -1,10 +1,16 @@
-"""Actions: refused under --read-only, capability-checked, timed, recorded, audited, errors re-raised."""
+"""Actions: refused under --read-only, checked against settled capabilities, timed, recorded, audited, errors
+re-raised."""
 
 import pytest
 
 from console.actions import Actions
-from console.engines.base import Op, SwapResult
-from console.errors import BusyError, NotFoundError, ReadOnlyError, StoreError, UnsupportedError
+from console.config import EngineConfig, Timeouts
+from console.engines.base import Capabilities, Op, SwapResult
+from console.engines.llamacpp import LlamaCppEngine
+from console.engines.vllm import VLLMEngine
+from console.errors import BusyError, NotFoundError, ReadOnlyError, StoreError, UnreachableError, UnsupportedError
+from tests.unit.engines.test_openai_llamacpp import FakeRouter
+from tests.unit.engines.test_openai_vllm import FakeVLLM
 from tests.unit.test_conversation import ScriptedEngine
 
 
@@ -132,3 +138,58 @@ async def test_without_store_or_audit(store):
     engine = ScriptedEngine()
     await Actions(None, None, read_only=False).load(engine, "m")
     assert engine.calls == [("load", "m", None)]
+
+
+# -- capabilities are settled before they are consulted ----------------------------------------------------------
+
+class ProbedEngine(ScriptedEngine):
+    """Cannot say whether it loads until asked, like llama.cpp (router or -m) and vLLM (dev mode, LoRA)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._caps = Capabilities({Op.LOAD: "not known yet"})
+        self.probes = 0
+
+    async def probe_capabilities(self):
+        self.probes += 1
+        self._caps = Capabilities({})
+        return self._caps
+
+
+async def test_capabilities_are_settled_once_before_the_check(store):
+    engine = ProbedEngine()
+    actions = Actions(store, None, read_only=False)
+    await actions.load(engine, "a")
+    await actions.load(engine, "b")
+    assert engine.probes == 1 and [c[1] for c in engine.calls] == ["a", "b"]
+
+
+async def test_llamacpp_router_loads_without_being_polled_first(store, hostile_server):
+    """Issue 11, point 2: `enginedeck load URL smol-a` on a router refused with "started with -m"."""
+    router = FakeRouter(hostile_server)
+    engine = LlamaCppEngine(EngineConfig(name="llama", url=hostile_server.url, kind="llamacpp",
+                                         timeouts=Timeouts(1.0, 5.0)), load_timeout_s=10.0)
+    async with engine:
+        actions = Actions(store, None, read_only=False)
+        await actions.load(engine, "smol-a")
+        assert router.status["smol-a"] == "loaded"
+        result = await actions.swap(engine, "smol-a", "smol-b")
+        assert result.ok and router.status == {**router.status, "smol-a": "unloaded", "smol-b": "loaded"}
+
+
+async def test_vllm_capabilities_are_probed_before_an_unload(store, hostile_server):
+    server = FakeVLLM(hostile_server, sleep_flag=False)
+    server.adapters["sql-lora"] = "/loras/sql"
+    engine = VLLMEngine(EngineConfig(name="vllm", url=hostile_server.url, kind="vllm", timeouts=Timeouts(1.0, 5.0)))
+    async with engine:
+        await Actions(store, None, read_only=False).unload(engine, "sql-lora")
+    assert server.adapters == {}
+
+
+async def test_an_engine_that_cannot_be_asked_is_unreachable_not_single_model(store, unused_tcp_port):
+    engine = LlamaCppEngine(EngineConfig(name="llama", url=f"http://127.0.0.1:{unused_tcp_port}", kind="llamacpp",
+                                         timeouts=Timeouts(1.0, 2.0)))
+    async with engine:
+        with pytest.raises(UnreachableError):
+            await Actions(store, None, read_only=False).load(engine, "smol-a")
+    assert await store.model_events.recent() == []

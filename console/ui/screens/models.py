@@ -159,6 +159,8 @@ class ModelsScreen(Screen[None]):
 
         async def one(engine: Engine) -> tuple[list[Row], str | None]:
             try:
+                # Settled first, so the keys greyed out for this engine say what the server really allows.
+                await asyncio.wait_for(engine.settle_capabilities(), timeout=10)
                 models = await asyncio.wait_for(engine.list_models(), timeout=10)
                 try:
                     loaded = {m.name for m in await asyncio.wait_for(engine.loaded_models(), timeout=10)}

@@ -7,8 +7,10 @@ import json
 
 import pytest
 
+from tests.fakes.hostile_server import HostileServer
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_family import ChatScenario, FakeLMStudio, FakeSGLang
+from tests.unit.engines.test_openai_llamacpp import FakeRouter
 
 QWEN, LLAMA = "qwen2.5-7b-instruct", "llama-3.2-1b-instruct"
 
@@ -135,3 +137,15 @@ def test_missing_arguments_is_usage_exit_2(cli, capsys: pytest.CaptureFixture[st
         cli("swap", "x", "old")
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_load_and_swap_on_a_router_nothing_polled_first(cli, capsys: pytest.CaptureFixture[str],
+                                                        hostile_server: HostileServer):
+    """Issue 11, point 2: each command is a fresh process, so the router was never probed before the check."""
+    router = FakeRouter(hostile_server)
+    assert cli("load", hostile_server.url, "smol-a") == 0, capsys.readouterr().err
+    assert router.status["smol-a"] == "loaded"
+    assert cli("swap", hostile_server.url, "smol-a", "smol-b") == 0, capsys.readouterr().err
+    assert (router.status["smol-a"], router.status["smol-b"]) == ("unloaded", "loaded")
+    assert cli("unload", hostile_server.url, "smol-b") == 0
+    assert router.status["smol-b"] == "unloaded"
