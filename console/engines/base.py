@@ -238,6 +238,10 @@ class SwapResult:
     first_token_s: float | None = None
     rolled_back: bool = False
     error: str | None = None
+    # After a failed swap, what the engine says it holds, read back by console.actions: `outcome` as recorded
+    # ("loaded now: a", "unknown: engine unreachable"), `loaded_now` the models loaded (None: not read).
+    outcome: str | None = None
+    loaded_now: tuple[str, ...] | None = None
 
 
 class Engine(ABC):
