@@ -43,6 +43,7 @@ PULL_BACKLOG = 8  # progress events held between the engine and a slow reader
 LOADED, NOT_LOADED = "loaded", "not loaded"
 LISTED, NOT_LISTED = "listed", "not listed"
 UNREACHABLE = "unknown: engine unreachable"
+INTERRUPTED = "unknown: interrupted before the engine was read"
 
 
 class ActionFailedError(EngineDeckError):
@@ -257,7 +258,12 @@ class Actions:
     async def _read_back_and_record(self, op: Op, engine: Engine, model: str, params: Mapping[str, Any],
                                     duration_s: float, error: str, detail: Mapping[str, Any] | None,
                                     ) -> tuple[str, tuple[str, ...] | None]:
-        outcome, loaded_now = await self._read_back(op, engine, model)
+        try:
+            outcome, loaded_now = await self._read_back(op, engine, model)
+        except asyncio.CancelledError:
+            # The process is going down (a second ctrl+c, the loop closing): record what is known, then go.
+            await self._record(op, engine, model, params, duration_s, error, detail, outcome=INTERRUPTED)
+            raise
         if op is Op.SWAP:
             detail = {**(detail or {}), "loaded_now": loaded_now}
         await self._record(op, engine, model, params, duration_s, error, detail, outcome=outcome)

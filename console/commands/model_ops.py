@@ -4,7 +4,8 @@ Every action goes through `console.actions.Actions`, so --read-only refuses it, 
 settled and checked, a second action on the same engine (from any enginedeck process) is refused, and the action
 lands in the model events and the audit trail exactly as from the TUI, with the engine's state read back after
 a failure. Ctrl+C during an action cancels it through `Actions.cancel`: the state is read back, recorded and
-printed, and the exit code is 130; a second ctrl+c interrupts at once (the record is still written).
+printed, and the exit code is 130; a second ctrl+c interrupts at once (the record is still written, with
+`unknown: interrupted before the engine was read` if the state had not been read back yet).
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ def _ctrl_c_cancels(actions: Actions, engine: Engine) -> Iterator[None]:
     """While the action runs, the first ctrl+c cancels it through `actions` (which reads back and records what
     the engine did); the handler is then the one before, so a second ctrl+c interrupts as it always does."""
     previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
-        yield  # only the main thread may set handlers; None: a handler not set from Python, leave it be
+    if (threading.current_thread() is not threading.main_thread()
+            or previous is None or previous == signal.SIG_IGN):
+        # Only the main thread may set handlers; None is a handler not set from Python, and an ignored SIGINT
+        # (a job started in the background) was ignored on purpose: leave both be.
+        yield
         return
     loop = asyncio.get_running_loop()
 

@@ -22,6 +22,7 @@ from console.engines.llamacpp import LlamaCppEngine
 from console.engines.vllm import VLLMEngine
 from console.errors import (
     BusyError,
+    EngineDeckError,
     EngineTimeoutError,
     NotFoundError,
     ReadOnlyError,
@@ -469,3 +470,27 @@ async def test_pull_cancelled_through_actions(store):
         await anext(stream)
     (event,) = await store.model_events.recent()
     assert (event.error, event.outcome) == ("cancelled", "not listed")
+
+
+async def test_a_process_going_down_during_the_read_back_still_records(store):
+    """A second ctrl+c: asyncio.run cancels every task left, the read-back's own task included."""
+    engine = StateEngine(gated={"load"})
+    engine.slow_reads = True
+    running = asyncio.create_task(Actions(store, None, read_only=False).load(engine, "a"))
+    await engine.started.wait()
+    running.cancel()
+    await asyncio.sleep(0.05)  # inside the read-back
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    (event,) = await store.model_events.recent()
+    assert event_row(event) == ("load", "a", False, "cancelled", "unknown: interrupted before the engine was read")
+
+
+async def test_a_lock_dir_that_cannot_be_used_refuses_with_a_clear_error(store, tmp_path):
+    (tmp_path / "locks").write_text("not a directory")
+    engine = StateEngine()
+    with pytest.raises(EngineDeckError, match=r"cannot open the engine lock in .*locks: .*data dir is writable"):
+        await Actions(store, None, read_only=False, lock_dir=tmp_path / "locks").load(engine, "a")
+    assert engine.calls == []

@@ -25,6 +25,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from console.actions import ActionCancelledError
+from console.engine_lock import ActionInProgressError
 from console.engines.base import Engine, ModelInfo, Op
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
@@ -455,6 +456,9 @@ class ModelsScreen(Screen[None]):
             return result if result is not None else True
         except ActionCancelledError as exc:
             self.notify(one_line(str(exc)), title=f"{verb} cancelled", severity="warning", timeout=15, markup=False)
+            return None
+        except ActionInProgressError as exc:  # held by another enginedeck process (a CLI command, another TUI)
+            self.notify(one_line(str(exc)), title=f"{verb} refused", severity="warning", timeout=10, markup=False)
             return None
         except EngineDeckError as exc:
             self.notify(one_line(str(exc)), title=f"{verb} failed", severity="error", timeout=10, markup=False)
