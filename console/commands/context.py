@@ -85,8 +85,10 @@ class Context:
 
     async def actions(self) -> Actions:
         from console.actions import Actions
+        from console.engine_lock import LOCKS_DIR
 
-        return Actions(store=await self.store(), audit=await self.audit(), read_only=self.config.read_only)
+        return Actions(store=await self.store(), audit=await self.audit(), read_only=self.config.read_only,
+                       lock_dir=self.config.data_dir / LOCKS_DIR)
 
     async def aclose(self) -> None:
         if self._registry is not None:

@@ -1,18 +1,26 @@
 """`enginedeck load | unload | swap | pull | delete`: change what an engine holds, through `Actions`.
 
 Every action goes through `console.actions.Actions`, so --read-only refuses it, the engine's capabilities are
-checked, and the action lands in the model events and the audit trail exactly as from the TUI.
+settled and checked, a second action on the same engine (from any enginedeck process) is refused, and the action
+lands in the model events and the audit trail exactly as from the TUI, with the engine's state read back after
+a failure. Ctrl+C during an action cancels it through `Actions.cancel`: the state is read back, recorded and
+printed, and the exit code is 130; a second ctrl+c interrupts at once (the record is still written, with
+`unknown: interrupted before the engine was read` if the state had not been read back yet).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
+from console.actions import ActionCancelledError
 from console.commands.output import human_bytes, print_json
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
@@ -20,10 +28,11 @@ from console.logs.sanitize import neutralise, one_line
 if TYPE_CHECKING:
     from console.actions import Actions
     from console.commands.context import Context
-    from console.engines.base import Engine, PullProgress
+    from console.engines.base import Engine, PullProgress, SwapResult
 
 ENGINE_HELP = "a configured name, a name from `enginedeck engines`, or a URL"
 KEEP_ALIVE_HELP = "how long the model stays loaded: 5m, 1h, 0 (unload after use), -1 (forever); Ollama only"
+EXIT_CANCELLED = 130  # like a shell's 128 + SIGINT: the action was stopped by ctrl+c
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -35,14 +44,54 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.set_defaults(handler=handler)
         return p
 
-    engine_command("load", "load a model into memory", run_load, "model").add_argument(
+    engine_command("load", "load a model into memory", _cancellable(run_load), "model").add_argument(
         "--keep-alive", metavar="D", type=keep_alive, help=KEEP_ALIVE_HELP)
-    engine_command("unload", "unload a model from memory", run_unload, "model")
-    engine_command("swap", "unload OLD, load NEW, time its first token; put OLD back if NEW fails", run_swap,
-                   "old", "new").add_argument("--keep-alive", metavar="D", type=keep_alive, help=KEEP_ALIVE_HELP)
-    engine_command("pull", "download a model (progress on stderr)", run_pull, "model")
-    engine_command("delete", "delete a model from the engine's disk", run_delete, "model").add_argument(
+    engine_command("unload", "unload a model from memory", _cancellable(run_unload), "model")
+    engine_command("swap", "unload OLD, load NEW, time its first token; put OLD back if NEW fails",
+                   _cancellable(run_swap), "old", "new").add_argument("--keep-alive", metavar="D", type=keep_alive,
+                                                                      help=KEEP_ALIVE_HELP)
+    engine_command("pull", "download a model (progress on stderr)", _cancellable(run_pull), "model")
+    engine_command("delete", "delete a model from the engine's disk", _cancellable(run_delete), "model").add_argument(
         "--yes", "-y", action="store_true", help="do not ask (required when stdin is not a terminal)")
+
+
+Handler = Callable[[argparse.Namespace, "Context"], Coroutine[Any, Any, int]]
+
+
+def _cancellable(handler: Handler) -> Handler:
+    """A cancelled action is not a failure to explain with a hint: it prints its verified outcome, exit 130."""
+    async def run(args: argparse.Namespace, ctx: Context) -> int:
+        try:
+            return await handler(args, ctx)
+        except ActionCancelledError as exc:
+            print(f"enginedeck: {one_line(str(exc), 600)}", file=sys.stderr)
+            return EXIT_CANCELLED
+
+    return run
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(actions: Actions, engine: Engine) -> Iterator[None]:
+    """While the action runs, the first ctrl+c cancels it through `actions` (which reads back and records what
+    the engine did); the handler is then the one before, so a second ctrl+c interrupts as it always does."""
+    previous = signal.getsignal(signal.SIGINT)
+    if (threading.current_thread() is not threading.main_thread()
+            or previous is None or previous == signal.SIG_IGN):
+        # Only the main thread may set handlers; None is a handler not set from Python, and an ignored SIGINT
+        # (a job started in the background) was ignored on purpose: leave both be.
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, previous)
+        loop.call_soon_threadsafe(actions.cancel, engine)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def keep_alive(text: str) -> str | float:
@@ -92,7 +141,8 @@ def _name(text: str) -> str:
 
 async def run_load(args: argparse.Namespace, ctx: Context) -> int:
     actions, engine = await _prepare(args, ctx)
-    seconds = await _timed(actions.load(engine, args.model, args.keep_alive))
+    with _ctrl_c_cancels(actions, engine):
+        seconds = await _timed(actions.load(engine, args.model, args.keep_alive))
     return _model_done(args, actions, engine, "load", seconds,
                        f"loaded {_name(args.model)} on {_name(engine.name)} in {seconds:.2f} s",
                        keep_alive=args.keep_alive)
@@ -100,7 +150,8 @@ async def run_load(args: argparse.Namespace, ctx: Context) -> int:
 
 async def run_unload(args: argparse.Namespace, ctx: Context) -> int:
     actions, engine = await _prepare(args, ctx)
-    seconds = await _timed(actions.unload(engine, args.model))
+    with _ctrl_c_cancels(actions, engine):
+        seconds = await _timed(actions.unload(engine, args.model))
     return _model_done(args, actions, engine, "unload", seconds,
                        f"unloaded {_name(args.model)} from {_name(engine.name)} in {seconds:.2f} s")
 
@@ -111,10 +162,12 @@ def _secs(value: float | None) -> str:
 
 async def run_swap(args: argparse.Namespace, ctx: Context) -> int:
     actions, engine = await _prepare(args, ctx)
-    r = await actions.swap(engine, args.old, args.new, args.keep_alive)
+    with _ctrl_c_cancels(actions, engine):
+        r = await actions.swap(engine, args.old, args.new, args.keep_alive)
     result = {"action": "swap", "engine": engine.name, "old": r.old, "new": r.new, "ok": r.ok,
               "unload_s": r.unload_s, "load_s": r.load_s, "first_token_s": r.first_token_s,
-              "rolled_back": r.rolled_back, "error": r.error}
+              "rolled_back": r.rolled_back, "error": r.error, "verified": r.outcome,
+              "loaded_now": None if r.loaded_now is None else list(r.loaded_now)}
     if r.ok:
         return _done(args, actions, result,
                      f"swapped {_name(args.old)} → {_name(args.new)} on {_name(engine.name)}: unload "
@@ -122,9 +175,16 @@ async def run_swap(args: argparse.Namespace, ctx: Context) -> int:
     result["warnings"] = list(actions.warnings)
     if args.json:
         print_json(result)
-    outcome = (f"{args.old} is loaded again" if r.rolled_back
-               else f"{args.old} could not be restored either, so neither model may be loaded")
-    raise EngineDeckError(f"swap to {args.new} on {engine.name} failed: {r.error}; {outcome}")
+    raise EngineDeckError(f"swap to {args.new} on {engine.name} failed: {r.error}; {_after_swap(args.old, r)}")
+
+
+def _after_swap(old: str, r: SwapResult) -> str:
+    """What a failed swap left, as read back from the engine (not as the swap believed)."""
+    if r.loaded_now is None:
+        return f"verified afterwards: {r.outcome or 'not read back'}"
+    if old in r.loaded_now:
+        return f"{old} is loaded again (verified afterwards: {r.outcome})"
+    return f"{old} is not loaded (verified afterwards: {r.outcome})"
 
 
 class _Progress:
@@ -165,9 +225,10 @@ async def run_pull(args: argparse.Namespace, ctx: Context) -> int:
     last: PullProgress | None = None
     t0 = time.perf_counter()
     try:
-        async for p in actions.pull(engine, args.model):
-            last = p
-            progress.show(p)
+        with _ctrl_c_cancels(actions, engine):
+            async for p in actions.pull(engine, args.model):
+                last = p
+                progress.show(p)
     finally:
         progress.end()
     seconds = time.perf_counter() - t0
@@ -181,14 +242,13 @@ async def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     if not args.yes:
         from console.engines.base import Op
 
-        if actions.read_only or not engine.capabilities.supports(Op.DELETE):
-            # Asking first and refusing after would waste the operator's answer: let Actions refuse now.
-            await actions.delete(engine, args.model)
+        await actions.check(Op.DELETE, engine)  # asking first and refusing after would waste the answer
         if not sys.stdin.isatty():
             raise EngineDeckError(f"delete {args.model} needs --yes when stdin is not a terminal")
         if not await _confirm(f"Delete {neutralise(args.model)} from {neutralise(engine.name)}? [y/N] "):
             raise EngineDeckError(f"{args.model} was not deleted (not confirmed)")
-    seconds = await _timed(actions.delete(engine, args.model))
+    with _ctrl_c_cancels(actions, engine):
+        seconds = await _timed(actions.delete(engine, args.model))
     return _model_done(args, actions, engine, "delete", seconds,
                        f"deleted {_name(args.model)} from {_name(engine.name)}")
 

@@ -238,6 +238,10 @@ class SwapResult:
     first_token_s: float | None = None
     rolled_back: bool = False
     error: str | None = None
+    # After a failed swap, what the engine says it holds, read back by console.actions: `outcome` as recorded
+    # ("loaded now: a", "unknown: engine unreachable"), `loaded_now` the models loaded (None: not read).
+    outcome: str | None = None
+    loaded_now: tuple[str, ...] | None = None
 
 
 class Engine(ABC):
@@ -252,6 +256,7 @@ class Engine(ABC):
     def __init__(self, name: str, base_url: str) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
+        self._capabilities_settled = False
 
     @property
     @abstractmethod
@@ -277,6 +282,20 @@ class Engine(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def probe_capabilities(self) -> Capabilities:
+        """Ask the server what it can do where that depends on how it was started (flags, modes, dev routes).
+        Kinds whose abilities are fixed have nothing to ask."""
+        return self.capabilities
+
+    async def settle_capabilities(self) -> Capabilities:
+        """`capabilities` once the server has been asked (once per engine object). Anything that decides by a
+        capability calls this first: before it, a kind like llama.cpp cannot tell router mode from `-m`. Raises
+        the engine's error (unreachable, auth...) when the server cannot be asked; the next call asks again."""
+        if not self._capabilities_settled:
+            await self.probe_capabilities()
+            self._capabilities_settled = True
+        return self.capabilities
 
     def _unsupported(self, op: Op) -> UnsupportedError:
         reason = self.capabilities.reason(op) or f"{self.kind} does not support {op.value}"

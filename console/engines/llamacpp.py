@@ -1,6 +1,7 @@
 """llama.cpp `llama-server`: single-model mode (`-m`) and router mode (`--models-dir` / `--models-preset`).
 
-Router mode is detected from the models list: its entries carry a `status` object. There, `load`/`unload` post
+Router mode is detected from the models list: its entries carry a `status` object (read once, by
+`settle_capabilities()`; until then load/unload/swap say the mode is not known yet). There, `load`/`unload` post
 to /models/load|unload and wait (bounded) until the status says so; `swap` is the base-class swap, so the old
 model is loaded back if the new one fails. GET routes that belong to one model (/props, /slots, /metrics) take
 `?model=`; chat is routed by the `model` field of the body.
@@ -37,6 +38,8 @@ from console.errors import (
 
 SINGLE_MODEL = ("llama-server started with -m serves one model; start it in router mode (--models-dir) to load "
                 "and unload")
+NOT_PROBED = ("not known yet whether this llama-server runs in router mode (it can load and unload) or with -m "
+              "(one model): enginedeck has not read its models list")
 NO_METRICS = "llama-server was started without --metrics"
 LOAD_TIMEOUT_S = 300.0
 POLL_S = 0.1
@@ -76,10 +79,11 @@ def _parameter_size(n_params: Any) -> str | None:
 class LlamaCppEngine(OpenAICompatEngine):
     kind = "llamacpp"
     metrics_kind = "llamacpp"
+    # load/unload/swap depend on the mode, learnt by `probe_capabilities()`; until then they say so.
     UNSUPPORTED: ClassVar[Mapping[Op, str]] = {
-        Op.LOAD: SINGLE_MODEL,
-        Op.UNLOAD: SINGLE_MODEL,
-        Op.SWAP: SINGLE_MODEL,
+        Op.LOAD: NOT_PROBED,
+        Op.UNLOAD: NOT_PROBED,
+        Op.SWAP: NOT_PROBED,
         Op.PULL: "llama-server has no pull enginedeck can use offline; copy GGUF files into the router's models dir",
         Op.DELETE: "llama-server does not delete model files; remove the GGUF from its models dir",
         Op.SHOW: "llama-server has no model-details API beyond /v1/models and /props",
@@ -105,8 +109,7 @@ class LlamaCppEngine(OpenAICompatEngine):
         return self._caps
 
     async def _is_router(self) -> bool:
-        if self.router is None:
-            await self.probe_capabilities()
+        await self.settle_capabilities()
         return bool(self.router)
 
     # -- health -------------------------------------------------------------------------------------------
@@ -121,8 +124,7 @@ class LlamaCppEngine(OpenAICompatEngine):
         except BusyError as exc:
             return EngineInfo(self.kind, self.base_url, None, Health.LOADING, reason=str(exc))
         latency = (time.perf_counter() - t0) * 1000
-        if self.router is None:
-            await self.probe_capabilities()
+        await self.settle_capabilities()
         extra: dict[str, Any] = {"router": self.router}
         version = None
         health = Health.OK

@@ -185,11 +185,7 @@ class OpenAICompatEngine(Engine):
     @property
     def capabilities(self) -> Capabilities:
         """Cheap: what is known now. Kinds whose abilities depend on server flags refine it in
-        `probe_capabilities()`, which their `info()` calls."""
-        return self._caps
-
-    async def probe_capabilities(self) -> Capabilities:
-        """Ask the server what it can do (flags, dev routes). The base kind has nothing to ask."""
+        `probe_capabilities()`; `settle_capabilities()` makes sure that has run."""
         return self._caps
 
     def _set_capability(self, op: Op, reason: str | None) -> None:

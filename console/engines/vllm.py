@@ -6,8 +6,8 @@ What "load" and "unload" mean here (vLLM cannot change its base model without a 
 - `load_lora(name, path)` / `unload_lora(name)` add and remove runtime LoRA adapters; they need
   `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` and `--enable-lora`. `unload(adapter)` also removes an adapter;
   `load(adapter)` cannot, since an adapter needs a path: it says to use `load_lora`.
-Which of these a server allows is found by `probe_capabilities()` (called once by `info()`), because it depends
-on flags and environment the HTTP API does not list.
+Which of these a server allows is found by `probe_capabilities()` (once, through `settle_capabilities()`), because
+it depends on flags and environment the HTTP API does not list.
 """
 
 from __future__ import annotations
@@ -139,8 +139,7 @@ class VLLMEngine(OpenAICompatEngine):
                 self._version = str(body["version"]) if isinstance(body, Mapping) and "version" in body else None
             except EngineError:
                 self._version = None
-        if not self._probed:
-            await self.probe_capabilities()
+        await self.settle_capabilities()
         health = Health.SLEEPING if self._dev_mode and await self.is_sleeping() else Health.OK
         return self._info(health, "", latency)
 

@@ -1,4 +1,8 @@
-"""Model events: every load, unload, swap, pull and delete, with its duration and result."""
+"""Model events: every load, unload, swap, pull and delete, with its duration and result.
+
+An event that did not succeed also carries its verified `outcome`: what the engine said it held when enginedeck
+read its state again afterwards (see console/actions.py). It is kept in `detail_json`, under "outcome".
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,12 @@ class ModelEvent:
     error: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def outcome(self) -> str | None:
+        """The engine's state read back after a failure: loaded / not loaded / ... / unknown: engine unreachable."""
+        value = self.detail.get("outcome")
+        return value if isinstance(value, str) else None
+
 
 class ModelEventsRepo:
     def __init__(self, db: Db) -> None:
@@ -35,15 +45,16 @@ class ModelEventsRepo:
 
     async def record(self, *, engine: str, engine_kind: str | None, model: str | None, op: str,
                      duration_s: float | None, ok: bool, error: str | None = None,
-                     detail: Mapping[str, Any] | None = None) -> int:
+                     detail: Mapping[str, Any] | None = None, outcome: str | None = None) -> int:
         if op not in OPS:
             raise ValueError(f"unknown model op {op!r}")
+        detail = {**(detail or {}), **({"outcome": outcome} if outcome is not None else {})}
         async with self._db.transaction("record the model event") as conn:
             cursor = await conn.execute(
                 "INSERT INTO model_events (ts, engine, engine_kind, model, op, duration_s, ok, error, detail_json) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), engine, engine_kind, model, op, duration_s, int(ok), error,
-                 json.dumps(dict(detail or {}), default=str)))
+                 json.dumps(detail, default=str)))
             event_id = cursor.lastrowid or 0
             await conn.execute("DELETE FROM model_events WHERE id <= ?", (event_id - MAX_EVENTS,))
         return event_id

@@ -18,6 +18,7 @@ from pathlib import Path
 from console.actions import Actions
 from console.commands.context import Context
 from console.config import Config, EngineConfig, UIConfig
+from console.engine_lock import LOCKS_DIR
 from console.engines.base import (
     Capabilities,
     ChatEvent,
@@ -117,7 +118,8 @@ class TestContext(Context):
         return self._stub_registry if self._stub_registry is not None else super().registry()
 
     async def actions(self) -> Actions:
-        return Actions(store=await self.store(), audit=None, read_only=self.config.read_only)
+        return Actions(store=await self.store(), audit=None, read_only=self.config.read_only,
+                       lock_dir=self.config.data_dir / LOCKS_DIR)
 
 
 def make_config(tmp_path: Path, *, engines: Sequence[EngineConfig] = (), ui: UIConfig = QUIET,

@@ -1,6 +1,8 @@
 """The models screen against the Ollama contract server (real adapter, real Actions): filter, sort, load with
 keep-alive, unload with confirmation, swap with timings and rollback, pull with progress and cancel, delete,
-details, read-only mode and actions an engine cannot do."""
+details, read-only mode and actions an engine cannot do; one action per engine (a second is refused and never
+cancels the first), cancelling as its own confirmed action, and what is recorded after a cancel (read back from
+the engine) in the model events and the audit trail."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ import pytest
 from textual.notifications import Notification
 from textual.widgets import DataTable, Input, OptionList, ProgressBar, Static
 
+from console.actions import Actions
 from console.config import EngineConfig
+from console.engine_lock import LOCKS_DIR
 from console.ui.app import EngineDeckApp
-from tests.fakes.ollama_server import FakeOllama, ollama_contract_server
+from tests.fakes.ollama_server import FakeModel, FakeOllama, ollama_contract_server
 from tests.ui.fixtures import StubRegistry, TestContext, demo_engines, make_config, settle
 
 MUTATING = ("load", "unload", "swap", "pull", "delete")
@@ -38,10 +42,45 @@ def fake():
         yield server
 
 
-def app_for(tmp_path, fake: FakeOllama, *, read_only: bool = False) -> EngineDeckApp:
+class AuditedContext(TestContext):
+    """A TestContext whose actions write the real audit trail, as `enginedeck` does."""
+
+    __test__ = False
+
+    async def actions(self) -> Actions:
+        return Actions(store=await self.store(), audit=await self.audit(), read_only=self.config.read_only,
+                       lock_dir=self.config.data_dir / LOCKS_DIR)
+
+
+def app_for(tmp_path, fake: FakeOllama, *, read_only: bool = False, audited: bool = False) -> EngineDeckApp:
     config = make_config(tmp_path, engines=[EngineConfig(name="fake", url=fake.url, kind="ollama")],
                          read_only=read_only)
-    return EngineDeckApp(TestContext(config))
+    return EngineDeckApp((AuditedContext if audited else TestContext)(config))
+
+
+SLOTH = "sloth:latest"  # takes LOAD_S to load
+
+
+async def preload(fake: FakeOllama, model: str) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        (await client.post(f"{fake.url}/api/generate", json={"model": model, "keep_alive": "10m"})).raise_for_status()
+
+
+def load_requests(fake: FakeOllama, model: str) -> int:
+    return sum(1 for r in fake.requests_to("/api/generate") if r.body.get("model") == model)
+
+
+async def records(app: EngineDeckApp) -> tuple[list, list]:
+    """(model events, audit events), oldest first."""
+    store = await app.ctx.store()
+    events = list(reversed(await store.model_events.recent()))
+    return events, await store.audit.all()
+
+
+def why(app: EngineDeckApp) -> str:
+    return str(app.screen.query_one("#why", Static).render())
 
 
 def models(app: EngineDeckApp) -> list[str]:
@@ -158,10 +197,19 @@ async def test_pull_shows_progress_and_can_be_cancelled(tmp_path):
             await settle(pilot, until=bar_has_total)
             status = str(app.screen.query_one("#pull-status", Static).render())
             assert status.startswith("pulling ") and "/ 608.2 MB" in status and "/s" in status
-            await pilot.press("escape")
-            await settle(pilot, until=lambda: bool(seen.titled("")) or type(app.screen).__name__ == "ModelsScreen")
-            assert any("cancelled" in n.message for n in seen.notes)
+            await pilot.press("escape")  # asks first; n goes on
+            assert "Cancel this pull?" in str(app.screen.query_one("#pull-hint", Static).render())
+            await pilot.press("n")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "PullScreen" and not seen.titled("Pull cancelled")
+            await pilot.press("escape", "y")
+            await settle(pilot, until=lambda: bool(seen.titled("Pull cancelled")))
+            note = seen.titled("Pull cancelled")[0].message
+            assert note.endswith("verified afterwards: tinyllama:latest is not listed"), note
             assert "tinyllama:latest" not in fake.models
+            await settle(pilot, until=lambda: type(app.screen).__name__ == "ModelsScreen")
+            (event,) = (await records(app))[0]
+            assert (event.op, event.error, event.outcome) == ("pull", "cancelled", "not listed")
 
 
 async def test_pull_to_the_end_then_delete_with_confirmation(tmp_path, fake):
@@ -226,3 +274,90 @@ async def test_unsupported_action_is_greyed_with_the_engines_reason(tmp_path):
         assert "vLLM serves the model it was started with" in str(app.screen.query_one("#why", Static).render())
         await select(pilot, "llama3.2:1b")  # the Ollama stub can
         assert app.screen.check_action("pull", ()) is True
+
+
+async def test_a_second_action_on_the_engine_is_refused_and_never_cancels_the_first(tmp_path, fake):
+    """Issue 11, point 3: load a model that takes 3 s, press unload on another and answer No. The load went on
+    on the engine, so the records must say it succeeded (they said "cancelled")."""
+    fake.add_model(FakeModel(SLOTH, load_delay_s=3.0))
+    await preload(fake, "llama3.2:1b")
+    app = app_for(tmp_path, fake, audited=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_models(pilot)
+        await select(pilot, SLOTH)
+        await pilot.press("l")
+        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await choose(pilot, "engine default")
+        await settle(pilot, until=lambda: load_requests(fake, SLOTH) == 1)
+
+        await select(pilot, "llama3.2:1b")
+        greyed, reason = app.screen.check_action("unload", ()), why(app)
+        await pilot.press("u")
+        await pilot.pause()
+        if type(app.screen).__name__ == "ConfirmDialog":  # what the screen did before: ask, having cancelled
+            await pilot.press("n")
+
+        await settle(pilot, until=lambda: SLOTH in fake.loaded_names())
+        await settle(pilot)
+        events, audit = await records(app)
+        assert [(e.op, e.model, e.ok, e.error) for e in events] == [("load", SLOTH, True, None)]
+        assert [(a.action, a.target, a.result) for a in audit] == [("load", SLOTH, "ok")]
+        assert greyed is None  # the unload key was greyed out, and the status line said why
+        assert f"load of {SLOTH} is running on fake: one action per engine at a time (c: cancel it)" in reason
+        assert sorted(fake.loaded_names()) == ["llama3.2:1b", SLOTH]
+        await settle(pilot, until=lambda: state_of(app, SLOTH) == "loaded")
+        assert app.screen.check_action("unload", ()) is True  # free again
+
+
+async def test_cancel_asks_first_and_no_lets_the_action_finish(tmp_path, fake):
+    seen = Seen()
+    fake.add_model(FakeModel(SLOTH, load_delay_s=1.5))
+    app = app_for(tmp_path, fake)
+    async with app.run_test(size=(120, 40), message_hook=seen) as pilot:
+        await open_models(pilot)
+        await select(pilot, SLOTH)
+        assert app.screen.check_action("cancel_action", ()) is None  # greyed out: nothing to cancel
+        await pilot.press("l")
+        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await choose(pilot, "engine default")
+        await settle(pilot, until=lambda: load_requests(fake, SLOTH) == 1)
+        assert app.screen.check_action("cancel_action", ()) is True
+        await pilot.press("c")
+        await settle(pilot, until=lambda: type(app.screen).__name__ == "ConfirmDialog")
+        await pilot.press("n")
+        await settle(pilot)
+        assert not [n for n in seen.notes if "cancelled" in (n.title or "")]
+        events, _ = await records(app)
+        assert [(e.op, e.ok) for e in events] == [("load", True)] and SLOTH in fake.loaded_names()
+
+
+async def test_an_interrupted_swap_says_what_is_loaded_now(tmp_path, fake):
+    seen = Seen()
+    fake.add_model(FakeModel(SLOTH, load_delay_s=3.0))
+    await preload(fake, "llama3.2:1b")
+    app = app_for(tmp_path, fake, audited=True)
+    async with app.run_test(size=(120, 40), message_hook=seen) as pilot:
+        await open_models(pilot)
+        await select(pilot, "llama3.2:1b")
+        await pilot.press("s")
+        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await choose(pilot, SLOTH)
+        await settle(pilot, until=lambda: load_requests(fake, SLOTH) == 1)  # old unloaded, new on its way
+        assert fake.loaded_names() == []
+        await pilot.press("c")
+        await settle(pilot, until=lambda: type(app.screen).__name__ == "ConfirmDialog")
+        body = " ".join(str(s.render()) for s in app.screen.query(Static))
+        assert f"Cancel the swap of {SLOTH} on fake?" in body and "reads back what the engine holds" in body
+        await pilot.press("y")
+        await settle(pilot, until=lambda: bool(seen.titled("swap cancelled")))
+        note = seen.titled("swap cancelled")[0].message
+        assert note == f"swap of {SLOTH} on fake cancelled; verified afterwards: loaded now: nothing"
+        await settle(pilot)
+        events, audit = await records(app)
+        (event,) = events
+        assert (event.op, event.model, event.ok, event.error, event.outcome) == (
+            "swap", SLOTH, False, "cancelled", "loaded now: nothing")
+        assert event.detail["old"] == "llama3.2:1b" and event.detail["loaded_now"] == []
+        assert [(a.action, a.target, a.result) for a in audit] == [
+            ("swap", SLOTH, "cancelled; verified: loaded now: nothing")]
+        assert app.screen.check_action("swap", ()) is True  # the engine is free for the next action

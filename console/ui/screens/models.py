@@ -1,13 +1,18 @@
 """Model management: every model of every engine, filtered by typing, with load / unload / swap / pull /
 delete / details on keys.
 
-Mutating actions go through `Actions` (timed, recorded, audited, refused under --read-only). An action the
-engine cannot do, or that read-only mode forbids, stays in the footer greyed out and the status line says why.
+Mutating actions go through `Actions` (timed, recorded, audited, refused under --read-only, read back from the
+engine when they fail). An action the engine cannot do, that read-only mode forbids, or that would start while
+another action runs on the same engine, stays in the footer greyed out and the status line says why. Actions on
+different engines run side by side. `c` cancels the action running on the selected model's engine, after a
+confirmation; the notification then says what the engine holds, read back from it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -19,6 +24,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
+from console.actions import ActionCancelledError
+from console.engine_lock import ActionInProgressError
 from console.engines.base import Engine, ModelInfo, Op
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
@@ -28,6 +35,7 @@ from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog, TextDialog
 
 if TYPE_CHECKING:
+    from console.actions import Actions
     from console.engines.base import PullProgress
 
 KEEP_ALIVE_CHOICES = [("", "engine default"), ("5m", "5 minutes"), ("30m", "30 minutes"), ("1h", "1 hour"),
@@ -47,45 +55,62 @@ class Row:
         return f"{self.engine.name}\x00{self.model.name}"
 
 
-class PullScreen(ModalScreen[None]):
-    """Pull progress with bytes and rate; escape cancels the pull (the worker is cancelled)."""
+@dataclass(frozen=True)
+class Running:
+    """The action this screen runs on one engine, and the `Actions` that can cancel it."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel pull", id="pull-cancel")]
+    verb: str
+    model: str
+    actions: Actions
+
+
+class PullScreen(ModalScreen[None]):
+    """Pull progress with bytes and rate. Escape asks before cancelling (y cancels, n goes on); a cancelled pull
+    is read back from the engine and the notification says whether the model is there."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel pull", id="pull-cancel"),
+        Binding("y", "confirm(True)", "Yes, cancel", id="pull-cancel-yes"),
+        Binding("n", "confirm(False)", "No, go on", id="pull-cancel-no"),
+    ]
     DEFAULT_CSS = """
     PullScreen { align: center middle; }
     PullScreen > Vertical { width: 72; max-width: 100%; height: auto; border: round $primary;
                             background: $surface; padding: 0 1; }
     .-ascii PullScreen > Vertical { border: ascii $primary; }
     """
+    HINT = "esc: cancel the pull"
+    ASK = "Cancel this pull?  y: yes, cancel it    n: no, go on"
 
-    def __init__(self, engine: Engine, model: str) -> None:
+    def __init__(self, actions: Actions, engine: Engine, model: str) -> None:
         super().__init__()
-        self.engine, self.model = engine, model
+        self.actions, self.engine, self.model = actions, engine, model
+        self._asking = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(Text(f"Pulling {neutralise(self.model)} on {neutralise(self.engine.name)}"))
             yield ProgressBar(total=None, show_eta=False, id="pull-bar")
             yield Static("starting…", id="pull-status")
-            yield Static("esc: cancel", classes="muted")
+            yield Static(self.HINT, classes="muted", id="pull-hint")
 
     def on_mount(self) -> None:
         self.run_pull()
 
-    @work(exclusive=True, group="pull", exit_on_error=False)
+    @work(group="pull", exit_on_error=False)
     async def run_pull(self) -> None:
-        actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
         started = time.monotonic()
         status = self.query_one("#pull-status", Static)
         bar = self.query_one("#pull-bar", ProgressBar)
         try:
-            async for p in actions.pull(self.engine, self.model):
+            async for p in self.actions.pull(self.engine, self.model):
                 self._show(p, bar, status, started)
+        except ActionCancelledError as exc:
+            self.app.notify(one_line(str(exc)), title="Pull cancelled", severity="warning", markup=False)
         except EngineDeckError as exc:
             self.app.notify(one_line(str(exc)), title="Pull failed", severity="error", markup=False)
-            self.dismiss(None)
-            return
-        self.app.notify(f"pulled {neutralise(self.model)}", title="Pull", markup=False)
+        else:
+            self.app.notify(f"pulled {neutralise(self.model)}", title="Pull", markup=False)
         self.dismiss(None)
 
     @staticmethod
@@ -97,10 +122,23 @@ class PullScreen(ModalScreen[None]):
             text += f"  {human_bytes(p.completed)} / {human_bytes(p.total)}  {human_bytes(rate)}/s"
         status.update(Text(text))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "confirm":
+            return self._asking
+        return True
+
     def action_cancel(self) -> None:
-        self.workers.cancel_group(self, "pull")
-        self.app.notify(f"pull of {neutralise(self.model)} cancelled", severity="warning", markup=False)
-        self.dismiss(None)
+        self._ask(True)
+
+    def action_confirm(self, yes: bool) -> None:
+        self._ask(False)
+        if yes and not self.actions.cancel(self.engine):
+            self.app.notify("nothing to cancel: the pull has ended", markup=False)
+
+    def _ask(self, asking: bool) -> None:
+        self._asking = asking
+        self.query_one("#pull-hint", Static).update(self.ASK if asking else self.HINT)
+        self.refresh_bindings()
 
 
 class ModelsScreen(Screen[None]):
@@ -113,6 +151,8 @@ class ModelsScreen(Screen[None]):
         Binding("s", "swap", "Swap", id="models-swap"),
         Binding("g", "pull", "Pull", id="models-pull", tooltip="Download a model (Ollama)"),
         Binding("x", "delete", "Delete", id="models-delete"),
+        Binding("c", "cancel_action", "Cancel action", id="models-cancel",
+                tooltip="Cancel the action running on this engine (asks first)"),
         Binding("o", "sort", "Sort", id="models-sort"),
         Binding("r", "reload", "Refresh", id="models-refresh"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="models-clear"),
@@ -128,7 +168,7 @@ class ModelsScreen(Screen[None]):
         self._rows: list[Row] = []
         self._shown: list[Row] = []
         self._sort = 0
-        self._busy = False
+        self._busy_engines: dict[str, Running] = {}  # engine name -> the action running on it
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -159,6 +199,8 @@ class ModelsScreen(Screen[None]):
 
         async def one(engine: Engine) -> tuple[list[Row], str | None]:
             try:
+                # Settled first, so the keys greyed out for this engine say what the server really allows.
+                await asyncio.wait_for(engine.settle_capabilities(), timeout=10)
                 models = await asyncio.wait_for(engine.list_models(), timeout=10)
                 try:
                     loaded = {m.name for m in await asyncio.wait_for(engine.loaded_models(), timeout=10)}
@@ -219,10 +261,16 @@ class ModelsScreen(Screen[None]):
         row = self.selected
         if row is None:
             return "no model selected"
+        if action in MUTATING and (running := self._busy_engines.get(row.engine.name)) is not None:
+            return (f"{running.verb} of {running.model} is running on {row.engine.name}: one action per engine "
+                    "at a time (c: cancel it)")
         op = MUTATING.get(action, Op.SHOW)
         return row.engine.capabilities.reason(op)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_action":  # greyed out while there is nothing to cancel on this engine
+            row = self.selected
+            return True if row is not None and row.engine.name in self._busy_engines else None
         return None if self._reason(action) else True
 
     def _explain(self) -> None:
@@ -259,7 +307,7 @@ class ModelsScreen(Screen[None]):
         if (row := self.selected) is not None:
             self._details(row)
 
-    @work(group="models-action", exit_on_error=False)
+    @work(group="models-details", exclusive=True, exit_on_error=False)  # a read: the newer one replaces
     async def _details(self, row: Row) -> None:
         try:
             d = await row.engine.show(row.model.name)
@@ -279,7 +327,7 @@ class ModelsScreen(Screen[None]):
         if (row := self.selected) is not None:
             self._load(row)
 
-    @work(group="models-action", exclusive=True, exit_on_error=False)
+    @work(group="models-action", exit_on_error=False)
     async def _load(self, row: Row) -> None:
         import asyncio
 
@@ -297,23 +345,24 @@ class ModelsScreen(Screen[None]):
         elif fit.fits is False and not await self.app.push_screen_wait(
                 ConfirmDialog(f"Load {row.model.name}?", "The VRAM estimate says it may not fit.", warning=fit.text)):
             return
-        await self._run("load", row, lambda a: a.load(row.engine, row.model.name, keep_alive or None))
+        await self._run("load", row.engine, row.model.name,
+                        lambda a: a.load(row.engine, row.model.name, keep_alive or None))
 
     def action_unload(self) -> None:
         if (row := self.selected) is not None:
             self._unload(row)
 
-    @work(group="models-action", exclusive=True, exit_on_error=False)
+    @work(group="models-action", exit_on_error=False)
     async def _unload(self, row: Row) -> None:
         if await self.app.push_screen_wait(ConfirmDialog(
                 f"Unload {row.model.name}?", f"Requests to it on {row.engine.name} will have to load it again.")):
-            await self._run("unload", row, lambda a: a.unload(row.engine, row.model.name))
+            await self._run("unload", row.engine, row.model.name, lambda a: a.unload(row.engine, row.model.name))
 
     def action_swap(self) -> None:
         if (row := self.selected) is not None:
             self._swap(row)
 
-    @work(group="models-action", exclusive=True, exit_on_error=False)
+    @work(group="models-action", exit_on_error=False)
     async def _swap(self, row: Row) -> None:
         loaded = [r for r in self._rows if r.engine is row.engine and r.loaded]
         old = loaded[0].model.name if loaded else None
@@ -324,58 +373,95 @@ class ModelsScreen(Screen[None]):
             hint="unload, load and first-token times are measured; the old model comes back if the new fails"))
         if new is None:
             return
-        result = await self._run("swap", row, lambda a: a.swap(row.engine, old, new))
+        result = await self._run("swap", row.engine, new, lambda a: a.swap(row.engine, old, new))
         if result is None:
             return
         if result.ok:
             self.notify(f"unload {ms(result.unload_s)} · load {ms(result.load_s)} · first token "
                         f"{ms(result.first_token_s)}", title=f"Swapped to {neutralise(new)}", markup=False)
         else:
-            back = f"{neutralise(old)} is back" if result.rolled_back else "the old model could not be restored"
-            self.notify(f"{one_line(result.error or '')}; {back}", title="Swap failed", severity="error",
-                        timeout=15, markup=False)
+            back = (f"{neutralise(old)} is back" if old and result.loaded_now and old in result.loaded_now
+                    else "the old model is not loaded")
+            self.notify(f"{one_line(result.error or '')}; {back} (verified: {one_line(result.outcome or '?')})",
+                        title="Swap failed", severity="error", timeout=15, markup=False)
 
     def action_pull(self) -> None:
         if (row := self.selected) is not None:
             self._pull(row)
 
-    @work(group="models-action", exclusive=True, exit_on_error=False)
+    @work(group="models-action", exit_on_error=False)
     async def _pull(self, row: Row) -> None:
         name = await self.app.push_screen_wait(AskDialog(
             f"Pull a model onto {row.engine.name}", value=row.model.name,
             hint="a name from the engine's library, e.g. llama3.2:1b    enter: pull    esc: cancel"))
-        if name:
-            await self.app.push_screen_wait(PullScreen(row.engine, name))
-            self.reload()
+        if not name:
+            return
+        actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+        with self._holding(row.engine, "pull", name, actions):
+            await self.app.push_screen_wait(PullScreen(actions, row.engine, name))
+        self.reload()
 
     def action_delete(self) -> None:
         if (row := self.selected) is not None:
             self._delete(row)
 
-    @work(group="models-action", exclusive=True, exit_on_error=False)
+    @work(group="models-action", exit_on_error=False)
     async def _delete(self, row: Row) -> None:
         if await self.app.push_screen_wait(ConfirmDialog(
                 f"Delete {row.model.name} from {row.engine.name}?", "The files are removed from disk.",
                 warning="This cannot be undone.")):
-            await self._run("delete", row, lambda a: a.delete(row.engine, row.model.name))
+            await self._run("delete", row.engine, row.model.name, lambda a: a.delete(row.engine, row.model.name))
 
-    async def _run(self, verb: str, row: Row, call):  # noqa: ANN001, ANN202 - call: Actions -> awaitable
-        if self._busy:
-            self.notify("another model action is still running", severity="warning")
+    def action_cancel_action(self) -> None:
+        if (row := self.selected) is not None and (running := self._busy_engines.get(row.engine.name)) is not None:
+            self._cancel(row.engine, running)
+
+    @work(group="models-cancel", exit_on_error=False)
+    async def _cancel(self, engine: Engine, running: Running) -> None:
+        """Cancelling is an action of its own: asked for, confirmed, then done through `Actions.cancel`. The
+        action's worker reports the outcome (read back from the engine) when its engine call has stopped."""
+        if not await self.app.push_screen_wait(ConfirmDialog(
+                f"Cancel the {running.verb} of {running.model} on {engine.name}?",
+                "enginedeck stops waiting for it, then reads back what the engine holds and records that. The engine "
+                "may finish what it has already started.")):
+            return
+        if not running.actions.cancel(engine):
+            self.notify(f"nothing to cancel: the {running.verb} of {neutralise(running.model)} has ended",
+                        markup=False)
+
+    @contextmanager
+    def _holding(self, engine: Engine, verb: str, model: str, actions: Actions) -> Iterator[None]:
+        """Mark `engine` busy on this screen while the action runs (keys greyed out, `c` offered)."""
+        self._busy_engines[engine.name] = Running(verb, model, actions)
+        self._explain()
+        try:
+            yield
+        finally:
+            del self._busy_engines[engine.name]
+            self._explain()
+
+    async def _run(self, verb: str, engine: Engine, model: str, call):  # noqa: ANN001, ANN202 - call: Actions -> awaitable
+        if (running := self._busy_engines.get(engine.name)) is not None:  # a key pressed before the footer caught up
+            self.notify(f"{running.verb} of {neutralise(running.model)} is still running on {neutralise(engine.name)}",
+                        title=f"{verb} refused", severity="warning", markup=False)
             return None
-        self._busy = True
-        self.query_one("#why", Static).update(Text(f"{verb} {neutralise(row.model.name)}…"))
+        self.query_one("#why", Static).update(Text(f"{verb} {neutralise(model)}…"))
         try:
             actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
-            started = time.monotonic()
-            result = await call(actions)
+            with self._holding(engine, verb, model, actions):
+                started = time.monotonic()
+                result = await call(actions)
             if verb != "swap":
-                self.notify(f"{verb} {neutralise(row.model.name)} in {ms(time.monotonic() - started)}",
-                            markup=False)
+                self.notify(f"{verb} {neutralise(model)} in {ms(time.monotonic() - started)}", markup=False)
             return result if result is not None else True
+        except ActionCancelledError as exc:
+            self.notify(one_line(str(exc)), title=f"{verb} cancelled", severity="warning", timeout=15, markup=False)
+            return None
+        except ActionInProgressError as exc:  # held by another enginedeck process (a CLI command, another TUI)
+            self.notify(one_line(str(exc)), title=f"{verb} refused", severity="warning", timeout=10, markup=False)
+            return None
         except EngineDeckError as exc:
             self.notify(one_line(str(exc)), title=f"{verb} failed", severity="error", timeout=10, markup=False)
             return None
         finally:
-            self._busy = False
             self.reload()

@@ -1,14 +1,25 @@
-"""`enginedeck load | unload | swap | pull | delete`, in-process, against the contract servers."""
+"""`enginedeck load | unload | swap | pull | delete`, in-process against the contract servers, and through the
+installed entry point where a signal or a second process is part of the test."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 
+from console.engine_lock import EngineLock, Holder
+from console.store.db import Store
+from tests.entry_point import Installed
+from tests.fakes.hostile_server import HostileServer
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_family import ChatScenario, FakeLMStudio, FakeSGLang
+from tests.unit.engines.test_openai_llamacpp import FakeRouter
 
 QWEN, LLAMA = "qwen2.5-7b-instruct", "llama-3.2-1b-instruct"
 
@@ -37,6 +48,7 @@ def test_load_failure_is_one_line_exit_1(cli, capsys: pytest.CaptureFixture[str]
     assert cli("load", lmstudio_server.url, "broken-model") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not enough memory" in err and "Traceback" not in err
+    assert err.rstrip().endswith("; verified afterwards: broken-model is not loaded")
 
 
 def test_swap_prints_the_three_timings(cli, capsys: pytest.CaptureFixture[str], lmstudio_server: FakeLMStudio):
@@ -54,7 +66,9 @@ def test_failed_swap_exits_1_and_says_old_is_back(cli, capsys: pytest.CaptureFix
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert (doc["ok"], doc["rolled_back"]) == (False, True)
-    assert f"{QWEN} is loaded again" in captured.err and captured.err.count("\n") == 1
+    assert (doc["verified"], doc["loaded_now"]) == (f"loaded now: {QWEN}", [QWEN])
+    assert f"{QWEN} is loaded again (verified afterwards: loaded now: {QWEN})" in captured.err
+    assert captured.err.count("\n") == 1
     assert lmstudio_server.loaded_keys() == [QWEN]
 
 
@@ -135,3 +149,53 @@ def test_missing_arguments_is_usage_exit_2(cli, capsys: pytest.CaptureFixture[st
         cli("swap", "x", "old")
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+# -- capabilities settled, one action per engine, ctrl+c ---------------------------------------------------------
+
+def test_load_and_swap_on_a_router_nothing_polled_first(cli, capsys: pytest.CaptureFixture[str],
+                                                        hostile_server: HostileServer):
+    """Issue 11, point 2: each command is a fresh process, so the router was never probed before the check."""
+    router = FakeRouter(hostile_server)
+    assert cli("load", hostile_server.url, "smol-a") == 0, capsys.readouterr().err
+    assert router.status["smol-a"] == "loaded"
+    assert cli("swap", hostile_server.url, "smol-a", "smol-b") == 0, capsys.readouterr().err
+    assert (router.status["smol-a"], router.status["smol-b"]) == ("unloaded", "loaded")
+    assert cli("unload", hostile_server.url, "smol-b") == 0
+    assert router.status["smol-b"] == "unloaded"
+
+
+def test_an_engine_busy_with_another_process_is_refused(cli, capsys: pytest.CaptureFixture[str],
+                                                        hostile_server: HostileServer, isolated: Path):
+    router = FakeRouter(hostile_server)
+    lock_dir = isolated.parent / "data" / "locks"
+    with EngineLock.acquire(lock_dir, hostile_server.url, Holder("swap", "smol-b", "lab", 4242, time.time())):
+        assert cli("load", hostile_server.url, "smol-a") == 1
+    err = capsys.readouterr().err
+    assert "is busy with swap of smol-b (pid 4242, running for 0 s)" in err and err.count("\n") == 1
+    assert router.status["smol-a"] == "unloaded" and not hostile_server.requests_to("/models/load")
+    assert cli("load", hostile_server.url, "smol-a") == 0  # the lock went with its holder
+
+
+async def test_ctrl_c_cancels_the_action_and_says_what_the_engine_holds(tmp_path: Path,
+                                                                       hostile_server: HostileServer):
+    FakeRouter(hostile_server, stuck=("slow",))  # its load never ends
+    run = Installed(tmp_path, "connect_timeout = 2.0\nrequest_timeout = 5.0\n")
+    proc = run.start("load", hostile_server.url, "slow", "--no-discover")
+    deadline = time.monotonic() + 60
+    while not hostile_server.requests_to("/models/load"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        await asyncio.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)  # the fake runs on its own thread: blocking here is fine
+    assert proc.returncode == 130, err
+    url = hostile_server.url.removeprefix("http://")
+    assert err == f"enginedeck: load of slow on llamacpp@{url} cancelled; verified afterwards: slow is loading\n"
+    store = await Store.open(run.data / "enginedeck.db")
+    try:
+        (event,) = await store.model_events.recent()
+        (audit,) = await store.audit.all()
+    finally:
+        await store.close()
+    assert (event.op, event.model, event.error, event.outcome) == ("load", "slow", "cancelled", "loading")
+    assert audit.result == "cancelled; verified: loading"

@@ -8,7 +8,7 @@ import pytest
 
 from console.config import EngineConfig, Timeouts
 from console.engines.base import ChatMessage, ChatRequest, EventKind, Health, Op, TokenSource
-from console.engines.llamacpp import NO_METRICS, SINGLE_MODEL, LlamaCppEngine
+from console.engines.llamacpp import NO_METRICS, NOT_PROBED, SINGLE_MODEL, LlamaCppEngine
 from console.errors import BadResponseError, EngineTimeoutError, NotFoundError, UnsupportedError
 from tests.fakes.hostile_server import (
     CHAT,
@@ -124,6 +124,18 @@ async def test_single_model_cannot_load_and_says_how_to(hostile_server):
             await eng.load("other")
         with pytest.raises(UnsupportedError, match="router mode"):
             await eng.swap("smollm2", "other")
+
+
+@pytest.mark.parametrize(("router", "reason"), [(False, SINGLE_MODEL), (True, None)])
+async def test_the_mode_is_not_guessed_before_the_models_list_is_read(hostile_server, router, reason):
+    FakeRouter(hostile_server) if router else single(hostile_server)
+    async with make(hostile_server) as eng:
+        assert eng.capabilities.reason(Op.LOAD) == NOT_PROBED  # not "started with -m": nobody asked yet
+        await eng.settle_capabilities()
+        await eng.settle_capabilities()
+        await eng.info()
+        assert eng.capabilities.reason(Op.LOAD) == reason and eng.capabilities.reason(Op.SWAP) == reason
+    assert len(hostile_server.requests_to(MODELS[1])) == 1  # asked once, whoever asked first
 
 
 async def test_loading_503_metrics_off_and_sleeping(hostile_server):

@@ -35,3 +35,13 @@ async def test_oldest_events_go_past_the_bound(tmp_path, monkeypatch):
         assert [e.model for e in await store.model_events.recent()] == ["4", "3", "2"]
     finally:
         await store.close()
+
+
+async def test_the_verified_outcome_is_kept_with_the_event(store):
+    await store.model_events.record(engine="lab", engine_kind="llamacpp", model="b", op="swap", duration_s=2.0,
+                                    ok=False, error="cancelled", detail={"old": "a"}, outcome="loaded now: nothing")
+    await store.model_events.record(engine="lab", engine_kind="llamacpp", model="a", op="load", duration_s=1.0,
+                                    ok=True)
+    ok, cancelled = await store.model_events.recent()
+    assert ok.outcome is None and "outcome" not in ok.detail
+    assert (cancelled.outcome, cancelled.detail["old"]) == ("loaded now: nothing", "a")
