@@ -212,7 +212,8 @@ class LlamaCppEngine(OpenAICompatEngine):
         if status == "loaded":
             return
         if status != "loading":
-            await self._request("POST", "/models/load", what=f"load {model}", json={"model": model})
+            await self._request("POST", "/models/load", what=f"load {model}", model=model,
+                                json={"model": model})
         await self._wait_for(model, "loaded")
 
     async def unload(self, model: str) -> None:
@@ -224,7 +225,8 @@ class LlamaCppEngine(OpenAICompatEngine):
                                 hint="check the name with `enginedeck models`")
         if status in ("unloaded", "failed"):
             return
-        await self._request("POST", "/models/unload", what=f"unload {model}", json={"model": model})
+        await self._request("POST", "/models/unload", what=f"unload {model}", model=model,
+                            json={"model": model})
         await self._wait_for(model, "unloaded")
 
     async def _wait_for(self, model: str, wanted: str) -> None:

@@ -151,7 +151,8 @@ class LMStudioEngine(OpenAICompatEngine):
         this way stays until it is unloaded."""
         await self.probe_capabilities()
         self.capabilities.require(Op.LOAD, self.name)
-        body = await self._json("POST", "/api/v1/models/load", what=f"load {model}", json={"model": model})
+        body = await self._json("POST", "/api/v1/models/load", what=f"load {model}", model=model,
+                                json={"model": model})
         if not isinstance(body, Mapping) or body.get("status") not in (None, "loaded"):
             raise self._bad(f"answered the load of {model} with {str(body)[:120]!r}")
 
