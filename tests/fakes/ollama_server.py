@@ -224,6 +224,7 @@ class FakeOllama(ThreadedFake):
         registry: Sequence[FakeModel] | None = None,
         version: str = "0.12.6",
         require_token: str | None = None,
+        echo_auth: int | None = None,
         num_parallel: int | None = None,
         default_keep_alive: timedelta = timedelta(minutes=5),
         unload_delay_s: float = 0.0,
@@ -236,6 +237,9 @@ class FakeOllama(ThreadedFake):
         self.registry: dict[str, FakeModel] = {m.name: m for m in (demo_registry() if registry is None else registry)}
         self.version = version
         self.require_token = require_token  # a reverse proxy in front that wants a bearer token
+        # A misbehaving proxy in front: every request answered with this status and a body that echoes the request's
+        # Authorization header, the way some gateways "help" debugging (the key must never reach a screen or a file).
+        self.echo_auth = echo_auth
         self.num_parallel = num_parallel  # None: unbounded; else requests per model wait for a slot
         self.default_keep_alive = default_keep_alive
         self.unload_delay_s = unload_delay_s  # how long an unloaded model still shows in /api/ps
@@ -382,6 +386,11 @@ class _Handler(FakeHandler):
             with contextlib.suppress(ValueError):
                 body = json.loads(raw)
         self.record(method, path, body)
+        if self.fake.echo_auth is not None:
+            auth = self.headers.get("Authorization") or "(none)"
+            self._send_json(self.fake.echo_auth, {"error": f"upstream refused {method} {path}; request headers: "
+                                                           f"Authorization: {auth}"})
+            return
         token = self.fake.require_token
         if token and self.headers.get("Authorization") != f"Bearer {token}":
             self._send_text(401, "401 Unauthorized")
