@@ -60,6 +60,22 @@ def test_secrets_are_stripped_from_params():
                      "model_password": REDACTED, "keep_alive": "5m", "note": REDACTED}
 
 
+def test_token_counts_and_references_are_kept_secrets_by_name_are_not():
+    params = {"max_tokens": 128, "prompt_tokens": 64, "levels": [1, 2], "tokens_in": 10, "maxTokens": 5,
+              "api_key_env": "VLLM_API_KEY", "key_file": "/etc/ed/key", "keep_alive": "5m", "monkey": "see",
+              "token": "t0k", "accessToken": "a", "apiKey": "k", "X-Api-Key": "k", "passphrase": "p",
+              "slo": {"ttft_p90_s": 1.0, "max_error_rate": 0.01}}
+    assert strip_secrets(params) == params | {"token": REDACTED, "accessToken": REDACTED, "apiKey": REDACTED,
+                                              "X-Api-Key": REDACTED, "passphrase": REDACTED}
+
+
+async def test_probe_params_are_recorded_as_given(tmp_path):
+    trail = trail_for(tmp_path)
+    await trail.record("probe start", engine="e", target="m", params={"max_tokens": 128, "prompt_tokens": 64},
+                       result="complete", duration_s=1.0)
+    assert json.loads(lines(trail)[0])["params"] == {"max_tokens": 128, "prompt_tokens": 64}
+
+
 async def test_a_key_read_by_this_process_never_reaches_the_trail_and_the_chain_holds(tmp_path, store, monkeypatch):
     key = "sk-live-9fQ2mZ7xLw0pR4tY"
     monkeypatch.setenv("ED_ENGINE_KEY", key)
