@@ -10,8 +10,10 @@ model exists, Go's HTML-escaping JSON encoder.
 
 It is scriptable for tests: a catalogue of `FakeModel`s (one may fail to load), a registry of pullable models,
 and `Scenario`s that change how the next replies behave (busy, error after N chunks, garbage line, dropped
-connection, missing stats, slow tokens, hostile text). A scenario may be queued for the next streaming request
-(`fake.queue(...)`) or attached to a model (`FakeModel.scenario`), so the standalone server can demo them too:
+connection, missing stats, slow tokens, hostile text), and it can stand behind a proxy that wants a token
+(`require_token`) or one that echoes the Authorization header in every error body (`echo_auth=STATUS`). A scenario
+may be queued for the next streaming request (`fake.queue(...)`) or attached to a model (`FakeModel.scenario`), so
+the standalone server can demo them too:
 
     python -m tests.fakes.ollama_server --port 11434
 
