@@ -21,11 +21,9 @@ config.py and errors.py can use it.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 MIN_LENGTH = 4
@@ -46,6 +44,9 @@ def _go_escape(text: str) -> str:
 
 def forms_of(value: str) -> set[str]:
     """The shapes `value` takes in echoed text."""
+    import json  # here, not at import: errors.py imports this module on every start
+    from urllib.parse import quote, quote_plus
+
     escaped = json.dumps(value)[1:-1]
     return {value, escaped, json.dumps(value, ensure_ascii=False)[1:-1], _go_escape(escaped),
             quote(value, safe=""), quote_plus(value, safe="")}
