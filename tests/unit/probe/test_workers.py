@@ -63,7 +63,7 @@ async def test_worker_level_recovers_ttft_and_itl_like_the_in_process_level(synt
         for rec, t in zip(records, true_ttft, strict=True):
             assert rec.ttft_s >= t  # nothing arrives before it was sent, across processes too
         assert way_back_s(records, truth) <= WAY_BACK_BOUND_S  # workers stamp arrivals as the parent does
-        assert fig.ttft_s.p50 == pytest.approx(statistics.median(true_ttft), rel=0.05)  # with the send leg
+        assert fig.ttft_s.p50 == pytest.approx(statistics.median(true_ttft), rel=0.10)  # with the send leg
         assert fig.tpot_s.p50 == pytest.approx(statistics.median(true_tpot), rel=0.02)
         assert fig.itl_s.p50 == pytest.approx(0.02, rel=0.05)
         # every stream was kept busy through the window, whichever process ran it
