@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from console.errors import ConfigError
+from console.secrets import remember
 
 ENGINE_KINDS = ("auto", "ollama", "vllm", "llamacpp", "sglang", "tgi", "lmstudio", "openai")
 ENV_CONFIG = "ENGINEDECK_CONFIG"
@@ -107,6 +108,7 @@ class EngineConfig:
                     f"engine {self.name!r}: api_key_env names {self.api_key_env}, which is not set",
                     hint=f"export {self.api_key_env}=... or remove api_key_env",
                 )
+            remember(value.strip())
             return value.strip()
         if self.api_key_file:
             return read_secret_file(self.api_key_file, what=f"engine {self.name!r} api_key_file")
@@ -170,9 +172,11 @@ def read_secret_file(path: Path, *, what: str) -> str:
             hint=f"chmod 600 {path}",
         )
     try:
-        return path.read_text(encoding="utf-8").strip()
+        value = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path}: cannot read ({exc})") from None
+    remember(value)
+    return value
 
 
 def _toml_line(exc: tomllib.TOMLDecodeError) -> str:

@@ -5,14 +5,17 @@ Nothing below the UI prints: code raises these, and the CLI or the UI turns them
 
 from __future__ import annotations
 
+from console.secrets import redact
+
 
 class EngineDeckError(Exception):
     """Base of every error enginedeck means to show a person (never a traceback)."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = redact(message)  # an engine may echo a key in its error body (console/secrets.py)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint and redact(hint)
 
     def __str__(self) -> str:
         return f"{self.message}: {self.hint}" if self.hint else self.message

@@ -4,11 +4,12 @@ fixtures (`ollama_server`, `sglang_server`, `tgi_server`, `lmstudio_server`, `ho
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from console import secrets
 from console.store.db import Store
 from scripts.lab import VLLM_READY_S
 
@@ -36,3 +37,12 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = await Store.open(tmp_path / "store.db")
     yield s
     await s.close()
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets() -> Iterator[None]:
+    """Each test starts with no secret remembered: a key one test read (say "secret") would otherwise be redacted
+    from every later test's text in this process."""
+    secrets.forget_all()
+    yield
+    secrets.forget_all()

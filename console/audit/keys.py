@@ -8,6 +8,7 @@ from pathlib import Path
 
 from console.config import read_secret_file
 from console.errors import AuditError
+from console.secrets import remember
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -34,6 +35,7 @@ def key_from_env(var: str) -> bytes:
     value = os.environ.get(var)
     if not value:
         raise AuditError(f"the environment variable {var} is not set (it should hold the HMAC key)")
+    remember(value.strip())
     return value.strip().encode("utf-8")
 
 

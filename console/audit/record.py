@@ -18,18 +18,33 @@ from typing import Any
 
 GENESIS = "0" * 64
 REDACTED = "[redacted]"
-_SECRET_KEY = re.compile(r"key|token|secret|passw|authorization|cookie|credential", re.IGNORECASE)
+# A parameter named with one of these words holds a secret; the name is split at "_", "-", "." and camelCase, so
+# "keep_alive" and "monkey" are not keys. "token" counts only with a text value (an auth token): max_tokens,
+# prompt_tokens and token counts are numbers. A name that also says where a secret lives (key_file, api_key_env)
+# is a reference, not the secret.
+_SECRET_WORDS = frozenset({"key", "apikey", "secret", "secrets", "password", "passwd", "passphrase", "authorization",
+                           "cookie", "credential", "credentials", "bearer"})
+_REFERENCE_WORDS = frozenset({"file", "path", "env", "var", "encoding", "id", "name"})
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _SECRET_VALUE = re.compile(r"^\s*(?:bearer|basic)\s+\S|^sk-[A-Za-z0-9_\-]{12,}", re.IGNORECASE)
 # Fields of the JSONL record other than `hash` and `hmac`, i.e. what the hash covers.
 HASHED_FIELDS = ("seq", "time", "os_user", "ssh_origin", "host", "action", "engine", "target", "params", "result",
                  "duration_s", "prev_hash")
 
 
+def secret_name(name: str, value: Any) -> bool:
+    """Whether a parameter called `name` holding `value` is a secret (see _SECRET_WORDS)."""
+    words = {w.lower() for w in _WORD.findall(name)}
+    if words & _REFERENCE_WORDS:
+        return False
+    return bool(words & _SECRET_WORDS) or ("token" in words and isinstance(value, str))
+
+
 def strip_secrets(value: Any) -> Any:
-    """A copy of `value` with secret-looking entries replaced: keys named like *key*, *token*, *secret*,
-    *password*, authorization, cookie, credential; and values that look like bearer tokens or API keys."""
+    """A copy of `value` with secrets replaced: parameters named as secrets (`secret_name`) and values that look
+    like bearer tokens or API keys. Secrets enginedeck has read are removed by the trail (console/secrets.py)."""
     if isinstance(value, Mapping):
-        return {str(k): REDACTED if _SECRET_KEY.search(str(k)) else strip_secrets(v) for k, v in value.items()}
+        return {str(k): REDACTED if secret_name(str(k), v) else strip_secrets(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [strip_secrets(v) for v in value]
     if isinstance(value, str) and _SECRET_VALUE.search(value):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from console.audit.keys import load_or_create_key
 from console.audit.record import GENESIS, AuditEvent, sign, signature_ok, strip_secrets
 from console.errors import AuditError
+from console.secrets import redact, redact_data
 
 if TYPE_CHECKING:
     from console.config import Config
@@ -151,10 +152,15 @@ class AuditTrail:
 
     async def record(self, action: str, *, engine: str | None, target: str | None, params: Mapping[str, Any],
                      result: str, duration_s: float | None) -> AuditEvent:
-        """Append one event to the JSONL trail (under the lock) and then to the database."""
+        """Append one event to the JSONL trail (under the lock) and then to the database.
+
+        Secrets go before the record is hashed: named ones (`strip_secrets`) and every key this process has read,
+        wherever it appears (an engine's error echoed into `result`; console/secrets.py). A secret that reached a
+        sealed record could not be removed without breaking the chain."""
         draft = AuditEvent(seq=0, ts=round(time.time(), 6), os_user=_os_user(), ssh_origin=_ssh_origin(),
-                           host=socket.gethostname(), action=action, engine=engine, target=target,
-                           params=strip_secrets(dict(params)), result=result,
+                           host=socket.gethostname(), action=redact(action), engine=engine and redact(engine),
+                           target=target and redact(target), params=redact_data(strip_secrets(dict(params))),
+                           result=redact(result),
                            duration_s=None if duration_s is None else round(float(duration_s), 6))
         event, pruned_through = await asyncio.to_thread(self._append, draft)
         if self.store is not None:

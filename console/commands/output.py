@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from console.logs.sanitize import neutralise
+from console.secrets import redact_data
 from console.ui.format import human_bytes
 
 __all__ = ["cell", "human_bytes", "print_json", "print_table", "to_jsonable"]
@@ -43,7 +44,7 @@ def to_jsonable(obj: Any) -> Any:
 
 def print_json(obj: Any, out: TextIO | None = None) -> None:
     out = out or sys.stdout
-    json.dump(to_jsonable(obj), out, indent=2, ensure_ascii=False)
+    json.dump(redact_data(to_jsonable(obj)), out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 

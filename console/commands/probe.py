@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.config import SLO, EngineConfig
-from console.errors import ConfigError, EngineDeckError, ReadOnlyError
+from console.errors import ConfigError, EngineDeckError, ProbeError, ReadOnlyError
 from console.logs.sanitize import neutralise, one_line
 
 if TYPE_CHECKING:
@@ -206,6 +206,8 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
                                duration_s=time.perf_counter() - t0)
         except EngineDeckError as exc:  # bookkeeping: the measured run stands even if the trail cannot be written
             print(f"enginedeck: warning: the audit trail was not written: {one_line(str(exc))}", file=sys.stderr)
+    if result.error is not None:  # the engine refused the work: its own words, not a table of failures
+        raise ProbeError(result.error)
     view = RunView.from_result(result, run_id=run_id, engine_version=version, environment=env)
     _print_view(args, view)
     return 0 if status == "complete" else 1

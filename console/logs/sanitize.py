@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from console.secrets import redact
+
 # ESC followed by: CSI ... final byte | OSC/DCS/SOS/PM/APC ... terminated by BEL or ST | any single char.
 _ESCAPE_SEQ = re.compile(
     r"""
@@ -29,10 +31,11 @@ _MARKUP = re.compile(r"(\\*)(\[[a-zA-Z@/#!$].*?\]|\[\])")
 
 
 def neutralise(text: str) -> str:
-    """Remove every terminal control sequence and control character except newline and tab."""
+    """Remove every terminal control sequence and control character except newline and tab, and every secret
+    enginedeck has read (console/secrets.py: after the controls go, so none can split a key)."""
     if not text or text.isprintable():  # the common case, no regex: printable text holds no control at all
-        return text
-    return _CONTROL.sub("", _ESCAPE_SEQ.sub("", text))
+        return redact(text)
+    return redact(_CONTROL.sub("", _ESCAPE_SEQ.sub("", text)))
 
 
 def escape_markup(text: str) -> str:

@@ -8,8 +8,11 @@ so every measured request ran under the full load. Fillers are cancelled then an
 A large level's streams are spread over worker processes when the box has the cores (console/probe/workers.py;
 `ProbeParams.workers`, 0 = choose); the semantics are the same either way (console/probe/streams.py).
 
-The ladder stops after two levels in a row fail the SLO, or when a level's error rate exceeds 10%. It can be
-cancelled at any moment: completed levels are kept and `result.status` says "cancelled".
+The ladder stops after two levels in a row fail the SLO, or when a level's error rate exceeds 10%. It stops with
+the engine's own error (`result.status` "error", `result.error` its one line) when the engine refuses the work
+itself: any 404 (no such model or route), or every request of the first level failing with one 4xx status (a
+401 for a missing key, a 400 for a request it will never take). It can be cancelled at any moment: completed
+levels are kept and `result.status` says "cancelled".
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 from console.config import SLO
 from console.engines.base import Engine
 from console.errors import ConfigError
+from console.logs.sanitize import one_line
 from console.probe.figures import LevelFigures, LevelTrace, summarise
 from console.probe.overhead import OverheadMeter, combine
 from console.probe.record import RequestRecord
@@ -103,6 +107,7 @@ class ProbeResult:
     levels: list[LevelFigures] = field(default_factory=list)
     records: dict[int, list[RequestRecord]] = field(default_factory=dict)  # measured requests per level
     verdict: Verdict | None = None
+    error: str | None = None  # the engine's refusal that stopped the run (status "error"), one line
 
 
 ProgressFn = Callable[[LevelProgress], None]
@@ -153,6 +158,11 @@ class Probe:
                 result.levels.append(figures)
                 if self.on_level is not None:
                     await self.on_level(figures)
+                refusal = refused(result.records[level], first=level == self.params.levels[0])
+                if refusal is not None:
+                    result.error = refusal
+                    stopped = f"stopped at c={level}: {refusal}"
+                    break
                 failing = 0 if judge(figures, self.slo).passed else failing + 1
                 if figures.error_rate > STOP_ERROR_RATE and level != self.params.levels[-1]:
                     stopped = f"stopped after c={level}: {figures.error_rate:.0%} of requests failed"
@@ -160,7 +170,7 @@ class Probe:
                 if failing >= STOP_AFTER_FAILING and level != self.params.levels[-1]:
                     stopped = f"stopped after c={level}: {STOP_AFTER_FAILING} levels in a row failed the SLO"
                     break
-            result.status = "complete"
+            result.status = "complete" if result.error is None else "error"
         except asyncio.CancelledError:
             result.status = "cancelled"
             stopped = "cancelled"
@@ -224,6 +234,21 @@ class Probe:
             self._pool = WorkerPool(self.source, self.model, self.params, size)
             await self._pool.start()
         return self._pool
+
+
+def refused(records: Sequence[RequestRecord], *, first: bool) -> str | None:
+    """The engine's error, in one line, when its answers say no level can succeed: a 404 on any request, or one
+    4xx status on every request of the first level. None otherwise: overload (429), timeouts (408) and 5xx are
+    what a probe measures."""
+    for rec in records:
+        if rec.http_status == 404:
+            return one_line(rec.error_message)
+    statuses = {rec.http_status for rec in records if not rec.ok}
+    if first and records and not any(rec.ok for rec in records) and len(statuses) == 1:
+        (status,) = statuses
+        if status is not None and 400 <= status < 500 and status not in (408, 429):
+            return one_line(records[0].error_message)
+    return None
 
 
 def parse_levels(text: str) -> tuple[int, ...]:

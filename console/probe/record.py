@@ -76,6 +76,7 @@ class RequestRecord:
     total_ms: float | None = None
     error: ErrorKind | None = None
     error_message: str = ""
+    http_status: int | None = None  # the engine's status when it answered the request with an error
 
     @property
     def ok(self) -> bool:

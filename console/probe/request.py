@@ -69,7 +69,7 @@ async def measure(
     if meter is not None:
         meter.begin()
     try:
-        error, message = await _read(engine, request, tally, timeout_s, meter, trace)
+        error, message, status = await _read(engine, request, tally, timeout_s, meter, trace)
     except asyncio.CancelledError:
         if trace is not None:
             trace.busy(t_send, time.perf_counter_ns())
@@ -106,13 +106,14 @@ async def measure(
         tokens_out=tokens_out, tokens_in=usage.prompt_tokens if usage else None, token_source=source,
         load_ms=usage.load_ms if usage else None, prompt_ms=usage.prompt_ms if usage else None,
         generation_ms=usage.generation_ms if usage else None, total_ms=usage.total_ms if usage else None,
-        error=error, error_message=message,
+        error=error, error_message=message, http_status=status,
     )
 
 
 async def _read(engine: Engine, request: ChatRequest, tally: _Tally, timeout_s: float,
-                meter: OverheadMeter | None, trace: LevelTrace | None) -> tuple[ErrorKind | None, str]:
-    """Read the reply's events into `tally`; return the error kind and message an engine failure ended it with."""
+                meter: OverheadMeter | None, trace: LevelTrace | None) -> tuple[ErrorKind | None, str, int | None]:
+    """Read the reply's events into `tally`; return the error kind, message and HTTP status (when the engine
+    answered with one) an engine failure ended it with."""
     try:
         async with asyncio.timeout(timeout_s), aclosing(engine.chat(request)) as stream:
             async for ev in stream:
@@ -130,10 +131,10 @@ async def _read(engine: Engine, request: ChatRequest, tally: _Tally, timeout_s: 
                         tally.usage = ev.usage
                 elif ev.kind is EventKind.ERROR:
                     if ev.error is None:
-                        return ErrorKind.DISCONNECT, "the stream reported an error"
-                    return classify(ev.error), str(ev.error)
+                        return ErrorKind.DISCONNECT, "the stream reported an error", None
+                    return classify(ev.error), str(ev.error), ev.error.status
     except EngineError as exc:
-        return classify(exc), str(exc)
+        return classify(exc), str(exc), exc.status
     except TimeoutError:
-        return ErrorKind.TIMEOUT, f"no complete reply within {timeout_s:g} s"
-    return None, ""
+        return ErrorKind.TIMEOUT, f"no complete reply within {timeout_s:g} s", None
+    return None, "", None

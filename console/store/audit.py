@@ -27,7 +27,7 @@ class AuditRepo:
             (event.seq, event.ts, event.os_user, event.ssh_origin, event.host, event.action, event.engine,
              event.target, json.dumps(dict(event.params), sort_keys=True, ensure_ascii=False), event.result,
              event.duration_s, event.prev_hash, event.hash, event.hmac),
-            doing="write the audit trail")
+            doing="write the audit trail", verbatim=True)  # sealed: a changed byte would break its hash
 
     async def recent(self, limit: int = 50) -> list[AuditEvent]:
         """Newest first."""

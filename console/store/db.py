@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from console.errors import StoreError
+from console.secrets import redact_params
 from console.store.migrations import LATEST, STEPS, split_statements
 
 if TYPE_CHECKING:
@@ -66,6 +67,19 @@ def guard(doing: str, path: Path | None = None) -> Iterator[None]:
         raise explain(exc, doing, path) from exc
 
 
+class Writes:
+    """The connection inside a transaction: `execute` and `executemany`, string parameters redacted."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
+        return await self._conn.execute(sql, redact_params(params))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> aiosqlite.Cursor:
+        return await self._conn.executemany(sql, [redact_params(r) for r in rows])
+
+
 class Db:
     """The shared connection, as the repositories use it. Methods raise StoreError, never sqlite3 errors.
 
@@ -78,20 +92,22 @@ class Db:
         self.path = path
         self._tx_lock = asyncio.Lock()
 
-    async def execute(self, sql: str, params: Iterable[Any] = (), *, doing: str = "write to the history") -> int:
-        """Run one statement; return how many rows it changed."""
+    async def execute(self, sql: str, params: Iterable[Any] = (), *, doing: str = "write to the history",
+                      verbatim: bool = False) -> int:
+        """Run one statement; return how many rows it changed. Its strings lose every secret enginedeck has read
+        (console/secrets.py) unless `verbatim`: a sealed audit record, redacted before it was hashed."""
         async with self._tx_lock:
             with guard(doing, self.path):
-                cursor = await self.conn.execute(sql, tuple(params))
+                cursor = await self.conn.execute(sql, tuple(params) if verbatim else redact_params(params))
                 changed = cursor.rowcount
                 await cursor.close()
                 return changed
 
     async def insert(self, sql: str, params: Iterable[Any] = (), *, doing: str = "write to the history") -> int:
-        """Run one INSERT; return the new row's id."""
+        """Run one INSERT; return the new row's id (strings redacted as in `execute`)."""
         async with self._tx_lock:
             with guard(doing, self.path):
-                cursor = await self.conn.execute(sql, tuple(params))
+                cursor = await self.conn.execute(sql, redact_params(params))
                 rowid = cursor.lastrowid or 0
                 await cursor.close()
                 return rowid
@@ -109,13 +125,13 @@ class Db:
                 return await cursor.fetchone()
 
     @contextlib.asynccontextmanager
-    async def transaction(self, doing: str = "write to the history") -> AsyncIterator[aiosqlite.Connection]:
-        """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any error; yields the raw connection."""
+    async def transaction(self, doing: str = "write to the history") -> AsyncIterator[Writes]:
+        """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any error; yields the connection's writing half."""
         async with self._tx_lock:
             with guard(doing, self.path):
                 await self.conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self.conn
+                    yield Writes(self.conn)
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
                         await self.conn.execute("ROLLBACK")

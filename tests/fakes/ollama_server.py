@@ -10,8 +10,10 @@ model exists, Go's HTML-escaping JSON encoder.
 
 It is scriptable for tests: a catalogue of `FakeModel`s (one may fail to load), a registry of pullable models,
 and `Scenario`s that change how the next replies behave (busy, error after N chunks, garbage line, dropped
-connection, missing stats, slow tokens, hostile text). A scenario may be queued for the next streaming request
-(`fake.queue(...)`) or attached to a model (`FakeModel.scenario`), so the standalone server can demo them too:
+connection, missing stats, slow tokens, hostile text), and it can stand behind a proxy that wants a token
+(`require_token`) or one that echoes the Authorization header in every error body (`echo_auth=STATUS`). A scenario
+may be queued for the next streaming request (`fake.queue(...)`) or attached to a model (`FakeModel.scenario`), so
+the standalone server can demo them too:
 
     python -m tests.fakes.ollama_server --port 11434
 
@@ -224,6 +226,7 @@ class FakeOllama(ThreadedFake):
         registry: Sequence[FakeModel] | None = None,
         version: str = "0.12.6",
         require_token: str | None = None,
+        echo_auth: int | None = None,
         num_parallel: int | None = None,
         default_keep_alive: timedelta = timedelta(minutes=5),
         unload_delay_s: float = 0.0,
@@ -236,6 +239,9 @@ class FakeOllama(ThreadedFake):
         self.registry: dict[str, FakeModel] = {m.name: m for m in (demo_registry() if registry is None else registry)}
         self.version = version
         self.require_token = require_token  # a reverse proxy in front that wants a bearer token
+        # A misbehaving proxy in front: every request answered with this status and a body that echoes the request's
+        # Authorization header, the way some gateways "help" debugging (the key must never reach a screen or a file).
+        self.echo_auth = echo_auth
         self.num_parallel = num_parallel  # None: unbounded; else requests per model wait for a slot
         self.default_keep_alive = default_keep_alive
         self.unload_delay_s = unload_delay_s  # how long an unloaded model still shows in /api/ps
@@ -382,6 +388,11 @@ class _Handler(FakeHandler):
             with contextlib.suppress(ValueError):
                 body = json.loads(raw)
         self.record(method, path, body)
+        if self.fake.echo_auth is not None:
+            auth = self.headers.get("Authorization") or "(none)"
+            self._send_json(self.fake.echo_auth, {"error": f"upstream refused {method} {path}; request headers: "
+                                                           f"Authorization: {auth}"})
+            return
         token = self.fake.require_token
         if token and self.headers.get("Authorization") != f"Bearer {token}":
             self._send_text(401, "401 Unauthorized")

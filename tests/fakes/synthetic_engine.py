@@ -14,7 +14,8 @@ i × ITL), so one late wake-up does not shift the rest; how late each chunk went
     python -m tests.fakes.synthetic_engine --ttft 0.2 --itl 0.02 --slots 4      # prints "PORT <n> CONTROL <n>"
 
 In tests, the `synthetic_engine` fixture is a factory: `eng = synthetic_engine(ttft_s=0.2, itl_s=0.02)`;
-`eng.url`, `eng.truth()`, `eng.reset()`; the process is stopped at the end of the test.
+`eng.url`, `eng.truth()`, `eng.reset()`; the process is stopped at the end of the test. `Sent.of(record)` reads one
+request's figures from the engine's stamps: TTFT from its arrival of the request, TPOT and the chunk gaps.
 
 One Python process falls behind at a few hundred fast streams (its lateness then reaches the client as bursts),
 so `SyntheticEngine(knobs, processes=K)` serves from K processes sharing one port (SO_REUSEPORT: the kernel
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -334,6 +336,27 @@ class SyntheticEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request as the engine's own stamps tell it: TTFT from its arrival to its first content chunk's send,
+    TPOT and the gaps between content chunks from their send stamps (the same clock as the probe's)."""
+
+    arrival_ns: int
+    first_ns: int
+    ttft_s: float
+    tpot_s: float | None
+    gaps_s: tuple[float, ...]
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> Sent:
+        chunks = record["chunks"]
+        first, k1 = chunks[0]
+        tokens = sum(k for _, k in chunks)
+        tpot = (chunks[-1][0] - first) / 1e9 / (tokens - k1) if tokens > k1 else None
+        gaps = tuple((b[0] - a[0]) / 1e9 for a, b in itertools.pairwise(chunks))
+        return cls(record["arrival_ns"], first, (first - record["arrival_ns"]) / 1e9, tpot, gaps)
 
 
 def _most_at_once(requests: list[dict[str, Any]]) -> int:

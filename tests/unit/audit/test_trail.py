@@ -6,12 +6,14 @@ import sys
 
 import pytest
 
+from console import secrets
 from console.audit.record import GENESIS, REDACTED, AuditEvent, strip_secrets
 from console.audit.trail import AuditTrail, trail_files
 from console.audit.verify import IssueKind, TrailMarker, verify_trail
-from console.config import AuditConfig, Config
+from console.config import AuditConfig, Config, EngineConfig
 from console.errors import ConfigError
 from console.logs.line import Mark
+from console.logs.parse import LineParser
 
 DAY = 86400
 
@@ -56,6 +58,51 @@ def test_secrets_are_stripped_from_params():
     assert clean == {"api_key": REDACTED, "Authorization": REDACTED,
                      "options": {"token": REDACTED, "temperature": 0.2}, "header": REDACTED,
                      "model_password": REDACTED, "keep_alive": "5m", "note": REDACTED}
+
+
+def test_token_counts_and_references_are_kept_secrets_by_name_are_not():
+    params = {"max_tokens": 128, "prompt_tokens": 64, "levels": [1, 2], "tokens_in": 10, "maxTokens": 5,
+              "api_key_env": "VLLM_API_KEY", "key_file": "/etc/ed/key", "keep_alive": "5m", "monkey": "see",
+              "token": "t0k", "accessToken": "a", "apiKey": "k", "X-Api-Key": "k", "passphrase": "p",
+              "slo": {"ttft_p90_s": 1.0, "max_error_rate": 0.01}}
+    assert strip_secrets(params) == params | {"token": REDACTED, "accessToken": REDACTED, "apiKey": REDACTED,
+                                              "X-Api-Key": REDACTED, "passphrase": REDACTED}
+
+
+async def test_probe_params_are_recorded_as_given(tmp_path):
+    trail = trail_for(tmp_path)
+    await trail.record("probe start", engine="e", target="m", params={"max_tokens": 128, "prompt_tokens": 64},
+                       result="complete", duration_s=1.0)
+    assert json.loads(lines(trail)[0])["params"] == {"max_tokens": 128, "prompt_tokens": 64}
+
+
+async def test_a_key_read_by_this_process_never_reaches_the_trail_and_the_chain_holds(tmp_path, store, monkeypatch):
+    key = "sk-live-9fQ2mZ7xLw0pR4tY"
+    monkeypatch.setenv("ED_ENGINE_KEY", key)
+    EngineConfig("e", "http://x", api_key_env="ED_ENGINE_KEY").resolve_api_key()  # as an engine client does
+    trail = trail_for(tmp_path, store)
+    await record_n(trail, 1)
+    await trail.record("load", engine="e", target=f"model-{key}", params={"note": f"x {key}", "n": 1},
+                       result=f"error: e: answered 502: proxy echoed Authorization: Bearer {key}", duration_s=0.2)
+    await record_n(trail, 1, start=1)
+    raw = b"".join(p.read_bytes() for p in tmp_path.joinpath("data").rglob("*") if p.is_file())
+    assert key.encode() not in raw  # the JSONL, the head, the database and its WAL
+    assert "Bearer [redacted]" in lines(trail)[1]
+    report = verify_trail(trail.directory, trail.key(), await store.audit.all())
+    assert report.ok and report.records == 3, report.issues
+
+
+async def test_a_record_written_before_its_key_was_known_still_verifies(tmp_path, store):
+    """A trail from before redaction (or a key read later) may hold a key: verification reads the bytes as they
+    are, and the pane marks the raw line, though what it shows is redacted."""
+    key = "hmac-proxy-key-0123456789"
+    trail = trail_for(tmp_path, store)
+    await trail.record("load", engine="e", target="m", params={}, result=f"error: {key}", duration_s=None)
+    secrets.remember(key)
+    await record_n(trail, 1)
+    assert verify_trail(trail.directory, trail.key(), await store.audit.all()).ok
+    parsed = LineParser("audit", marker=TrailMarker(trail.key())).parse(lines(trail)[0])
+    assert parsed.mark is Mark.VALID and key not in parsed.text
 
 
 async def test_secret_params_never_reach_file_or_db(tmp_path, store):

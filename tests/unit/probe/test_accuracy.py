@@ -1,10 +1,14 @@
-"""The probe against the synthetic engine, checked against what the engine actually SENT (its stamps), not what
-it was configured to do. The engine runs in another process; perf_counter_ns is CLOCK_MONOTONIC on Linux, so
-its send stamps and the probe's arrival stamps are on one clock."""
+"""The probe against the synthetic engine, checked against what the engine actually DID (its own stamps), not
+what it was configured to do. The engine runs in another process; perf_counter_ns is CLOCK_MONOTONIC on Linux, one
+clock for every process of the host (checked below), so the engine's arrival and send stamps and the probe's send
+and arrival stamps can be subtracted. The engine's TTFT runs from its arrival stamp of the request, so the probe's
+TTFT error holds the send leg (the request's way into the engine) as well as the first chunk's way back."""
 
 import asyncio
 import itertools
 import statistics
+import sys
+import time
 
 import pytest
 
@@ -13,7 +17,7 @@ from console.engines.openai import OpenAICompatEngine
 from console.probe.figures import ITL_PER_CHUNK, ITL_PER_TOKEN
 from console.probe.ladder import Probe, ProbeParams
 from console.probe.record import ErrorKind
-from tests.fakes.synthetic_engine import MODEL
+from tests.fakes.synthetic_engine import MODEL, Sent
 
 OUTCOME_KIND = {"ok": None, "busy": ErrorKind.BUSY, "disconnect": ErrorKind.DISCONNECT,
                 "empty": ErrorKind.EMPTY, "stall": ErrorKind.TIMEOUT}
@@ -32,12 +36,63 @@ async def probe(sim, params, slo=None):
 
 
 def true_figures(rec, truth):
-    """TTFT and TPOT as the engine delivered them: its send stamps against the probe's own send stamp."""
-    chunks = truth["chunks"]
-    ttft = (chunks[0][0] - rec.t_send_ns) / 1e9
-    n = sum(k for _, k in chunks)
-    tpot = (chunks[-1][0] - chunks[0][0]) / 1e9 / (n - chunks[0][1])
-    return ttft, tpot
+    """TTFT and TPOT as the engine delivered them, from its own stamps: its arrival of the request to its send of
+    the first content chunk, and the pace of its sends after that."""
+    sent = Sent.of(truth)
+    return sent.ttft_s, sent.tpot_s
+
+
+WAY_BACK_BOUND_S = 0.005  # generous: a few hundred µs on a quiet box, ms when neighbours take the 2 cores
+
+
+def way_back_s(records, truth) -> float:
+    """Median of the first content chunk's send (engine) → its arrival stamp (probe): what the probe adds to TTFT
+    once the request is in, the part its own stamping decides."""
+    return statistics.median((r.t_first_ns - truth[r.tag]["chunks"][0][0]) / 1e9 for r in records)
+
+
+def within(measured: float, truth: float, *, rel: float = 0.02, abs_s: float = 0.001) -> bool:
+    """The target: within 2 % AND within 1 ms of the engine's figure."""
+    return abs(measured - truth) <= min(rel * truth, abs_s)
+
+
+def test_the_engine_and_the_probe_share_one_clock():
+    if sys.platform != "linux":
+        pytest.skip("perf_counter is CLOCK_MONOTONIC, one clock for every process, on Linux")
+    assert time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)"
+
+
+@pytest.mark.parametrize("streams", [1, 16])
+async def test_ttft_tpot_itl_against_the_engine_stamps(synthetic_engine, streams):
+    """The synthetic engine's arrival and send stamps are the truth. TPOT and ITL (medians of per-request and
+    per-gap figures) must be within 2 % and 1 ms of it. TTFT is never below the engine's, and what the probe adds
+    to it on the way back (the first chunk's send → the probe's arrival stamp) is held to a generous 5 ms. TTFT
+    also holds the send leg (the probe's connect and write, the engine's accept and read), which on this shared
+    2-core box grows with the load of the box and, at 16 streams, with the burst a closed loop sends at once
+    (2.5-31 % seen): bounded here only at one stream, generously (10 %); bench/probe_accuracy.py prints every
+    figure against the target (docs/probe.md)."""
+    sim = synthetic_engine(ttft_s=0.2, itl_s=0.02, tokens=24)
+    result = await probe(sim, ProbeParams(levels=(streams,), requests=max(16, 2 * streams), max_tokens=24))
+    fig, records, truth = result.levels[0], result.records[streams], sim.truth_by_tag()
+    assert fig.ok == len(records) and fig.tokens_out_total == 24 * len(records)
+    sent = {r.tag: Sent.of(truth[r.tag]) for r in records}
+    for rec in records:
+        s = sent[rec.tag]
+        # One clock across the two processes: the request reaches the engine after the probe sent it, and every
+        # chunk reaches the probe after the engine sent it (two clocks would break one of these).
+        assert rec.t_send_ns < s.arrival_ns
+        arrivals = itertools.accumulate(rec.gaps_ns, initial=rec.t_first_ns)
+        assert all(a > c[0] for a, c in zip(arrivals, truth[rec.tag]["chunks"], strict=True))
+        assert rec.ttft_s > s.ttft_s
+    engine_tpot = statistics.median(s.tpot_s for s in sent.values())
+    engine_itl = statistics.median(g for s in sent.values() for g in s.gaps_s)
+    assert within(fig.tpot_s.p50, engine_tpot), (fig.tpot_s.p50, engine_tpot)
+    assert within(fig.itl_s.p50, engine_itl), (fig.itl_s.p50, engine_itl)
+    assert way_back_s(records, truth) <= WAY_BACK_BOUND_S
+    engine_ttft = statistics.median(s.ttft_s for s in sent.values())
+    assert fig.ttft_s.p50 > engine_ttft
+    if streams == 1:
+        assert fig.ttft_s.p50 == pytest.approx(engine_ttft, rel=0.10)
 
 
 async def test_known_ttft_and_itl_recovered_within_2_percent(synthetic_engine):
@@ -50,8 +105,9 @@ async def test_known_ttft_and_itl_recovered_within_2_percent(synthetic_engine):
 
     true_ttft, true_tpot = zip(*(true_figures(r, truth[r.tag]) for r in records), strict=True)
     for rec, t in zip(records, true_ttft, strict=True):
-        assert rec.ttft_s >= t  # a chunk cannot arrive before it was sent
-    assert fig.ttft_s.p50 == pytest.approx(statistics.median(true_ttft), rel=0.02)
+        assert rec.ttft_s >= t  # the request cannot arrive before it was sent, nor a chunk before it was sent
+    assert way_back_s(records, truth) <= WAY_BACK_BOUND_S
+    assert fig.ttft_s.p50 == pytest.approx(statistics.median(true_ttft), rel=0.10)  # with the send leg, see above
     assert fig.tpot_s.p50 == pytest.approx(statistics.median(true_tpot), rel=0.02)
     # ...and close to the configuration: TTFT also holds the request's trip into the engine (a strict lower
     # bound, slack above); the token pace is the engine's alone.
@@ -74,9 +130,8 @@ async def test_four_tokens_per_chunk_counted_from_usage(synthetic_engine):
     sent_gaps = [(b[0] - a[0]) / 1e9 for r in result.records[1] for a, b in itertools.pairwise(truth[r.tag]["chunks"])]
     assert fig.itl_s.p50 == pytest.approx(statistics.median(sent_gaps), rel=0.02)
     assert statistics.median(sent_gaps) == pytest.approx(4 * 0.01, rel=0.05)  # one chunk every 4 tokens
-    # The first text really is 3 tokens after the first token was "generated".
-    true_ttft = [true_figures(r, truth[r.tag])[0] for r in result.records[1]]
-    assert fig.ttft_s.p50 == pytest.approx(statistics.median(true_ttft), rel=0.02)
+    # The first text really is 3 tokens after the first token was "generated", and the probe's stamp is that chunk.
+    assert way_back_s(result.records[1], truth) <= WAY_BACK_BOUND_S
     assert fig.ttft_s.p50 >= 0.05 + 3 * 0.01
 
 

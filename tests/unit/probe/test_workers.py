@@ -1,6 +1,6 @@
 """A level spread over worker processes measures what the in-process level measures, issues every measured ticket
 exactly once, and leaves no process behind on cancel or on a worker's death. Checked against the synthetic
-engine's own send stamps, as in test_accuracy.py. workers=2 is forced so these run on a 2-core box too."""
+engine's own stamps, as in test_accuracy.py. workers=2 is forced so these run on a 2-core box too."""
 
 import asyncio
 import contextlib
@@ -19,7 +19,7 @@ from console.probe.ladder import LevelProgress, Probe, ProbeParams
 from console.probe.overhead import MeterState, combine
 from console.probe.workers import EngineSource, workers_for
 from tests.fakes.synthetic_engine import MODEL
-from tests.unit.probe.test_accuracy import true_figures
+from tests.unit.probe.test_accuracy import WAY_BACK_BOUND_S, true_figures, way_back_s
 
 
 def probe_for(sim, params, **kwargs):
@@ -61,8 +61,9 @@ async def test_worker_level_recovers_ttft_and_itl_like_the_in_process_level(synt
         assert fig.ok == 8 and fig.tokens_out_total == 8 * 24
         true_ttft, true_tpot = zip(*(true_figures(r, truth[r.tag]) for r in records), strict=True)
         for rec, t in zip(records, true_ttft, strict=True):
-            assert rec.ttft_s >= t  # a chunk cannot arrive before it was sent, across processes too
-        assert fig.ttft_s.p50 == pytest.approx(statistics.median(true_ttft), rel=0.02)
+            assert rec.ttft_s >= t  # nothing arrives before it was sent, across processes too
+        assert way_back_s(records, truth) <= WAY_BACK_BOUND_S  # workers stamp arrivals as the parent does
+        assert fig.ttft_s.p50 == pytest.approx(statistics.median(true_ttft), rel=0.10)  # with the send leg
         assert fig.tpot_s.p50 == pytest.approx(statistics.median(true_tpot), rel=0.02)
         assert fig.itl_s.p50 == pytest.approx(0.02, rel=0.05)
         # every stream was kept busy through the window, whichever process ran it
