@@ -28,6 +28,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +48,11 @@ from console.engines.wire import (
     too_slow,
 )
 from console.errors import BadResponseError, ConfigError, EngineError, StreamError
+
+# For a caller that asks (the probe): the perf_counter_ns moment each request's bytes went to the socket. A
+# request that waits for its connection on a busy event loop waits on the client, not the engine, so the probe
+# measures from here.
+WIRE_STAMPS: ContextVar[list[int] | None] = ContextVar("wire_stamps", default=None)
 
 
 def _ssl_context(cfg: EngineConfig) -> ssl.SSLContext:
@@ -228,6 +234,8 @@ class StreamClient:
                     raise cannot_connect(url, _reason(exc), engine=engine) from None
                 assert reads.transport is not None
                 reads.deadline = loop.time() + t.first_byte_s
+                if (stamps := WIRE_STAMPS.get()) is not None:
+                    stamps.append(time.perf_counter_ns())
                 reads.transport.write(request)
                 status, headers = await _read_head(reads, url=url, endpoint=endpoint, cfg=self.cfg)
                 response = StreamResponse(reads, status, headers, cfg=self.cfg, endpoint=endpoint)

@@ -56,7 +56,7 @@ class RequestRecord:
     index: int  # order of issue within the level
     tag: str  # the unique marker in the prompt (also lets a test server match its own records)
     warmup: bool
-    t_send_ns: int  # just before the request was handed to the engine client
+    t_send_ns: int  # the request's bytes written to the socket (else: handed to the engine client)
     t_end_ns: int  # final chunk, error, or end of stream
     t_first_ns: int | None = None  # first content-bearing chunk (content, reasoning or tool call)
     t_first_answer_ns: int | None = None  # first answer content (not reasoning)

@@ -11,6 +11,7 @@ import time
 from contextlib import aclosing
 
 from console.engines.base import ChatEvent, ChatRequest, Engine, EventKind, TokenSource, Usage
+from console.engines.stream import WIRE_STAMPS
 from console.errors import EngineError
 from console.probe.figures import LevelTrace
 from console.probe.overhead import OverheadMeter
@@ -65,21 +66,27 @@ async def measure(
     A cancelled request (the level's filler, or the whole probe) still leaves its busy time in `trace`.
     """
     tally = _Tally()
-    t_send = time.perf_counter_ns()
+    wire: list[int] = []
+    stamps = WIRE_STAMPS.set(wire)
+    t_handed = time.perf_counter_ns()
     if meter is not None:
         meter.begin()
     try:
         error, message, status = await _read(engine, request, tally, timeout_s, meter, trace)
     except asyncio.CancelledError:
         if trace is not None:
-            trace.busy(t_send, time.perf_counter_ns())
+            trace.busy(t_handed, time.perf_counter_ns())
         raise
     finally:
+        WIRE_STAMPS.reset(stamps)
         if meter is not None:
             meter.end()
     t_end = time.perf_counter_ns()
     if trace is not None:
-        trace.busy(t_send, t_end)
+        trace.busy(t_handed, t_end)
+    # Timings start when the request's bytes left (waiting for a connection on a busy loop is the client's delay,
+    # not the engine's); an adapter that does not say when falls back to the hand-off.
+    t_send = wire[0] if wire else t_handed
 
     if error is None and not tally.done:
         error, message = ErrorKind.DISCONNECT, "the stream ended without its final chunk"
