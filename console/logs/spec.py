@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from console.errors import LogSourceError
-from console.logs.parse import LineParser
+from console.logs.parse import LineParser, audit_record, signed_record
 from console.logs.sources import CommandSource, FileSource, JournalSource, LogSource
 
 if TYPE_CHECKING:
@@ -71,14 +71,14 @@ def build_source(spec: SourceSpec, *, config: Config, lines: int = 10, follow: b
 
         path = Path(spec.target).expanduser()
         return FileSource(path, lines=lines, follow=follow, name=spec.label, keep=keep,
-                          parser=LineParser(spec.label, marker=SignedMarker(key)))
+                          parser=LineParser(spec.label, marker=SignedMarker(key), shape=signed_record))
     if spec.kind == "trail":
         from console.audit.trail import AuditTrail
         from console.audit.verify import TrailMarker
 
         trail = AuditTrail.for_config(config, None)
         return FileSource(trail.path, lines=lines, follow=follow, name=spec.label, keep=keep,
-                          parser=LineParser(spec.label, marker=TrailMarker(trail.key())))
+                          parser=LineParser(spec.label, marker=TrailMarker(trail.key()), shape=audit_record))
     if spec.kind == "engine":
         engine = config.engine(spec.target)
         if engine is None:
