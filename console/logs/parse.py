@@ -74,6 +74,7 @@ _KNOWN_LEVELS: dict[str, Level | None] = {
 
 Parsed = tuple[Level | None, datetime | None, str, tuple[tuple[str, str], ...], str]
 TextFormat = Callable[[str, float], Parsed | None]
+RecordShape = Callable[[dict[str, Any]], Parsed | None]
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -291,21 +292,25 @@ class LineParser:
     """Parses the lines of one source. Gives continuation lines (a traceback, an indented detail line) the
     level of the line they continue, so a level filter keeps a stack trace with its error.
 
-    `marker` (for signed JSONL) decides the signature mark of each raw line. `carry=False` for random
-    access (a huge file read out of order), where "the line before" is not the one parsed before.
+    `marker` (for signed JSONL) decides the signature mark of each raw line; a marked line without a level of
+    its own takes one from its mark (`MARK_LEVELS`), and an invalid one is an error whatever it says, so a level
+    filter shows tampering instead of hiding every record. `shape` reads the JSON objects of a known kind of
+    record (`audit_record`) before the generic rules. `carry=False` for random access (a huge file read out of
+    order), where "the line before" is not the one parsed before.
     """
 
-    def __init__(self, source: str, *, marker: Callable[[str], Mark] | None = None, carry: bool = True,
-                 now: Callable[[], float] = time.time) -> None:
+    def __init__(self, source: str, *, marker: Callable[[str], Mark] | None = None, shape: RecordShape | None = None,
+                 carry: bool = True, now: Callable[[], float] = time.time) -> None:
         self._carry = carry
         self.source = source
         self._marker = marker
+        self._shape = shape
         self._now = now
         self._last_level: Level | None = None
 
     def for_random_access(self) -> LineParser:
         """A parser for the same source that reads lines out of order (no level carried between lines)."""
-        return LineParser(self.source, marker=self._marker, carry=False, now=self._now)
+        return LineParser(self.source, marker=self._marker, shape=self._shape, carry=False, now=self._now)
 
     def parse(self, raw: str, *, lineno: int | None = None, offset: int | None = None) -> LogLine:
         if raw[-1:] in ("\n", "\r"):
@@ -323,7 +328,11 @@ class LineParser:
                 level = self._last_level
         elif self._carry:
             self._last_level = level
-        mark = self._marker(raw) if self._marker is not None else None
+        mark = None
+        if self._marker is not None:
+            mark = self._marker(raw)
+            if level is None or mark is Mark.INVALID:
+                level = MARK_LEVELS[mark]
         return LogLine(self.source, raw, text, level, ts, lineno, offset, fields, mark, fmt)
 
     def _text(self, text: str) -> Parsed:
@@ -343,6 +352,8 @@ class LineParser:
             return None  # something after the object: not a JSON line
         if type(obj) is not dict:
             return None
+        if self._shape is not None and (shaped := self._shape(obj)) is not None:
+            return shaped
         if "MESSAGE" in obj and ("__REALTIME_TIMESTAMP" in obj or "PRIORITY" in obj):
             return self._journal(obj)
         return _generic_json(obj)
@@ -413,6 +424,45 @@ def _generic_json(obj: dict[str, Any]) -> Parsed:
         return level, ts, msg, (), "json"
     fields = tuple(rest)
     return level, ts, _with_fields(msg, fields), fields, "json"
+
+
+MARK_LEVELS = {Mark.VALID: Level.INFO, Mark.UNSIGNED: Level.WARN, Mark.INVALID: Level.ERROR}
+# What an audit record's `result` says about how it went: anything else (cancelled, partial, ...) is a warning.
+_RESULT_LEVELS = {"ok": Level.INFO, "complete": Level.INFO, "error": Level.ERROR, "failed": Level.ERROR}
+_AUDIT_HIDDEN = ("time", "hash", "hmac", "prev_hash")  # the chain is checked by the marker; the raw view has it
+
+
+def audit_record(obj: dict[str, Any]) -> Parsed | None:
+    """A record of enginedeck's audit trail (console/audit/record.py), what matters first: `action result  target
+    on engine  duration`, then who (`user`, `from`, `host`), `seq` and the parameters; the hashes only in the raw
+    line. Long engine and model names come after the verb and how it went, so an 80-column row keeps both. Its
+    level comes from its result. None for an object that is not such a record."""
+    if "action" not in obj or "seq" not in obj or "hash" not in obj:
+        return None
+    result = _scalar(obj.get("result") or "")
+    parts = [f"{_scalar(obj['action'])} {result}"]
+    if obj.get("target") not in (None, ""):
+        parts.append(_scalar(obj["target"]))
+    if obj.get("engine") not in (None, ""):
+        parts.append(f"on {_scalar(obj['engine'])}")
+    duration = obj.get("duration_s")
+    if isinstance(duration, int | float):
+        parts.append(f"{duration:.2f} s")
+    who = [("user", obj.get("os_user")), ("from", obj.get("ssh_origin")), ("host", obj.get("host")),
+           ("seq", obj.get("seq"))]
+    params = obj.get("params")
+    shown = [(k, _scalar(v)) for k, v in who if v not in (None, "")]
+    if isinstance(params, dict):
+        shown += [(neutralise(str(k)), _scalar(v)) for k, v in params.items()]
+    fields = tuple((neutralise(k), _scalar(v)) for k, v in obj.items() if k not in _AUDIT_HIDDEN)
+    level = _RESULT_LEVELS.get(result.partition(":")[0].strip().lower(), Level.WARN)
+    return level, parse_time(obj.get("time")), _with_fields("  ".join(parts), tuple(shown)), fields, "audit"
+
+
+def signed_record(obj: dict[str, Any]) -> Parsed:
+    """A line of a proxy's signed JSONL: read like any JSON log line, without its `signature` in the text (the
+    mark shows whether it holds)."""
+    return _generic_json({k: v for k, v in obj.items() if k != "signature"})
 
 
 _NUMERIC_LEVELS = {10: Level.TRACE, 20: Level.DEBUG, 30: Level.INFO, 40: Level.WARN, 50: Level.ERROR, 60: Level.FATAL}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from console.errors import LogSourceError
-from console.logs.parse import LineParser
+from console.logs.parse import LineParser, audit_record, signed_record
 from console.logs.sources import CommandSource, FileSource, JournalSource, LogSource
 
 if TYPE_CHECKING:
@@ -51,11 +51,11 @@ _HINTS = {"file": "PATH", "journal": "UNIT", "cmd": "COMMAND ARGS...", "audit": 
 
 
 def build_source(spec: SourceSpec, *, config: Config, lines: int = 10, follow: bool = True,
-                 key: bytes | None = None) -> LogSource:
+                 key: bytes | None = None, keep: int | None = None) -> LogSource:
     """The source for `spec`. `key` is the HMAC key of a signed file (audit:PATH); enginedeck's own trail uses
-    its own key."""
+    its own key. `keep`: the most lines the consumer holds (see `FileSource`)."""
     if spec.kind == "file":
-        return FileSource(Path(spec.target).expanduser(), lines=lines, follow=follow)
+        return FileSource(Path(spec.target).expanduser(), lines=lines, follow=follow, keep=keep)
     if spec.kind == "journal":
         return JournalSource(spec.target, lines=lines, follow=follow)
     if spec.kind == "cmd":
@@ -70,21 +70,22 @@ def build_source(spec: SourceSpec, *, config: Config, lines: int = 10, follow: b
         from console.audit.signed import SignedMarker
 
         path = Path(spec.target).expanduser()
-        return FileSource(path, lines=lines, follow=follow, name=spec.label,
-                          parser=LineParser(spec.label, marker=SignedMarker(key)))
+        return FileSource(path, lines=lines, follow=follow, name=spec.label, keep=keep,
+                          parser=LineParser(spec.label, marker=SignedMarker(key), shape=signed_record))
     if spec.kind == "trail":
         from console.audit.trail import AuditTrail
         from console.audit.verify import TrailMarker
 
         trail = AuditTrail.for_config(config, None)
-        return FileSource(trail.path, lines=lines, follow=follow, name=spec.label,
-                          parser=LineParser(spec.label, marker=TrailMarker(trail.key())))
+        return FileSource(trail.path, lines=lines, follow=follow, name=spec.label, keep=keep,
+                          parser=LineParser(spec.label, marker=TrailMarker(trail.key()), shape=audit_record))
     if spec.kind == "engine":
         engine = config.engine(spec.target)
         if engine is None:
             raise LogSourceError(f"no engine named {spec.target!r} in the config")
         if engine.log_file is not None:
-            return build_source(SourceSpec("file", str(engine.log_file)), config=config, lines=lines, follow=follow)
+            return build_source(SourceSpec("file", str(engine.log_file)), config=config, lines=lines, follow=follow,
+                                keep=keep)
         if engine.log_unit is not None:
             return build_source(SourceSpec("journal", engine.log_unit), config=config, lines=lines, follow=follow)
         raise LogSourceError(f"engine {spec.target!r} has no log source",

@@ -3,13 +3,21 @@
 Lines are held in a bounded deque (`MAX_PANE_LINES`); what the filter lets through is a second bounded deque,
 rebuilt when the filter changes. Rows are drawn as Segments straight from the `LogLine`s (no markup parsing,
 so a line's text can never become markup), which keeps a high-rate log cheap to show.
+
+The source reads and parses in worker threads and hands over batches; the pane takes `PANE_CHUNK` lines per
+turn of the event loop and asks for the next batch only when it has taken them, so a burst is read as fast as
+the pane keeps up and never holds the loop. Repaints are coalesced: one at most every `REFRESH_INTERVAL_S`
+while lines come, none while nothing does. `pause()` (the screen is not shown) stops the source, polls
+included; `resume()` catches up from where it stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from itertools import islice
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,10 +26,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.events import MouseScrollUp
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 from textual.widgets import Static
 
 from console.errors import EngineDeckError
@@ -30,12 +41,14 @@ from console.logs.index import FileIndex
 from console.logs.line import Level, LogLine, Mark
 from console.logs.parse import LineParser
 from console.logs.sanitize import inert, neutralise, one_line
-from console.logs.sources import Event, Notice, NoticeKind
+from console.logs.sources import FileSource, LogSource, Notice, NoticeKind
 
 MAX_PANE_LINES = 20_000  # lines a pane holds; older ones are dropped (files can be reopened with more history)
 MAX_ROW_CHARS = 1_000  # a row is cut here for display; the raw view shows the rest of a long line
 OLDER_BATCH = 1_000  # lines read back from the file per "older" request
 REFRESH_INTERVAL_S = 0.05  # at most 20 repaints a second however fast lines come
+PANE_CHUNK = 1_000  # lines taken per turn of the event loop (about 2 ms), so keys and repaints go between
+MEASURED_ROWS = 200  # rows measured for the horizontal scroll width per repaint
 
 LEVEL_CLASSES = {Level.TRACE: "trace", Level.DEBUG: "debug", Level.INFO: "info", Level.WARN: "warn",
                  Level.ERROR: "error", Level.FATAL: "error"}
@@ -44,9 +57,18 @@ MARK_ASCII = {Mark.VALID: "ok", Mark.INVALID: "!!", Mark.UNSIGNED: "--"}
 
 
 def notice_line(notice: Notice) -> LogLine:
-    """A source event shown in the pane as a line of its own."""
-    level = Level.ERROR if notice.kind is NoticeKind.ERROR else Level.WARN
-    return LogLine(notice.source, notice.message, f"── {neutralise(notice.message)}", level, fmt="notice")
+    """A source event shown in the pane as a line of its own, at its level (a clean exit is not an error)."""
+    return LogLine(notice.source, notice.message, f"── {neutralise(notice.message)}", notice.level, fmt="notice")
+
+
+def elide_middle(text: str, width: int) -> str:
+    """`text` cut to `width` cells by taking out its middle (a path keeps its root and its file name)."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
 
 
 class LogView(ScrollView, can_focus=True):
@@ -73,7 +95,13 @@ class LogView(ScrollView, can_focus=True):
         Binding("down", "cursor(1)", "Down", show=False, id="logview-down"),
         Binding("pageup", "page(-1)", "Page up", show=False, id="logview-pageup"),
         Binding("pagedown", "page(1)", "Page down", show=False, id="logview-pagedown"),
+        # Not ScrollView's scroll_home/scroll_end: those would leave `follow` as it was.
+        Binding("home", "jump(False)", "Start", show=False, id="logview-home"),
+        Binding("end", "jump(True)", "End", show=False, id="logview-end"),
     ]
+
+    class Changed(Message):
+        """Follow, filter or raw changed: the pane's status line says so."""
 
     follow: reactive[bool] = reactive(True, repaint=False)
     raw: reactive[bool] = reactive(False)
@@ -86,20 +114,22 @@ class LogView(ScrollView, can_focus=True):
         self.cursor = -1  # row of the search hit / selected line, -1 for none
         self._marks = MARK_ASCII if ascii_marks else MARK_TEXT
         self._width = 0
+        self._unmeasured = 0  # rows added since the width was last measured
         self._dirty = False
 
     # -- data -----------------------------------------------------------------------------------------------
 
     def add(self, line: LogLine) -> None:
         self.lines.append(line)
-        if self.filter.matches(line) or line.fmt == "notice":
+        if line.fmt == "notice" or self.filter.matches(line):
             if len(self.shown) == self.shown.maxlen and self.cursor >= 0:
                 self.cursor -= 1
             self.shown.append(line)
+            self._unmeasured += 1
             self._dirty = True
 
     def flush(self) -> None:
-        """Apply the lines added since the last call to the scroll geometry (called on a timer)."""
+        """Apply the lines added since the last call to the scroll geometry (the pane calls it, coalesced)."""
         if not self._dirty:
             return
         self._dirty = False
@@ -121,7 +151,11 @@ class LogView(ScrollView, can_focus=True):
         self.filter = flt
         self.shown = deque((ln for ln in self.lines if ln.fmt == "notice" or flt.matches(ln)), maxlen=MAX_PANE_LINES)
         self.cursor = -1
-        self._width = 0
+        self._remeasure()
+        self.post_message(self.Changed())
+
+    def _remeasure(self) -> None:
+        self._width, self._unmeasured = 0, MEASURED_ROWS
         self._update_size()
         if self.follow:
             self.scroll_end(animate=False, immediate=True)
@@ -129,9 +163,20 @@ class LogView(ScrollView, can_focus=True):
 
     def _update_size(self) -> None:
         # The widest row decides the horizontal scroll; measuring only new rows keeps this O(new lines).
-        for line in list(self.shown)[-min(len(self.shown), 200):]:
+        for line in islice(reversed(self.shown), min(self._unmeasured, MEASURED_ROWS)):
             self._width = max(self._width, min(MAX_ROW_CHARS, sum(map(len, self._row_text(line)))))
+        self._unmeasured = 0
         self.virtual_size = Size(self._width, len(self.shown))
+
+    def watch_follow(self) -> None:
+        self.post_message(self.Changed())
+
+    def watch_raw(self) -> None:
+        self._remeasure()  # raw rows are as wide as the line was written
+        self.post_message(self.Changed())
+
+    def on_mouse_scroll_up(self, _event: MouseScrollUp) -> None:
+        self.follow = False  # looking back: new lines must not pull the view to the end
 
     # -- search ---------------------------------------------------------------------------------------------
 
@@ -162,6 +207,17 @@ class LogView(ScrollView, can_focus=True):
     def action_page(self, delta: int) -> None:
         self.follow = False
         self.scroll_to(y=self.scroll_y + delta * max(1, self.size.height - 1), animate=False)
+
+    def selected(self) -> LogLine | None:
+        """The line under the cursor, or the last one in view when there is no cursor."""
+        if not self.shown:
+            return None
+        if self.cursor >= 0:
+            return self.shown[min(self.cursor, len(self.shown) - 1)]
+        return self.shown[max(0, min(int(self.scroll_y) + self.size.height, len(self.shown)) - 1)]
+
+    def action_jump(self, end: bool) -> None:
+        self.jump(end=end)
 
     def jump(self, *, end: bool) -> None:
         self.cursor = -1
@@ -209,62 +265,133 @@ class LogView(ScrollView, can_focus=True):
 
 
 class LogPane(Vertical):
-    """A title line and a LogView, following one source in a worker that belongs to the pane."""
+    """A status line and a LogView, following one source in a worker that belongs to the pane."""
 
     DEFAULT_CSS = """
     LogPane { border: round $panel-lighten-2; height: 1fr; width: 1fr; }
     LogPane:focus-within { border: round $primary; }
-    LogPane > .pane-title { height: 1; color: $text-muted; padding: 0 1; }
+    LogPane > .pane-status { height: 1; color: $text-muted; padding: 0 1; }
     .-ascii LogPane { border: ascii $panel-lighten-2; }
     .-ascii LogPane:focus-within { border: ascii $primary; }
     """
 
-    def __init__(self, label: str, events: Callable[[], AsyncIterator[Event]], *, ascii_marks: bool = False,
-                 path: Path | None = None, parser: LineParser | None = None, id: str | None = None) -> None:
-        """`path` and `parser`: for a file source, so older lines can be read back from the file."""
+    class Updated(Message):
+        """New lines were shown or the state changed (the screen redraws its list of panes)."""
+
+        def __init__(self, pane: LogPane) -> None:
+            super().__init__()
+            self.pane = pane
+
+        @property
+        def control(self) -> LogPane:
+            return self.pane
+
+    def __init__(self, source: LogSource, *, ascii_marks: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.label = label
-        self._events = events
-        self.path = path
-        self._parser = parser
+        self.source = source
+        self.label = source.name
+        # A file pane can read older lines back from its file.
+        self.path = source.path if isinstance(source, FileSource) else None
+        self._parser = source.parser if isinstance(source, FileSource) else None
         self._reopened = False  # after rotation or truncation the held offsets no longer point into `path`
         self._ascii = ascii_marks
         self.state = "starting"
         self.received = 0
+        self.problems = 0  # lines and notices at warn or above, so far
+        self.notice: Notice | None = None  # what the source last said, while it is still news (status line)
+        self.paused = False
+        self._flush_timer: Timer | None = None
 
     @property
     def view(self) -> LogView:
         return self.query_one(LogView)
 
     def compose(self) -> ComposeResult:
-        yield Static("", classes="pane-title", markup=False)
+        yield Static("", classes="pane-status", markup=False)
         yield LogView(ascii_marks=self._ascii)
 
     def on_mount(self) -> None:
-        self.border_title = inert(one_line(self.label, 80))  # border titles are markup
-        self.set_interval(REFRESH_INTERVAL_S, self._tick)
         self.follow_source()
+
+    def on_resize(self) -> None:
+        # Border titles are markup, and Textual cuts them at the end: elided here in the middle, so a path keeps
+        # its file name.
+        self.border_title = inert(elide_middle(one_line(self.label, 300), max(8, self.size.width - 6)))
+        self._update_status()
+
+    # -- following ------------------------------------------------------------------------------------------
 
     @work(exclusive=True, group="log-pane", name="log-pane-loop", exit_on_error=False)
     async def follow_source(self) -> None:
         self.state = "following"
+        self.request_flush()
         view = self.view
         try:
-            async for event in self._events():
-                self.received += 1
-                if isinstance(event, Notice):
-                    self._reopened |= event.kind in (NoticeKind.ROTATED, NoticeKind.TRUNCATED)
-                    view.add(notice_line(event))
-                else:
-                    view.add(event)
+            async with contextlib.aclosing(self.source.batches()) as batches:
+                async for batch in batches:
+                    for start in range(0, len(batch), PANE_CHUNK):
+                        for event in batch[start:start + PANE_CHUNK]:
+                            self._take(event, view)
+                        self.request_flush()
+                        await asyncio.sleep(0)  # a turn for keys and repaints between chunks
         except EngineDeckError as exc:
-            view.add(notice_line(Notice(self.label, NoticeKind.ERROR, str(exc))))
-            self.state = "failed"
+            self._failed(str(exc))
         except OSError as exc:
-            view.add(notice_line(Notice(self.label, NoticeKind.ERROR, f"{exc.strerror or exc}")))
-            self.state = "failed"
+            self._failed(f"{exc.strerror or exc}")
         else:
             self.state = "ended"
+        self.request_flush()
+
+    def _take(self, event: LogLine | Notice, view: LogView) -> None:
+        self.received += 1
+        if isinstance(event, Notice):
+            self._reopened |= event.kind in (NoticeKind.ROTATED, NoticeKind.TRUNCATED)
+            self.notice = event
+            self.problems += event.level >= Level.WARN
+            view.add(notice_line(event))
+            return
+        if self.notice is not None:
+            self.notice = None  # lines came after it: no longer news
+        if event.level is not None and event.level >= Level.WARN:
+            self.problems += 1
+        view.add(event)
+
+    def _failed(self, message: str) -> None:
+        self.notice = Notice(self.label, NoticeKind.ERROR, message)
+        self.problems += 1
+        self.view.add(notice_line(self.notice))
+        self.state = "failed"
+
+    def pause(self) -> None:
+        """The screen is not shown: the source stops reading and polling, and nothing is repainted."""
+        self.paused = True
+        self.source.pause()
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+
+    def resume(self) -> None:
+        """Shown again: catch up from where the source stopped."""
+        self.paused = False
+        self.source.resume()
+        self.request_flush()
+
+    def request_flush(self) -> None:
+        """Repaint soon: coalesced, at most every REFRESH_INTERVAL_S, never while paused."""
+        if self._flush_timer is None and not self.paused:
+            self._flush_timer = self.set_timer(REFRESH_INTERVAL_S, self._flush, name="log-pane-flush")
+
+    def on_log_view_changed(self, event: LogView.Changed) -> None:
+        event.stop()
+        self.request_flush()
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        self.view.flush()
+        self._update_status()
+        self.post_message(self.Updated(self))
+
+    # -- older lines ----------------------------------------------------------------------------------------
 
     def load_older(self, count: int = OLDER_BATCH) -> str | None:
         """Start reading up to `count` lines before the oldest one held; or say why that cannot be done."""
@@ -294,21 +421,45 @@ class LogPane(Vertical):
             return
         self.app.call_from_thread(self.view.prepend, older)
 
-    def _tick(self) -> None:
-        self.view.flush()
-        self._update_title()
+    # -- status line ----------------------------------------------------------------------------------------
 
-    def _update_title(self) -> None:
+    def status_text(self, width: int) -> str:
+        """`following  ≥warn  /regex/  raw  12/40 lines  what the source said`, cut to `width`: the source's
+        message goes last and loses its middle (a path keeps its file name); Enter on its row shows it whole."""
         view = self.view
-        parts = [self.state if self.state != "following" else ("following" if view.follow else "paused")]
+        notice = self.notice
+        if self.state == "following":
+            word = "waiting" if notice is not None and notice.kind is NoticeKind.WAITING else \
+                "following" if view.follow else "paused"
+        else:
+            word = self.state
+        parts = [word]
         if view.filter.min_level is not None:
-            parts.append(f"≥{view.filter.min_level.label}" if not self._ascii else f">={view.filter.min_level.label}")
+            parts.append(f"{'>=' if self._ascii else '≥'}{view.filter.min_level.label}")
         if view.filter.pattern is not None:
-            parts.append(f"/{neutralise(view.filter.pattern.pattern)}/")
+            parts.append(f"/{one_line(view.filter.pattern.pattern, 40)}/")
         if view.raw:
             parts.append("raw")
         parts.append(f"{len(view.shown)}/{len(view.lines)} lines")
-        title = "  ".join(parts)
-        static = self.query_one(".pane-title", Static)
-        if str(static.render()) != title:
-            static.update(title)
+        text = "  ".join(parts)
+        if notice is not None and notice.kind is not NoticeKind.ROTATED:
+            room = width - len(text) - 2
+            if room >= 12:
+                text += "  " + self._elide_message(one_line(notice.message), room)
+        return elide_middle(text, width)
+
+    def _elide_message(self, message: str, width: int) -> str:
+        """A file source's messages start with its path: the path gives way first, the words after it stay."""
+        path = one_line(str(self.path)) if self.path is not None else ""
+        rest = message[len(path):]
+        if path and message.startswith(path) and len(message) > width and width - len(rest) >= 12:
+            return elide_middle(path, width - len(rest)) + rest
+        return elide_middle(message, width)
+
+    def _update_status(self) -> None:
+        if not self.is_mounted:
+            return
+        static = self.query_one(".pane-status", Static)
+        text = self.status_text(max(10, (static.size.width or self.size.width - 4)))
+        if static.content != text:
+            static.update(text, layout=False)

@@ -6,7 +6,7 @@ import pytest
 
 from console.errors import LogSourceError
 from console.logs.index import MAX_LINE_BYTES
-from console.logs.line import LogLine
+from console.logs.line import Level, LogLine
 from console.logs.sources import CommandSource, FileSource, JournalSource, Notice, NoticeKind, merged
 from tests.agen import take
 
@@ -200,3 +200,135 @@ async def test_unfinished_over_long_last_line_is_shown_whole(tmp_path):
     path.write_bytes(b"first\n" + b"x" * (MAX_LINE_BYTES + 100))
     events = [e async for e in FileSource(path, lines=2, follow=False).events()]
     assert sum(len(e.raw) for e in events if isinstance(e, LogLine) and e.raw.startswith("x")) == MAX_LINE_BYTES + 100
+
+
+async def test_a_burst_is_read_in_batches_that_leave_the_loop_free(tmp_path):
+    """Reading and parsing happen in a thread a block at a time: another task on the loop runs between the
+    batches (before, 40,000 lines came out without one await, holding the loop until the end of the file)."""
+    path = tmp_path / "big.log"
+    path.write_text("".join(f"level=INFO msg=line{i}\n" for i in range(40_000)))
+    turns = 0
+    lines = 0
+    between: list[int] = []
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    try:
+        async for batch in FileSource(path, lines=40_000, follow=False).batches():
+            lines += len(batch)
+            between.append(turns)
+    finally:
+        task.cancel()
+    assert lines == 40_000
+    assert len(between) > 5
+    assert between[-1] > between[0]  # the other task ran while the file was being read
+
+
+async def test_pause_stops_reading_and_polling_and_resume_catches_up(tmp_path, monkeypatch):
+    from console.logs import sources
+
+    path = tmp_path / "a.log"
+    path.write_text("one\n")
+    polls = 0
+    real_change = sources._change
+
+    def counting(*args):
+        nonlocal polls
+        polls += 1
+        return real_change(*args)
+
+    monkeypatch.setattr(sources, "_change", counting)
+    source = FileSource(path, lines=5, poll_s=POLL)
+    agen = source.batches()
+    assert texts(await anext(agen)) == ["one"]
+    source.pause()
+    pending = asyncio.ensure_future(anext(agen))
+    await asyncio.sleep(POLL * 3)  # a poll in flight when paused may finish
+    polls_paused = polls
+    with path.open("a") as f:
+        f.write("two\nthree\n")
+    await asyncio.sleep(POLL * 10)
+    assert not pending.done() and polls == polls_paused  # nothing read, nothing polled
+    source.resume()
+    assert texts(await asyncio.wait_for(pending, 5)) == ["two", "three"]  # from where it stopped
+    await agen.aclose()
+
+
+async def test_a_backlog_past_what_is_kept_is_skipped_with_true_line_numbers(tmp_path, monkeypatch):
+    from console.logs import sources
+
+    monkeypatch.setattr(sources, "SKIP_CHECK_BYTES", 64 * 1024)
+    path = tmp_path / "a.log"
+    path.write_text("start\n")
+    agen = FileSource(path, lines=5, poll_s=POLL, keep=100).events()
+    assert texts(await take(agen, 1)) == ["start"]
+    with path.open("a") as f:
+        f.write("".join(f"line{i}\n" for i in range(50_000)))  # ~540 KB, far past 100 lines
+    events = await take(agen, 101)
+    await agen.aclose()
+    skipped, *lines = events
+    assert skipped.kind is NoticeKind.SKIPPED and "skipped 49,900 lines" in skipped.message
+    assert texts(lines) == [f"line{i}" for i in range(49_900, 50_000)]
+    assert [line.lineno for line in lines] == list(range(49_902, 50_002))  # "start" is line 1
+    assert skipped.level is Level.WARN
+
+
+async def test_without_keep_every_line_of_a_backlog_comes(tmp_path, monkeypatch):
+    from console.logs import sources
+
+    monkeypatch.setattr(sources, "SKIP_CHECK_BYTES", 1024)
+    path = tmp_path / "a.log"
+    path.write_text("start\n")
+    agen = FileSource(path, lines=5, poll_s=POLL).events()
+    await take(agen, 1)
+    with path.open("a") as f:
+        f.write("".join(f"line{i}\n" for i in range(5_000)))
+    assert texts(await take(agen, 5_000)) == [f"line{i}" for i in range(5_000)]
+    await agen.aclose()
+
+
+def test_notice_levels_a_clean_exit_is_not_an_error():
+    def ended(code):
+        return Notice("cmd:x", NoticeKind.ENDED, "x", exit_code=code)
+
+    assert ended(0).level is Level.INFO
+    assert ended(3).level is Level.ERROR
+    assert ended(-15).level is Level.WARN  # ended by a signal
+    assert Notice("f", NoticeKind.WAITING, "w").level is Level.INFO
+    assert Notice("f", NoticeKind.DROPPED, "d").level is Level.WARN
+    assert Notice("f", NoticeKind.ERROR, "e").level is Level.ERROR
+
+
+async def test_closing_a_source_mid_read_closes_its_files(tmp_path):
+    import os
+
+    path = tmp_path / "big.log"
+    path.write_text("".join(f"level=INFO msg=line{i}\n" for i in range(100_000)))
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        agen = FileSource(path, lines=100_000, follow=False).batches()
+        await anext(agen)
+        step = asyncio.ensure_future(anext(agen))
+        await asyncio.sleep(0)
+        step.cancel()  # cancelled while a block is being read in its thread
+        with pytest.raises((asyncio.CancelledError, StopAsyncIteration)):
+            await step
+        await agen.aclose()
+    for _ in range(100):
+        if len(os.listdir("/proc/self/fd")) <= before:
+            break
+        await asyncio.sleep(0.02)
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+async def test_command_output_comes_in_batches_parsed_off_the_loop():
+    code = "for i in range(20000): print(f'INFO: line {i}')"
+    batches = [b async for b in CommandSource([sys.executable, "-c", code], drop_when_full=False).batches()]
+    lines = [e for b in batches for e in b if isinstance(e, LogLine)]
+    assert [line.text for line in lines] == [f"line {i}" for i in range(20000)]
+    assert len(batches) > 2 and max(len(b) for b in batches) <= 2_000 + 1
