@@ -350,9 +350,9 @@ class SessionsRepo:
                                doing="remove the old reply")
 
     # -- search ------------------------------------------------------------------------------------------
-    async def search(self, query: str, *, limit: int = 20,
-                     time_limit_s: float = SEARCH_TIME_LIMIT_S) -> SearchResult:
-        """Newest matches first, each with a snippet around the hit, within `time_limit_s`.
+    async def search(self, query: str, *, limit: int = 20, time_limit_s: float | None = None) -> SearchResult:
+        """Newest matches first, each with a snippet around the hit, within `time_limit_s` (None: the default,
+        SEARCH_TIME_LIMIT_S).
 
         Newest first rather than bm25: FTS5 walks its index in rowid order and stops at `limit`, while ranking
         must score every match (a common word over 1 M messages costs seconds; see bench/search_1m.py). The
@@ -383,7 +383,8 @@ class SessionsRepo:
             "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
             "JOIN sessions s ON s.id = m.session_id "
             "WHERE messages_fts MATCH ? ORDER BY messages_fts.rowid DESC LIMIT ?",
-            (match, limit), hit, time_limit_s=time_limit_s, doing="search the history")
+            (match, limit), hit, time_limit_s=SEARCH_TIME_LIMIT_S if time_limit_s is None else time_limit_s,
+            doing="search the history")
         return SearchResult(hits, complete=complete)
 
     # -- export / import ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Sessions, messages, FTS search, export and import."""
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -188,17 +189,19 @@ async def test_a_cancelled_search_stops_its_thread_and_frees_the_reader(store, m
     for i in range(200):
         await store.sessions.add_message(s.id, "user", f"common {i}")
     rows_done = []
+    running = threading.Event()
     real = HitFinder.snippet
 
     def slow(self, text, *, cut):
         rows_done.append(text)
+        if len(rows_done) == 3:
+            running.set()
         time.sleep(0.02)
         return real(self, text, cut=cut)
 
     monkeypatch.setattr(HitFinder, "snippet", slow)
     task = asyncio.create_task(store.sessions.search("common", limit=200, time_limit_s=60))
-    while len(rows_done) < 3:
-        await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(running.wait, 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
