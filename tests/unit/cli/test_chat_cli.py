@@ -80,16 +80,26 @@ def test_session_continues(env, capsys):
     assert "no session 99" in capsys.readouterr().err
 
 
-def test_terminal_output_is_neutralised_piped_output_is_raw(env, capsys, monkeypatch):
-    env["engine"] = ScriptedEngine(words(HOSTILE))
-    assert cli.main(["chat", "lab", "m", "q"]) == 0
-    assert capsys.readouterr().out == HOSTILE + "\n"
+def test_output_is_inert_on_a_terminal_and_in_a_pipe_and_raw_on_request(env, capsys, monkeypatch):
+    for tty in (False, True):
+        env["engine"] = ScriptedEngine([("reasoning", "think \x1b]0;title\x07"), *words(HOSTILE)])
+        monkeypatch.setattr("sys.stdout.isatty", lambda tty=tty: tty)
+        assert cli.main(["chat", "lab", "m", "q"]) == 0
+        out, err = capsys.readouterr()
+        assert out == "ab [bold]c[/]\n"
+        assert "\x1b" not in err and "\x07" not in err and err.startswith("think \n")
 
     env["engine"] = ScriptedEngine(words(HOSTILE))
-    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert cli.main(["chat", "lab", "m", "q", "--raw"]) == 0
+    assert capsys.readouterr().out == HOSTILE + "\n"
+
+
+def test_a_sequence_streamed_over_several_tokens_is_removed_whole(env, capsys):
+    # A model writes OSC 52 a token at a time: the pieces of one sequence are held until it ends, then dropped.
+    env["engine"] = ScriptedEngine(words("before ", "\x1b", "]52;", "c;ZXZp", "bA==", "\x07", " after \x1b[", "31",
+                                         "m."))
     assert cli.main(["chat", "lab", "m", "q"]) == 0
-    out = capsys.readouterr().out
-    assert "\x1b" not in out and "\x07" not in out and out == "ab [bold]c[/]\n"
+    assert capsys.readouterr().out == "before  after .\n"
 
 
 def test_unusable_history_does_not_stop_the_chat(env, capsys):
