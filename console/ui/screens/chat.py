@@ -28,6 +28,8 @@ from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog
 from console.ui.widgets.prompt import PromptArea
 
 if TYPE_CHECKING:
+    from textual.worker import Worker
+
     from console.conversation import ChatParams, Conversation
     from console.engines.base import Engine
     from console.store.db import Store
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 PARAM_KEYS = ("temperature", "top_p", "max_tokens", "context_length", "keep_alive")
 SESSIONS_LISTED = 200  # the list shows the newest sessions; search reaches every one
+SEARCH_HITS = 50
 
 
 def parse_params(text: str) -> ChatParams:
@@ -124,6 +127,7 @@ class ChatScreen(Screen[None]):
         self._listing: list[int] = []  # the session each option of #sessions opens (a session or a hit in it)
         self._show_archived = False
         self._edit_pending: str | None = None
+        self._search: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -315,6 +319,10 @@ class ChatScreen(Screen[None]):
         event.prompt.clear()
 
     def action_stop(self) -> None:
+        if self._search is not None and self._search.is_running:
+            self._search.cancel()  # the store's read stops at its next progress check
+            self.query_one("#sessions", OptionList).border_title = "search stopped"
+            return
         if self._edit_pending is not None:
             self._edit_pending = None
             self.query_one("#prompt", PromptArea).clear()
@@ -422,9 +430,9 @@ class ChatScreen(Screen[None]):
         self.query_one("#sessions", OptionList).focus()
 
     @on(Input.Submitted, "#search")
-    def _search(self, event: Input.Submitted) -> None:
+    def _search_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
-            self.run_search(event.value)
+            self._search = self.run_search(event.value)
         else:
             self.reload_sessions()
 
@@ -433,17 +441,25 @@ class ChatScreen(Screen[None]):
         if self._store is None:
             self.notify("history is off: nothing to search", severity="warning", markup=False)
             return
+        options = self.query_one("#sessions", OptionList)
+        options.border_title = "searching… (esc stops)"
         try:
-            hits = await self._store.sessions.search(query, limit=50)
+            hits = await self._store.sessions.search(query, limit=SEARCH_HITS)
         except StoreError as exc:
+            options.border_title = "search failed"
             self.notify(one_line(str(exc)), severity="error", markup=False)
             return
-        options = self.query_one("#sessions", OptionList)
         options.clear_options()
         self._listing = [h.session_id for h in hits]
         options.add_options([Option(hit_text(h)) for h in hits])
         options.highlighted = 0 if hits else None
-        options.border_title = f"{len(hits)} hits"
+        options.border_title = f"{len(hits)} hit{'' if len(hits) == 1 else 's'}" + (
+            "" if hits.complete else " (stopped: time limit)")
+        if not hits.complete:
+            self.notify(f"the search stopped at its time limit with {len(hits)} hits: narrow the query",
+                        severity="warning", markup=False)
+        elif not hits:
+            self.notify(f"no message matches {one_line(query, 40)}", markup=False)
         options.focus()
 
     # -- session list actions ------------------------------------------------------------------------
