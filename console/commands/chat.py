@@ -67,13 +67,14 @@ async def _conversation(args: argparse.Namespace, ctx: Context) -> tuple[Convers
     if args.session is not None:
         if store is None:
             raise EngineDeckError("--session needs the history", hint="drop --no-save")
-        conv = await Conversation.resume(store, args.session)
+        conv = await Conversation.resume(store, args.session, read_only=ctx.config.read_only)
         conv.model = args.model
         conv.params = conv.params.merged(params)
         if args.system is not None:
             conv.system_prompt = args.system
         return conv, warning
-    return Conversation(store, model=args.model, system_prompt=args.system, params=params), warning
+    return Conversation(store, model=args.model, system_prompt=args.system, params=params,
+                        read_only=ctx.config.read_only), warning
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:

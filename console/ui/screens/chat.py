@@ -196,7 +196,7 @@ class ChatScreen(Screen[None]):
         from console.conversation import Conversation
 
         try:
-            conv = await Conversation.resume(self._store, session_id)
+            conv = await Conversation.resume(self._store, session_id, read_only=self._read_only)
         except StoreError as exc:
             self.notify(one_line(str(exc)), title="Cannot open", severity="error", markup=False)
             return
@@ -221,6 +221,11 @@ class ChatScreen(Screen[None]):
         await self.query_one("#panes", ContentSwitcher).mount(pane)
         self._show(pane.id or "")
         return pane
+
+    @property
+    def _read_only(self) -> bool:
+        """--read-only: a chat to a model that is not loaded is refused (Conversation.check_model)."""
+        return bool(getattr(self.app, "read_only", False))
 
     def _show(self, pane_id: str) -> None:
         self.query_one("#panes", ContentSwitcher).current = pane_id
@@ -273,7 +278,8 @@ class ChatScreen(Screen[None]):
         if picked is None:
             return
         engine, model = picked
-        await self._add_pane(Conversation(self._store, model=model, engine=engine.name), engine)
+        await self._add_pane(Conversation(self._store, model=model, engine=engine.name, read_only=self._read_only),
+                             engine)
 
     def action_compare(self) -> None:
         self._compare()
@@ -290,7 +296,8 @@ class ChatScreen(Screen[None]):
             return
         self._counter += 1
         n = self._counter
-        left, right = (ChatPane(Conversation(self._store, model=m, engine=e.name), e, pane_id=f"pane-{n}-{side}")
+        left, right = (ChatPane(Conversation(self._store, model=m, engine=e.name, read_only=self._read_only), e,
+                                pane_id=f"pane-{n}-{side}")
                        for side, (e, m) in (("a", first), ("b", second)))
         pair = ComparePane(left, right, pane_id=f"pane-{n}")
         await self.query_one("#panes", ContentSwitcher).mount(pair)

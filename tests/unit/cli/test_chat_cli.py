@@ -116,3 +116,25 @@ def test_reasoning_goes_to_stderr_on_its_own_lines(env, capsys):
     out, err = capsys.readouterr()
     assert out == "answer\n"
     assert err.splitlines()[0] == "let me think" and err.splitlines()[1].startswith("TTFT")
+
+
+def test_a_model_the_engine_does_not_list_is_refused_before_anything_is_saved(cli, capsys, ollama_server):
+    assert cli("chat", ollama_server.url, "no-such-model", "hi") == 1
+    err = capsys.readouterr().err
+    assert "does not serve a model named 'no-such-model'" in err and "gemma3:4b" in err
+    assert not ollama_server.loaded_names()
+    assert cli("history", "list", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+    # Ollama reads a name without a tag as :latest, and so does the check.
+    assert cli("chat", ollama_server.url, "hostile", "hi", "--no-save") == 0
+
+
+def test_read_only_chat_to_a_model_that_is_not_loaded_is_refused(cli, capsys, ollama_server):
+    assert cli("chat", ollama_server.url, "llama3.2:1b", "hi", "--read-only") == 1
+    err = capsys.readouterr().err
+    assert "refused under --read-only" in err and "not loaded" in err and "may evict" in err
+    assert not ollama_server.loaded_names()  # nothing was loaded
+    ollama_server.load(ollama_server.resolve("llama3.2:1b"), None, None)
+    assert cli("chat", ollama_server.url, "llama3.2:1b", "hi", "--read-only") == 0
+    assert "sky looks blue" in capsys.readouterr().out
+    assert ollama_server.loaded_names() == ["llama3.2:1b"]
