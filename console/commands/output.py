@@ -5,8 +5,8 @@ Everything a command prints goes through one place. While a command runs (`insta
 `console.logs.sanitize.neutralise`), whether the stream is a terminal, a pipe or a file, so no model reply,
 log line or engine message can set the window title, write the clipboard (OSC 52) or move the cursor, wherever
 the output ends up. `--raw` leaves stdout's text as it is, for someone who asks for the bytes; stderr stays
-inert. Our own styling (bold search hits on a terminal) goes through `InertWriter.sgr`, which writes only the
-codes it knows.
+inert. Our own codes (bold search hits, a progress line rewritten in place, on a terminal) go through
+`InertWriter.own`, which writes only the codes it knows.
 
 JSON escapes every control character (C0, DEL, C1, line and paragraph separators) as `\\uXXXX`: inert, and still
 exactly the text. Exports escape them visibly (`visible`: ESC becomes the four characters `\\x1b`), so a reader
@@ -43,16 +43,18 @@ from console.secrets import redact, redact_data
 from console.ui.format import cell_width, elide_end, elide_middle, human_bytes
 
 __all__ = ["Col", "InertWriter", "cell", "human_bytes", "installed", "json_text", "print_json", "print_table",
-           "stdout_closed", "table_width", "to_jsonable", "visible"]
+           "rewrite_line", "stdout_closed", "styled", "table_width", "to_jsonable", "visible"]
 
 BOLD, PLAIN = "\x1b[1m", "\x1b[0m"
-_OWN_CODES = frozenset({BOLD, PLAIN})
+REWRITE = "\r\x1b[2K"  # back to the start of the line and clear it: a progress line rewritten in place
+_OWN_CODES = frozenset({BOLD, PLAIN, REWRITE})
 NOT_A_TTY_WIDTH = 80
 GAP = "  "
 # An escape sequence still open at the end of a write waits for the next write (a model streams OSC 52 over
 # several tokens), at most this many characters; past that it is dropped like any unterminated sequence.
 MAX_CARRY = 4096
 _INTRODUCERS = "\x1b\x90\x98\x9b\x9d\x9e\x9f"
+_ANY_INTRODUCER = re.compile(f"[{_INTRODUCERS}]")
 _OPEN_CSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*")
 _STRING_STARTS = ("\x1b]", "\x1bP", "\x1bX", "\x1b^", "\x1b_", "\x90", "\x98", "\x9d", "\x9e", "\x9f")
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
@@ -93,14 +95,17 @@ class InertWriter(io.TextIOBase):
         if self.raw:
             self._put(self.clean(text))
             return len(text)
+        if not self._carry and not _ANY_INTRODUCER.search(text):  # the common case: nothing can be left open
+            self._put(self.clean(text))
+            return len(text)
         whole = self._carry + text
         cut = _open_tail(whole)
         self._carry = whole[cut:] if cut >= 0 else ""
         self._put(self.clean(whole[:cut] if cut >= 0 else whole))
         return len(text)
 
-    def sgr(self, code: str) -> None:
-        """One of our own styling codes (bold, plain); anything else is refused."""
+    def own(self, code: str) -> None:
+        """One of enginedeck's own codes (bold, plain, rewrite the line); anything else is refused."""
         if code not in _OWN_CODES:
             raise ValueError(f"not one of enginedeck's own codes: {code!r}")
         self._put(code)
@@ -182,11 +187,17 @@ def stdout_closed() -> bool:
 
 
 def styled(out: TextIO, code: str) -> None:
-    """Write one of our own codes where the stream allows it (a plain stream in tests takes it as is)."""
+    """Write one of our own codes (BOLD, PLAIN, REWRITE) past the inert writer (a plain stream takes it as is)."""
     if isinstance(out, InertWriter):
-        out.sgr(code)
+        out.own(code)
     else:
         out.write(code)
+
+
+def rewrite_line(out: TextIO, text: str) -> None:
+    """Replace the terminal's current line with `text` (progress on a terminal); `text` itself stays inert."""
+    styled(out, REWRITE)
+    out.write(text)
 
 
 # -- JSON and exports ----------------------------------------------------------------------------------------------

@@ -138,10 +138,12 @@ class _Progress:
     def __call__(self, p: LevelProgress) -> None:
         if not self.live:
             return
+        from console.commands.output import rewrite_line
+
         if p.phase == "done":
-            self.out.write(f"\r\x1b[2Kc={p.concurrency}: {p.done} requests, {p.errors} errors\n")
+            rewrite_line(self.out, f"c={p.concurrency}: {p.done} requests, {p.errors} errors\n")
         else:
-            self.out.write(f"\r\x1b[2Kc={p.concurrency} {p.phase} {p.done}/{p.total}  errors {p.errors}")
+            rewrite_line(self.out, f"c={p.concurrency} {p.phase} {p.done}/{p.total}  errors {p.errors}")
         self.out.flush()
 
 

@@ -104,9 +104,11 @@ def test_probe_table_keeps_the_verdict_columns_at_80(tmp_path, monkeypatch, synt
         return Sink()
 
     monkeypatch.setattr(Context, "audit", audit)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)  # the live progress line, rewritten in place
     assert main(["probe", LONG_ENGINE, "synthetic", "--levels", "1,2", "--requests", "2", "--max-tokens", "8",
                  "--no-discover"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert re.search(r"\r\x1b\[2Kc=2: \d+ requests, 0 errors\n", err)
     rows = lines(out)
     start = next(i for i, line in enumerate(rows) if line.lstrip().startswith("C "))
     end = next(i for i, line in enumerate(rows) if line.startswith("Max usable"))
