@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import importlib
 import os
@@ -117,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         gc.enable()
         from console.commands.output import installed
 
-        with installed(raw=args.raw, wide=args.wide):
+        with installed(raw=getattr(args, "raw", False), wide=getattr(args, "wide", False)):
             return asyncio.run(ctx.run(handler(args, ctx)))
     except EngineDeckError as exc:
         return _fail(str(exc))
@@ -125,10 +124,8 @@ def _run(args: argparse.Namespace) -> int:
         print("enginedeck: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError as exc:
-        # A reader of stdout that goes away is handled where stdout is written (commands/output.py), and the
-        # command still exits with its own status; this is some other pipe, and the command did not finish.
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # A reader of stdout or stderr that goes away is handled where they are written (commands/output.py),
+        # and the command still exits with its own status; this is some other pipe: the command did not finish.
         return _fail(f"a pipe closed early: {exc}")
     except Exception as exc:  # the last line of defence: a person gets one line, a developer can ask for more
         if os.environ.get("ENGINEDECK_DEBUG"):
