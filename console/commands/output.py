@@ -59,6 +59,7 @@ _OPEN_CSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*")
 _STRING_STARTS = ("\x1b]", "\x1bP", "\x1bX", "\x1b^", "\x1b_", "\x90", "\x98", "\x9d", "\x9e", "\x9f")
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
 _VISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CELL_SPACE = re.compile(r"[\t\n]")  # a cell stays on its line and in its column
 
 
 # -- the writer ----------------------------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ def cell(value: Any) -> str:
         return f"{value:.2f}"
     if isinstance(value, enum.Enum):
         return str(value.value)
-    return " ".join(neutralise(str(value)).split("\n"))
+    return _CELL_SPACE.sub(" ", neutralise(str(value)))
 
 
 def _layout(cols: Sequence[Col], natural: Sequence[int], width: int) -> tuple[list[int], list[int]]:
