@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# At 80 columns the names give way first (elided in the middle), then the columns with the lowest `keep`.
-ENGINE_COLUMNS = (Col("NAME", "middle", keep=9, min=12), Col("URL", "middle", keep=3, min=16),
+# At 80 columns the names give way first (elided in the middle), then the columns with the lowest `keep`. An
+# engine's name is what other commands take, so it keeps room for the names enginedeck makes (kind@host:port).
+ENGINE_COLUMNS = (Col("NAME", "middle", keep=9, min=24), Col("URL", "middle", keep=3, min=16),
                   Col("KIND", keep=7), Col("VERSION", "end", keep=4, min=8), Col("HEALTH", keep=8),
-                  Col("LATENCY", keep=5, right=True), Col("ERROR", "wrap", keep=6, min=24))
+                  Col("LATENCY", keep=5, right=True), Col("ERROR", "wrap", keep=6, min=20))
 MODEL_COLUMNS = (Col("ENGINE", "middle", keep=8, min=12), Col("MODEL", "middle", keep=9, min=16),
                  Col("SIZE", keep=6, right=True), Col("PARAMS", keep=3), Col("QUANT", keep=4),
                  Col("CONTEXT", keep=5, right=True), Col("STATUS", keep=7))

@@ -143,7 +143,7 @@ async def test_delete_messages_from(store):
 
 
 async def test_a_huge_message_of_one_repeated_word_is_searched_at_once(store):
-    # FTS5's snippet() is quadratic in the hits of a row: 40 000 of them took ~16 s here, 1 MB of them ~570 s.
+    # FTS5's snippet() is quadratic in the hits of a row: 40 000 of them took 20 s here, 1 MB of them ~570 s.
     s = await store.sessions.create(title="huge")
     mid = await store.sessions.add_message(s.id, "user", "word " * 40_000)
     started = time.perf_counter()
