@@ -176,3 +176,20 @@ def test_exports_keep_the_text_with_controls_escaped_visibly(hostile_history, tm
 def test_raw_gives_the_bytes_to_whoever_asks(hostile_history, tmp_path):
     out, _, code = enginedeck("pipe", "history", "show", "1", "--raw", tmp_path=tmp_path)
     assert code == 0 and HOSTILE_REPLY in out
+
+
+def test_raw_output_still_redacts_secrets():
+    import io
+
+    from console import secrets
+    from console.commands.output import InertWriter
+
+    secrets.remember("sk-raw-secret-123456")
+    try:
+        sink = io.StringIO()
+        writer = InertWriter(sink, raw=True)
+        writer.write("key \x1b[31msk-raw-secret-123456\x1b[0m\n")
+        writer.finish()
+        assert sink.getvalue() == "key \x1b[31m[redacted]\x1b[0m\n"
+    finally:
+        secrets.forget_all()
