@@ -47,6 +47,9 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     add_global_options(common, suppress=True)
     common.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    common.add_argument("--raw", action="store_true",
+                        help="print model and log text as received, control sequences included (default: inert)")
+    common.add_argument("--wide", action="store_true", help="tables show every column whole, however wide")
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
@@ -111,16 +114,19 @@ def _run(args: argparse.Namespace) -> int:
 
             return run_tui(ctx)
         gc.enable()
-        return asyncio.run(ctx.run(handler(args, ctx)))
+        from console.commands.output import installed
+
+        with installed(raw=getattr(args, "raw", False), wide=getattr(args, "wide", False)):
+            return asyncio.run(ctx.run(handler(args, ctx)))
     except EngineDeckError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         print("enginedeck: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # stdout closed early (`enginedeck logs ... | head`): not an error worth a message.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    except BrokenPipeError as exc:
+        # A reader of stdout or stderr that goes away is handled where they are written (commands/output.py),
+        # and the command still exits with its own status; this is some other pipe: the command did not finish.
+        return _fail(f"a pipe closed early: {exc}")
     except Exception as exc:  # the last line of defence: a person gets one line, a developer can ask for more
         if os.environ.get("ENGINEDECK_DEBUG"):
             raise

@@ -8,6 +8,12 @@ last second of text and never a committed message.
 The store is a recorder, not a dependency: if it cannot be written (full disk, read-only file), the turn goes
 on in memory and says so in `store_warning`.
 
+Before anything is written, a turn checks the model against the engine: a name the engine does not list is
+refused (llama-server answers any name with its one model, and the reply would be saved under a model that
+never produced it), and under --read-only a model that is not loaded is refused, because asking it would load
+it and might evict another (the probe is refused for the same reason). The TUI and `enginedeck chat` both get
+these refusals from here.
+
 Streaming is an async iterator of the engine's own `ChatEvent`s, so a Textual worker or the CLI consumes it
 with `async for` and reads the running text and figures from the `Turn`.
 """
@@ -21,14 +27,26 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from console.engines.base import ChatEvent, ChatMessage, ChatRequest, Engine, EventKind, Op, TokenSource, Usage
-from console.errors import EngineDeckError, EngineError, StoreError
+from console.engines.base import (
+    ChatEvent,
+    ChatMessage,
+    ChatRequest,
+    Engine,
+    EventKind,
+    LoadedModel,
+    ModelInfo,
+    Op,
+    TokenSource,
+    Usage,
+)
+from console.errors import EngineDeckError, EngineError, NotFoundError, ReadOnlyError, StoreError
 
 if TYPE_CHECKING:
     from console.store.db import Store
 
 T = TypeVar("T")
 FLUSH_INTERVAL_S = 1.0
+MODELS_NAMED = 5  # models named in the "does not serve" refusal
 TITLE_CHARS = 60
 _FIRST_TOKEN_KINDS = (EventKind.CONTENT, EventKind.REASONING, EventKind.TOOL_CALL)
 
@@ -100,8 +118,9 @@ class Conversation:
 
     def __init__(self, store: Store | None, *, model: str, engine: str | None = None,
                  system_prompt: str | None = None, params: ChatParams | None = None,
-                 flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+                 flush_interval_s: float = FLUSH_INTERVAL_S, read_only: bool = False) -> None:
         self.store = store
+        self.read_only = read_only
         self.engine = engine
         self.model = model
         self.system_prompt = system_prompt
@@ -112,13 +131,15 @@ class Conversation:
         self.entries: list[Entry] = []
         self.store_warning: str | None = None
         self._saved_settings: tuple[Any, ...] | None = None
+        self._served: set[tuple[str, str]] = set()  # (engine, model) pairs the engine was seen to list
 
     @classmethod
-    async def resume(cls, store: Store, session_id: int, *, flush_interval_s: float = FLUSH_INTERVAL_S
-                     ) -> Conversation:
+    async def resume(cls, store: Store, session_id: int, *, flush_interval_s: float = FLUSH_INTERVAL_S,
+                     read_only: bool = False) -> Conversation:
         session = await store.sessions.require(session_id)
         conv = cls(store, model=session.model or "", engine=session.engine, system_prompt=session.system_prompt,
-                   params=ChatParams.from_mapping(session.params), flush_interval_s=flush_interval_s)
+                   params=ChatParams.from_mapping(session.params), flush_interval_s=flush_interval_s,
+                   read_only=read_only)
         conv.session_id, conv.title = session.id, session.title
         conv._saved_settings = conv._settings()
         for m in await store.sessions.messages(session_id):
@@ -152,6 +173,34 @@ class Conversation:
         p = self.params
         return ChatRequest(model=self.model, messages=tuple(messages), temperature=p.temperature, top_p=p.top_p,
                            max_tokens=p.max_tokens, context_length=p.context_length, keep_alive=p.keep_alive)
+
+    async def check_model(self, engine: Engine) -> None:
+        """Refuse, before anything is sent or written, a model `engine` does not list and, read-only, one it has
+        not loaded. A list the engine cannot give (or an empty one) is no reason to refuse a chat; under
+        --read-only, not knowing what is loaded is."""
+        model = self.model
+        if (engine.name, model) not in self._served:
+            try:
+                served = await engine.list_models() if engine.capabilities.supports(Op.LIST) else []
+            except EngineError:
+                served = []  # the chat request itself will say what is wrong with the engine
+            if served and not any(_same_model(engine, model, m) for m in served):
+                names = ", ".join(m.name for m in served[:MODELS_NAMED])
+                more = f" and {len(served) - MODELS_NAMED} more" if len(served) > MODELS_NAMED else ""
+                raise NotFoundError(f"does not serve a model named {model!r} (it serves {names}{more})",
+                                    engine=engine.name, hint="pick one from `enginedeck models`")
+            self._served.add((engine.name, model))
+        if self.read_only:
+            try:
+                loaded = await engine.loaded_models()
+            except EngineError as exc:
+                raise ReadOnlyError(f"chat refused under --read-only: cannot tell whether {model!r} is loaded on "
+                                    f"{engine.name} ({exc})", hint="try again, or run without --read-only") from None
+            if not any(_same_model(engine, model, m) for m in loaded):
+                raise ReadOnlyError(
+                    f"chat refused under --read-only: {model!r} is not loaded on {engine.name}, and asking it "
+                    "would load it (and may evict another model)",
+                    hint="chat with a loaded model (`enginedeck ps`), or run without --read-only")
 
     def _last_user_index(self) -> int:
         for i in range(len(self.entries) - 1, -1, -1):
@@ -268,6 +317,7 @@ class Turn:
     async def _run(self) -> AsyncIterator[ChatEvent]:
         conv = self.conversation
         self.engine.capabilities.require(Op.CHAT, self.engine.name)  # before anything is written
+        await conv.check_model(self.engine)
         conv.engine = self.engine.name
         if self.mode == "regenerate":
             await conv._drop_from(conv._last_user_index() + 1)
@@ -374,6 +424,17 @@ class _Counter:
         span_ns = (self.last_ns or 0) - (self.first_ns or 0)
         if figures.tokens_out and figures.tokens_out > 1 and span_ns > 0:
             figures.tok_s = (figures.tokens_out - 1) / (span_ns / 1e9)
+
+
+def _same_model(engine: Engine, name: str, model: ModelInfo | LoadedModel) -> bool:
+    """`name` names `model` on `engine`: its name or one of its aliases; for Ollama, without the `:latest` tag
+    and without case, as Ollama itself reads names."""
+    if engine.kind == "ollama":
+        from console.engines.ollama import same_model  # loaded already: the engine is an OllamaEngine
+
+        return same_model(name, model.name)
+    aliases = model.details.get("aliases")
+    return name == model.name or (isinstance(aliases, list | tuple) and name in aliases)
 
 
 def _title(prompt: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.commands.logs import add_key_options, read_key
-from console.commands.output import print_json, print_table, to_jsonable
+from console.commands.output import Col, print_json, print_table, to_jsonable
 from console.errors import AuditError
 from console.logs.sanitize import neutralise
 
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 # The audit modules are imported when the command runs: `enginedeck` builds every parser at start-up.
 # Line numbers listed in text output before "and N more" (all of them are in --json).
 MAX_LISTED = 50
+# At 80 columns: what was done to what, and how it ended, stay; where from and how long go first.
+AUDIT_COLUMNS = (Col("seq", keep=9, right=True), Col("time", keep=6), Col("user", "middle", keep=5, min=8),
+                 Col("from", "middle", keep=2, min=12), Col("action", keep=8), Col("engine", "middle", keep=6, min=12),
+                 Col("target", "middle", keep=7, min=14), Col("result", "wrap", keep=8, min=14),
+                 Col("took", keep=3, right=True))
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -115,7 +120,7 @@ async def list_events(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json([{**e.body(), "hash": e.hash} for e in events])
         return 0
-    print_table(("seq", "time", "user", "from", "action", "engine", "target", "result", "took"),
+    print_table(AUDIT_COLUMNS,
                 [(e.seq, datetime.fromtimestamp(e.ts).astimezone().strftime("%Y-%m-%d %H:%M:%S"), e.os_user,
                   e.ssh_origin, e.action, e.engine, e.target, e.result,
                   None if e.duration_s is None else f"{e.duration_s:.2f}s") for e in events])

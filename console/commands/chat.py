@@ -1,7 +1,8 @@
 """`enginedeck chat ENGINE MODEL ["prompt"]`: one streamed turn, saved to the history as it arrives.
 
-The reply goes to stdout as it streams (neutralised when stdout is a terminal, the engine's bytes when piped);
-reasoning and the figures line go to stderr, so `enginedeck chat ... > answer.txt` keeps only the answer.
+The reply goes to stdout as it streams, inert (control sequences removed: see commands/output.py) whether stdout
+is a terminal, a pipe or a file, unless --raw; reasoning and the figures line go to stderr, so
+`enginedeck chat ... > answer.txt` keeps only the answer.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from console.engines.base import EventKind
 from console.errors import EngineDeckError, StoreError
-from console.logs.sanitize import neutralise, one_line
+from console.logs.sanitize import one_line
 
 if TYPE_CHECKING:
     from console.commands.context import Context
@@ -66,13 +67,14 @@ async def _conversation(args: argparse.Namespace, ctx: Context) -> tuple[Convers
     if args.session is not None:
         if store is None:
             raise EngineDeckError("--session needs the history", hint="drop --no-save")
-        conv = await Conversation.resume(store, args.session)
+        conv = await Conversation.resume(store, args.session, read_only=ctx.config.read_only)
         conv.model = args.model
         conv.params = conv.params.merged(params)
         if args.system is not None:
             conv.system_prompt = args.system
         return conv, warning
-    return Conversation(store, model=args.model, system_prompt=args.system, params=params), warning
+    return Conversation(store, model=args.model, system_prompt=args.system, params=params,
+                        read_only=ctx.config.read_only), warning
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -81,7 +83,6 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
     engine = await ctx.engine(args.engine)
     turn = conv.send(engine, prompt)
     out, err = sys.stdout, sys.stderr
-    clean_out, clean_err = out.isatty(), err.isatty()
     if warning:
         print(f"enginedeck: {one_line(warning)}", file=err)
     thinking = False  # reasoning is on stderr and has not been closed with a newline yet
@@ -92,9 +93,9 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
                 continue
             if event.kind is EventKind.CONTENT:
                 thinking = _end_thinking(err, thinking)
-                _write(out, event.text, clean_out)
+                _write(out, event.text)
             elif event.kind is EventKind.REASONING:
-                _write(err, event.text, clean_err)
+                _write(err, event.text)
                 thinking = not event.text.endswith("\n")
     _end_thinking(err, thinking)
     if args.json:
@@ -110,8 +111,8 @@ def _end_thinking(err: TextIO, thinking: bool) -> bool:
     return False
 
 
-def _write(stream: TextIO, text: str, clean: bool) -> None:
-    stream.write(neutralise(text) if clean else text)
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(text)
     stream.flush()
 
 

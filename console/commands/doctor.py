@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from console.commands.output import print_json, print_table
+from console.commands.output import Col, print_json, print_table
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,8 @@ async def run(args: argparse.Namespace, ctx: Any) -> int:
         print_json({"ok": not failed, "checks": checks})
     else:
         marks = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": "info"}
-        print_table(["check", "status", "detail"], [(c.name, marks[c.status], c.detail) for c in checks])
+        columns = [Col("check", "end", keep=9, min=16), Col("status", keep=10), Col("detail", "wrap", keep=8, min=30)]
+        print_table(columns, [(c.name, marks[c.status], c.detail) for c in checks])
         if failed:
             print("doctor: some checks failed", file=sys.stderr)
     return 1 if failed else 0

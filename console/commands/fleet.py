@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from console.commands.output import human_bytes, print_json, print_table, to_jsonable
+from console.commands.output import Col, human_bytes, print_json, print_table, to_jsonable
 from console.engines.poll import DEFAULT_DEADLINE_S
 from console.logs.sanitize import one_line
 from console.ui.format import expires_in, vram_split
@@ -25,6 +25,18 @@ if TYPE_CHECKING:
     from console.engines.registry import EngineEntry
 
 T = TypeVar("T")
+
+# At 80 columns the names give way first (elided in the middle), then the columns with the lowest `keep`. An
+# engine's name is what other commands take, so it keeps room for the names enginedeck makes (kind@host:port).
+ENGINE_COLUMNS = (Col("NAME", "middle", keep=9, min=24), Col("URL", "middle", keep=3, min=16),
+                  Col("KIND", keep=7), Col("VERSION", "end", keep=4, min=8), Col("HEALTH", keep=8),
+                  Col("LATENCY", keep=5, right=True), Col("ERROR", "wrap", keep=6, min=20))
+MODEL_COLUMNS = (Col("ENGINE", "middle", keep=8, min=12), Col("MODEL", "middle", keep=9, min=16),
+                 Col("SIZE", keep=6, right=True), Col("PARAMS", keep=3), Col("QUANT", keep=4),
+                 Col("CONTEXT", keep=5, right=True), Col("STATUS", keep=7))
+PS_COLUMNS = (Col("ENGINE", "middle", keep=8, min=12), Col("MODEL", "middle", keep=9, min=16),
+              Col("SIZE", keep=5, right=True), Col("VRAM", keep=6), Col("CONTEXT", keep=4, right=True),
+              Col("UNTIL/STATUS", keep=7))
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -71,7 +83,7 @@ async def run_engines(args: argparse.Namespace, ctx: Context) -> int:
     elif not rows:
         sys.stdout.write(no_engine_message(ctx))
     else:
-        print_table(("NAME", "URL", "KIND", "VERSION", "HEALTH", "LATENCY", "ERROR"), (
+        print_table(ENGINE_COLUMNS, (
             (r["name"], r["url"], r["kind"], r["version"], r["health"],
              None if r["latency_ms"] is None else f"{r['latency_ms']:.0f} ms",
              (r["error"] or r["reason"] or "").removeprefix(f"{r['name']}: ") or None)
@@ -146,7 +158,7 @@ def _finish(args: argparse.Namespace, errors: list[dict[str, str]], answered: in
 
 
 async def _list_view(args: argparse.Namespace, ctx: Context, call: Callable[[Engine], Awaitable[list[T]]],
-                     key: str, headers: tuple[str, ...], row: Callable[[Engine, T], tuple[Any, ...]]) -> int:
+                     key: str, headers: tuple[Col, ...], row: Callable[[Engine, T], tuple[Any, ...]]) -> int:
     """`models` and `ps`: the items of ENGINE or of every engine, as JSON under `key` or as a table."""
     gathered = await _gather(args, ctx, call)
     if gathered is None:
@@ -166,7 +178,7 @@ def _row_json(engine: Engine, item: ModelInfo | LoadedModel) -> dict[str, Any]:
 async def run_models(args: argparse.Namespace, ctx: Context) -> int:
     return await _list_view(
         args, ctx, lambda e: e.list_models(), "models",
-        ("ENGINE", "MODEL", "SIZE", "PARAMS", "QUANT", "CONTEXT", "STATUS"),
+        MODEL_COLUMNS,
         lambda e, m: (e.name, m.name, human_bytes(m.size) if m.size else None, m.parameter_size, m.quantization,
                       m.context_length, m.status))
 
@@ -174,7 +186,7 @@ async def run_models(args: argparse.Namespace, ctx: Context) -> int:
 async def run_ps(args: argparse.Namespace, ctx: Context) -> int:
     return await _list_view(
         args, ctx, lambda e: e.loaded_models(), "loaded",
-        ("ENGINE", "MODEL", "SIZE", "VRAM", "CONTEXT", "UNTIL/STATUS"),
+        PS_COLUMNS,
         lambda e, m: (e.name, m.name, human_bytes(m.size) if m.size else None, _vram(m), m.context_length,
                       expires_in(m.expires_at) if m.expires_at else m.status))
 

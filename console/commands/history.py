@@ -1,29 +1,45 @@
 """`enginedeck history list|show|search|export|import|rename|archive|unarchive|delete`.
 
-Text from the history (titles, messages) came from models: it is neutralised whenever it goes to a terminal.
-Exports written to a file or a pipe keep the exact text.
+Text from the history (titles, messages) came from models. What these commands print is inert wherever it goes
+(commands/output.py); a Markdown export escapes control characters visibly (ESC as `\x1b`), a JSON export
+escapes them as JSON does (`\u001b`), so it still holds exactly the text and imports back unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from console.commands.output import print_json, print_table
+from console.commands.output import (
+    BOLD,
+    PLAIN,
+    Col,
+    cell,
+    json_text,
+    print_json,
+    print_table,
+    styled,
+    table_width,
+    visible,
+)
 from console.errors import EngineDeckError, StoreError
-from console.logs.sanitize import neutralise, one_line
+from console.logs.sanitize import one_line
+from console.ui.format import cell_width, elide_end
 
 if TYPE_CHECKING:
     from console.commands.context import Context
     from console.store.sessions import Message, SearchHit, Session
 
-BOLD, PLAIN = "\x1b[1m", "\x1b[0m"
 HIT_MARKS = ("«", "»")
+AFTER_HIT = 20  # columns of a snippet kept after its first hit when the line must be cut
+_SPACES = re.compile(r"\s+")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -43,11 +59,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a = hs.add_parser("search", parents=[common], help="full-text search over every message")
     a.add_argument("query", metavar="QUERY", help='words must all appear; "quoted phrase", prefix*, a OR b')
     a.add_argument("--limit", type=int, default=20, metavar="N")
+    a.add_argument("--time-limit", dest="time_limit", type=_positive_seconds, metavar="SECONDS",
+                   help="stop the search after this long and show what it found, exit 1 (default 5)")
     a.set_defaults(handler=search)
 
     a = hs.add_parser("export", parents=[common], help="a session as Markdown (front-matter) or JSON")
     a.add_argument("id", type=int, metavar="ID")
-    a.add_argument("--format", choices=("md", "json"), default="md")
+    a.add_argument("--format", choices=("md", "json"), default="md", help="md (default), or json (as --json)")
     a.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     a.set_defaults(handler=export)
 
@@ -79,10 +97,6 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
 
 
-def _safe(text: str, out: TextIO) -> str:
-    return neutralise(text) if out.isatty() else text
-
-
 def _session_json(s: Session) -> dict[str, Any]:
     return {"id": s.id, "title": s.title, "engine": s.engine, "model": s.model, "system_prompt": s.system_prompt,
             "params": dict(s.params), "created_at": _iso(s.created_at), "updated_at": _iso(s.updated_at),
@@ -111,7 +125,9 @@ async def list_sessions(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print_json([_session_json(s) for s in sessions])
         return 0
-    print_table(["id", "updated (UTC)", "messages", "engine", "model", "title"],
+    print_table([Col("id", right=True, keep=9), Col("updated (UTC)", keep=3), Col("messages", right=True, keep=2),
+                 Col("engine", "middle", keep=4, min=12), Col("model", "middle", keep=6, min=16),
+                 Col("title", "end", keep=8, min=16)],
                 [(s.id, _when(s.updated_at), s.message_count, s.engine, s.model, s.title) for s in sessions])
     return 0
 
@@ -124,16 +140,16 @@ async def show(args: argparse.Namespace, ctx: Context) -> int:
         print_json({"session": _session_json(session), "messages": [_message_json(m) for m in messages]})
         return 0
     out = sys.stdout
-    out.write(f"session {session.id}: {_safe(session.title, out)}\n")
-    out.write(f"{_safe(session.engine or '—', out)} · {_safe(session.model or '—', out)} · "
+    out.write(f"session {session.id}: {session.title}\n")
+    out.write(f"{session.engine or '—'} · {session.model or '—'} · "
               f"{json.dumps(dict(session.params)) if session.params else 'default parameters'}\n")
     if session.system_prompt:
-        out.write(f"system: {_safe(session.system_prompt, out)}\n")
+        out.write(f"system: {session.system_prompt}\n")
     for m in messages:
         out.write(f"\n[{m.role} · {_when(m.created_at)}]\n")
         if m.reasoning:
-            out.write(f"(reasoning) {_safe(m.reasoning, out)}\n")
-        out.write(_safe(m.content, out).rstrip("\n") + "\n")
+            out.write(f"(reasoning) {m.reasoning}\n")
+        out.write(m.content.rstrip("\n") + "\n")
         if m.role == "assistant":
             out.write(f"  {figures_line(m)}\n")
             if m.error:
@@ -141,38 +157,91 @@ async def show(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def marked(hit: SearchHit, *, tty: bool) -> str:
-    """The snippet with its hits marked: bold on a terminal, «guillemets» otherwise (or with NO_COLOR).
-
-    The snippet is neutralised first and only our own two codes are added, so nothing in it can act on the
-    terminal.
-    """
-    opening, closing = (BOLD, PLAIN) if tty and not os.environ.get("NO_COLOR") else HIT_MARKS
-    parts, pos = [], 0
+def marked(hit: SearchHit, width: int | None) -> list[tuple[str, bool]]:
+    """The snippet on one line as (text, is a hit) pieces, cut to `width` columns (None: whole): the start gives
+    way first when the first hit would not show, then the end."""
+    pieces: list[tuple[str, bool]] = []
+    pos = 0
     for start, end in hit.hits:
-        parts += [hit.snippet[pos:start], opening, hit.snippet[start:end], closing]
+        pieces += [(hit.snippet[pos:start], False), (hit.snippet[start:end], True)]
         pos = end
-    parts.append(hit.snippet[pos:])
-    if not tty:
-        return "".join(parts).replace("\n", " ")
-    return "".join(neutralise(p) if i % 2 == 0 else p for i, p in enumerate(parts)).replace("\n", " ")
+    pieces.append((hit.snippet[pos:], False))
+    pieces = [(_SPACES.sub(" ", cell(text)), is_hit) for text, is_hit in pieces]
+    if width is None or sum(cell_width(text) for text, _ in pieces) <= width:
+        return pieces
+    if len(pieces) > 1:  # pieces[1] is the first hit: keep it and a little of what follows in view
+        lead, first = cell_width(pieces[0][0]), cell_width(pieces[1][0])
+        excess = lead + first + min(AFTER_HIT, width // 4) - width
+        if excess > 0:
+            pieces[0] = ("…" + _take_end(pieces[0][0], max(0, lead - excess - 1)), False)
+    kept: list[tuple[str, bool]] = []
+    room = width - 1  # for the … that says the snippet goes on
+    for text, is_hit in pieces:
+        if cell_width(text) > room:
+            kept.append((elide_end(text, room + 1)[:-1], is_hit))
+            return [*kept, ("…", False)]
+        kept.append((text, is_hit))
+        room -= cell_width(text)
+    return kept
+
+
+def _take_end(text: str, width: int) -> str:
+    """The end of `text` that fits `width` columns."""
+    while cell_width(text) > width:
+        text = text[max(1, len(text) - width):] if text.isascii() else text[1:]
+    return text
+
+
+def _write_marked(out: TextIO, pieces: list[tuple[str, bool]], *, bold: bool) -> None:
+    """Hits in bold on a terminal (our own two codes, the text stays inert), «guillemets» otherwise."""
+    for text, is_hit in pieces:
+        if not is_hit:
+            out.write(text)
+        elif bold:
+            styled(out, BOLD)
+            out.write(text)
+            styled(out, PLAIN)
+        else:
+            out.write(HIT_MARKS[0] + text + HIT_MARKS[1])
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
 
 
 async def search(args: argparse.Namespace, ctx: Context) -> int:
     store = await ctx.store()
-    hits = await store.sessions.search(args.query, limit=args.limit)
+    hits = await store.sessions.search(args.query, limit=args.limit, time_limit_s=args.time_limit)
     if args.json:
         print_json([{"message_id": h.message_id, "session_id": h.session_id, "session_title": h.session_title,
                      "role": h.role, "created_at": _iso(h.created_at), "snippet": h.snippet,
                      "hits": [list(span) for span in h.hits]} for h in hits])
-        return 0
-    tty = sys.stdout.isatty()
-    for h in hits:
-        title = neutralise(h.session_title) if tty else h.session_title
-        print(f"{h.session_id}/{h.message_id}  {_when(h.created_at)}  {h.role:<9}  {title}")
-        print(f"    {marked(h, tty=tty)}")
-    if not hits:
-        print("no match", file=sys.stderr)
+    else:
+        out = sys.stdout
+        width = table_width()
+        bold = out.isatty() and not os.environ.get("NO_COLOR")
+        for h in hits:
+            where = f"{h.session_id}/{h.message_id}  {_when(h.created_at)}  {h.role:<9}  "
+            title = cell(h.session_title)
+            if width is not None:
+                title = elide_end(title, max(10, width - cell_width(where)))
+            out.write(f"{where}{title}\n    ")
+            # Marks take room too: 2 columns per hit when they are guillemets.
+            _write_marked(out, marked(h, None if width is None else max(10, width - 4 - 2 * (not bold) * len(h.hits))),
+                          bold=bold)
+            out.write("\n")
+        if not hits and hits.complete:
+            print("no match", file=sys.stderr)
+    if not hits.complete:
+        print(f"enginedeck: the search stopped at its time limit with {len(hits)} hits; narrow the query, "
+              "or give it more time with --time-limit SECONDS", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -200,13 +269,16 @@ def to_markdown(doc: dict[str, Any]) -> str:
                                                    else ""), ""]
             if m.get("error"):
                 lines += [f"> error: {one_line(m['error'])}", ""]
-    return "\n".join(lines)
+    # What a model wrote stays as text, but its control characters are written out (`\x1b`): a reader who
+    # `cat`s the file sees that something was there, and the terminal acts on none of it.
+    return visible("\n".join(lines))
 
 
 async def export(args: argparse.Namespace, ctx: Context) -> int:
     store = await ctx.store()
     doc = await store.sessions.export(args.id)
-    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n" if args.format == "json" else to_markdown(doc)
+    as_json = args.format == "json" or args.json
+    text = json_text(doc) + "\n" if as_json else to_markdown(doc)
     if args.output is not None:
         try:
             args.output.write_text(text, encoding="utf-8")
@@ -214,7 +286,7 @@ async def export(args: argparse.Namespace, ctx: Context) -> int:
             raise EngineDeckError(f"cannot write {args.output}: {exc.strerror}") from None
         print(f"exported session {args.id} to {args.output}", file=sys.stderr)
     else:
-        sys.stdout.write(_safe(text, sys.stdout))
+        sys.stdout.write(text)
     return 0
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from console.commands.output import stdout_closed
 from console.logs.sanitize import neutralise
 
 # The log and audit modules are imported when the command runs: `enginedeck` builds every parser at start-up.
@@ -88,6 +89,8 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
             out.write(_json_line(event) if args.json else _text_line(event, show_source))
         if not args.no_follow:
             out.flush()
+        if stdout_closed():  # `enginedeck logs -f ... | head`: nobody reads any more
+            break
     return 1 if failed else 0
 
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.actions import ActionCancelledError
-from console.commands.output import human_bytes, print_json
+from console.commands.output import human_bytes, print_json, rewrite_line
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 
@@ -201,7 +201,7 @@ class _Progress:
         pct = int(100 * p.completed / p.total) if p.total and p.completed is not None else None
         line = status if pct is None else f"{status} {pct:3d}% {human_bytes(p.completed)}/{human_bytes(p.total)}"
         if self.tty:
-            self.out.write("\r\x1b[2K" + line)
+            rewrite_line(self.out, line)
             self.pending = True
         else:
             # Without a terminal, one line per status and per 10% step keeps a log readable.

@@ -138,10 +138,12 @@ class _Progress:
     def __call__(self, p: LevelProgress) -> None:
         if not self.live:
             return
+        from console.commands.output import rewrite_line
+
         if p.phase == "done":
-            self.out.write(f"\r\x1b[2Kc={p.concurrency}: {p.done} requests, {p.errors} errors\n")
+            rewrite_line(self.out, f"c={p.concurrency}: {p.done} requests, {p.errors} errors\n")
         else:
-            self.out.write(f"\r\x1b[2Kc={p.concurrency} {p.phase} {p.done}/{p.total}  errors {p.errors}")
+            rewrite_line(self.out, f"c={p.concurrency} {p.phase} {p.done}/{p.total}  errors {p.errors}")
         self.out.flush()
 
 
@@ -216,7 +218,7 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
 # -- stored runs ------------------------------------------------------------------------------------------
 
 async def _history(args: argparse.Namespace, ctx: Context) -> int:
-    from console.commands.output import print_json, print_table
+    from console.commands.output import Col, print_json, print_table
 
     runs = await (await ctx.store()).probes.recent(limit=args.limit)
     if args.json:
@@ -231,7 +233,9 @@ async def _history(args: argparse.Namespace, ctx: Context) -> int:
         print("no probe runs yet: run `enginedeck probe ENGINE MODEL`")
         return 0
     print_table(
-        ["ID", "STARTED", "ENGINE", "MODEL", "STATUS", "LEVELS", "MAX USABLE", "KNEE"],
+        [Col("ID", keep=9, right=True), Col("STARTED", keep=5), Col("ENGINE", "middle", keep=7),
+         Col("MODEL", "middle", keep=8, min=14), Col("STATUS", keep=6), Col("LEVELS", "end", keep=3, min=8),
+         Col("MAX USABLE", keep=9, right=True), Col("KNEE", keep=6, right=True)],
         [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status,
           ",".join(str(n) for n in (r.params or {}).get("levels", [])),
           (r.verdict or {}).get("max_usable_concurrency"), (r.verdict or {}).get("knee")] for r in runs],
@@ -254,7 +258,7 @@ async def _show(args: argparse.Namespace, ctx: Context, run_id: int) -> int:
 
 
 async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int) -> int:
-    from console.commands.output import print_json, print_table
+    from console.commands.output import Col, print_json, print_table
 
     a, b = await _load(ctx, a_id), await _load(ctx, b_id)
     rows = compare_rows(a, b)
@@ -265,7 +269,11 @@ async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int)
     print(f"B = run {b.run_id}: {_who(b)}")
     print(f"max usable concurrency: A {_v(a.verdict.max_usable_concurrency)}  B {_v(b.verdict.max_usable_concurrency)}"
           f"   knee: A {_v(a.verdict.knee)}  B {_v(b.verdict.knee)}")
-    headers = ["C", "TTFT p90 A", "B", "Δ", "TOK/S A", "B", "Δ", "DECODE p10 A", "B", "Δ", "ERR A", "B"]
+    # A figure's A, B and Δ share a priority, so at 80 columns a figure goes whole (rightmost first).
+    headers = [Col("C", keep=10, right=True),
+               *(Col(h, keep=keep, right=True) for keep, group in (
+                   (8, ("TTFT p90 A", "B", "Δ")), (6, ("TOK/S A", "B", "Δ")), (5, ("DECODE p10 A", "B", "Δ")),
+                   (9, ("ERR A", "B"))) for h in group)]
     table = []
     for r in rows:
         table.append([
@@ -307,6 +315,10 @@ def compare_rows(a: RunView, b: RunView) -> list[dict[str, Any]]:
 
 LEVEL_HEADERS = ["C", "OK", "ERR", "TTFT p50", "p90", "p99", "TPOT p50", "ITL p50", "ITL p99", "DECODE p10",
                  "TOK/S", "REQ/S", "ACHIEVED", "SLO"]
+# The text table: the verdict's figures (TTFT p90, decode p10, errors, SLO) stay at 80 columns; each TTFT
+# column names its figure, since the one before it may be left out. (keep, right-aligned) by LEVEL_HEADERS.
+LEVEL_KEEP = (10, 7, 9, 4, 9, 3, 5, 2, 1, 8, 7, 3, 6, 10)
+LEVEL_TITLES = ("C", "OK", "ERR", "TTFT p50", "TTFT p90", "TTFT p99", *LEVEL_HEADERS[6:])
 
 
 def level_row(f: LevelFigures, passed: bool | None) -> list[str]:
@@ -363,7 +375,11 @@ def _print_view(args: argparse.Namespace, view: RunView, out: TextIO | None = No
         out.write("\n" + "\n".join(f"- {line}" for line in verdict_lines(view)) + "\n")
         return
     out.write(f"{_who(view)} — run {_v(view.run_id)}, {view.status}\n")
-    print_table(LEVEL_HEADERS, [level_row(f, judged.get(f.concurrency)) for f in view.levels], out)
+    from console.commands.output import Col
+
+    columns = [Col(title, keep=keep, right=title != "SLO")
+               for title, keep in zip(LEVEL_TITLES, LEVEL_KEEP, strict=True)]
+    print_table(columns, [level_row(f, judged.get(f.concurrency)) for f in view.levels], out)
     for line in verdict_lines(view):
         out.write(line + "\n")
     for w in view.warnings:

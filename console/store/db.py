@@ -6,6 +6,11 @@ act on (disk full, read-only, corrupt, cannot create the directory), never as a 
 Two enginedeck processes may share the file: WAL lets readers and one writer overlap, `busy_timeout` makes a
 writer wait for the other instead of failing, and every multi-statement write starts with `BEGIN IMMEDIATE`,
 so a transaction never has to upgrade a read lock (the case busy_timeout cannot help with).
+
+Searches do not use the shared connection: `Db.read_bounded` runs them on a read-only connection of their own,
+in a thread, under SQLite's progress handler, so a search past its time limit (or whose caller was cancelled)
+stops within a few thousand VM steps, never holds up a chat's writes behind it, and builds its snippets off
+the event loop.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
@@ -30,7 +37,9 @@ if TYPE_CHECKING:
     from console.store.probes import ProbesRepo
     from console.store.sessions import SessionsRepo
 
+T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
+PROGRESS_STEPS = 1000  # SQLite VM steps between two looks at a bounded read's deadline (~tens of microseconds)
 
 
 def explain(exc: BaseException, doing: str, path: Path | None = None) -> StoreError:
@@ -91,6 +100,9 @@ class Db:
         self.conn = conn
         self.path = path
         self._tx_lock = asyncio.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()  # one bounded read at a time on the read connection
+        self._stops: set[threading.Event] = set()
 
     async def execute(self, sql: str, params: Iterable[Any] = (), *, doing: str = "write to the history",
                       verbatim: bool = False) -> int:
@@ -123,6 +135,68 @@ class Db:
         with guard(doing, self.path):
             async with self.conn.execute(sql, tuple(params)) as cursor:
                 return await cursor.fetchone()
+
+    async def read_bounded(self, sql: str, params: Iterable[Any], each: Callable[[sqlite3.Row], T], *,
+                           time_limit_s: float, doing: str = "read the history") -> tuple[list[T], bool]:
+        """Run a read-only query on the read connection, in a thread, `each(row)` on every row there too.
+
+        Returns (results, finished). Past `time_limit_s`, or once the awaiting task is cancelled, the query is
+        interrupted and the results so far come back with finished False (a cancelled caller gets
+        CancelledError, and the thread stops at the next progress check).
+        """
+        stop = threading.Event()
+        deadline = time.monotonic() + time_limit_s
+        self._stops.add(stop)
+        try:
+            return await asyncio.to_thread(self._read_bounded, sql, tuple(params), each, deadline, stop, doing)
+        finally:
+            stop.set()
+            self._stops.discard(stop)
+
+    def _read_bounded(self, sql: str, params: tuple[Any, ...], each: Callable[[sqlite3.Row], T], deadline: float,
+                      stop: threading.Event, doing: str) -> tuple[list[T], bool]:
+        def halted() -> bool:
+            return stop.is_set() or time.monotonic() > deadline
+
+        results: list[T] = []
+        with self._reader_lock, guard(doing, self.path):
+            if halted():
+                return results, False
+            conn = self._read_connection()
+            conn.set_progress_handler(halted, PROGRESS_STEPS)
+            try:
+                for row in conn.execute(sql, params):
+                    results.append(each(row))
+                    if halted():
+                        return results, False
+            except sqlite3.OperationalError:
+                if halted():  # "interrupted": the progress handler stopped it
+                    return results, False
+                raise
+            finally:
+                conn.set_progress_handler(None, 0)
+        return results, True
+
+    def _read_connection(self) -> sqlite3.Connection:
+        if self._reader is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only = ON")
+            self._reader = conn
+        return self._reader
+
+    async def close_reader(self) -> None:
+        """Stop any bounded read and close the read connection."""
+        for stop in list(self._stops):
+            stop.set()
+        await asyncio.to_thread(self._close_reader)
+
+    def _close_reader(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     @contextlib.asynccontextmanager
     async def transaction(self, doing: str = "write to the history") -> AsyncIterator[Writes]:
@@ -251,4 +325,5 @@ class Store:
 
     async def close(self) -> None:
         with guard("close the history database", self.path):
+            await self.db.close_reader()
             await self.db.conn.close()

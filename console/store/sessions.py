@@ -5,10 +5,13 @@ Text is stored exactly as the engine sent it; making it safe for a terminal is t
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import sqlite3
 import time
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +22,8 @@ ROLES = ("system", "user", "assistant", "tool")
 STATUSES = ("complete", "partial", "cancelled", "error")
 EXPORT_FORMAT = "enginedeck-session"
 EXPORT_VERSION = 1
-# Private-use characters mark hits inside FTS snippets: they cannot clash with markup or terminal codes, and
-# are turned into offsets before anything leaves this module.
-_HIT_OPEN, _HIT_CLOSE = "\ue000", "\ue001"
 SNIPPET_TOKENS = 16
+SEARCH_TIME_LIMIT_S = 5.0  # a search that takes longer stops and returns what it found
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,14 @@ class SearchHit:
     hits: tuple[tuple[int, int], ...] = field(default_factory=tuple)
 
 
+class SearchResult(list[SearchHit]):
+    """The hits, newest first. `complete` is False when the time limit stopped the search early."""
+
+    def __init__(self, hits: Iterable[SearchHit] = (), *, complete: bool = True) -> None:
+        super().__init__(hits)
+        self.complete = complete
+
+
 # Columns a streaming update may set, so callers cannot write arbitrary SQL through keyword names.
 _UPDATABLE = frozenset({"content", "reasoning", "ttft_ms", "tokens_in", "tokens_out", "tok_s", "token_source",
                         "status", "error", "engine", "model"})
@@ -96,13 +105,21 @@ def _message(row: sqlite3.Row) -> Message:
         error=row["error"], params=json.loads(params) if params else None)
 
 
-def fts_query(text: str) -> str:
-    """What a person types, as a safe FTS5 query: each word (or "quoted phrase") must appear; `word*` is a prefix.
+@dataclass(frozen=True)
+class Term:
+    """One thing a query looks for: a word or a "quoted phrase", `prefix` when typed with a trailing `*`."""
 
-    FTS5's own syntax (NEAR, column filters, bare operators) would turn typos into syntax errors, so every
-    term is quoted; `OR` between terms is kept because people expect it.
-    """
-    terms: list[str] = []
+    text: str
+    prefix: bool = False
+
+
+OR = Term("OR")  # the operator, between two terms (a lone OR is a word to look for)
+
+
+def parse_query(text: str) -> list[Term]:
+    """What a person types, as terms: each word (or "quoted phrase") must appear; `word*` is a prefix; `OR`
+    between two terms means either."""
+    terms: list[Term] = []
     i, n = 0, len(text)
     while i < n:
         if text[i].isspace():
@@ -121,30 +138,108 @@ def fts_query(text: str) -> str:
             phrase, i = text[i:end], end
             prefix = phrase.endswith("*")
             phrase = phrase.rstrip("*")
-            if phrase == "OR" and terms and terms[-1] != "OR":
-                terms.append("OR")
+            if phrase == "OR" and terms and terms[-1] is not OR:
+                terms.append(OR)
                 continue
         if phrase.strip():
-            terms.append('"' + phrase.replace('"', '""') + '"' + ("*" if prefix else ""))
-    while terms and terms[-1] == "OR":
+            terms.append(Term(phrase, prefix))
+    while terms and terms[-1] is OR:
         terms.pop()
-    return " ".join(terms)
+    return terms
 
 
-def split_hits(marked: str) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """A snippet with hit markers → (plain snippet, hit offsets)."""
-    out: list[str] = []
-    hits: list[tuple[int, int]] = []
-    pos, start = 0, 0
-    for ch in marked:
-        if ch == _HIT_OPEN:
-            start = pos
-        elif ch == _HIT_CLOSE:
-            hits.append((start, pos))
+def fts_query(text: str) -> str:
+    """A query as safe FTS5 syntax. FTS5's own syntax (NEAR, column filters, bare operators) would turn typos
+    into syntax errors, so every term is quoted; `OR` between terms is kept because people expect it."""
+    return " ".join("OR" if t is OR else '"' + t.text.replace('"', '""') + '"' + ("*" if t.prefix else "")
+                    for t in parse_query(text))
+
+
+# -- snippets ----------------------------------------------------------------------------------------------------
+# FTS5's snippet() scores every instance of a term against every other one in the row: on a 1 MB message made
+# of one repeated word that is hours of work inside one SQLite call, which no deadline can interrupt. Snippets
+# are built here instead, from the first SNIPPET_WINDOW characters of each column, with the tokens the FTS5
+# unicode61 tokenizer sees (runs of letters and digits, case and diacritics folded). A match further into a
+# longer message is still found by the index; its snippet is the message's start, with nothing marked.
+
+SNIPPET_WINDOW = 65_536  # characters of a message read to build its snippet
+MATCHES_CONSIDERED = 64  # candidate snippet positions per column
+_TOKEN = re.compile(r"[^\W_]+")
+_BETWEEN = r"[\W_]+"
+
+
+def fold(text: str) -> str:
+    """Lower case without diacritics, one character for one, so offsets in the folded text are offsets in
+    `text` (unicode61 with remove_diacritics, near enough for marking hits)."""
+    if text.isascii():
+        return text.lower()
+    table: dict[int, str] = {}
+    for ch in set(text):
+        if ch.isascii():
+            table[ord(ch)] = ch.lower()
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)) or ch
+        table[ord(ch)] = base.lower()[0]
+    return text.translate(table)
+
+
+class HitFinder:
+    """Finds the terms of a query in text, as the index would match them; builds snippets with hits marked."""
+
+    def __init__(self, terms: list[Term]) -> None:
+        alternatives = []
+        for i, term in enumerate(t for t in terms if t is not OR):
+            words = _TOKEN.findall(fold(term.text))
+            if words:
+                end = r"[^\W_]*" if term.prefix else r"(?![^\W_])"
+                alternatives.append(f"(?P<t{i}>{_BETWEEN.join(map(re.escape, words))}{end})")
+        self.pattern = re.compile(r"(?<![^\W_])(?:" + "|".join(alternatives) + ")") if alternatives else None
+
+    def matches(self, text: str) -> list[re.Match[str]]:
+        if self.pattern is None:
+            return []
+        return list(itertools.islice(self.pattern.finditer(fold(text)), MATCHES_CONSIDERED))
+
+    def snippet(self, text: str, *, cut: bool) -> tuple[int, str, tuple[tuple[int, int], ...]]:
+        """(score, snippet, hit offsets) for `text` (a column's first characters; `cut` when more follows).
+        The score is how many distinct terms the snippet shows; 0 when none is in `text`."""
+        found = self.matches(text)
+        best: tuple[int, int, int] | None = None  # score, start, end
+        for m in found:
+            start = _tokens_back(text, m.start(), 3)
+            end, taken = _tokens_forward(text, start, SNIPPET_TOKENS)
+            if taken < SNIPPET_TOKENS:  # the text ends first: show more of what comes before instead
+                start = _tokens_back(text, start, SNIPPET_TOKENS - taken)
+            score = len({h.lastgroup for h in found if h.start() >= start and h.end() <= end})
+            if best is None or score > best[0]:
+                best = (score, start, end)
+        if best is None:
+            start, (end, _), score = 0, _tokens_forward(text, 0, SNIPPET_TOKENS), 0
         else:
-            out.append(ch)
-            pos += 1
-    return "".join(out), tuple(hits)
+            score, start, end = best
+        lead = "…" if start > 0 else ""
+        trail = "…" if end < len(text) or cut else ""
+        hits = tuple((m.start() - start + len(lead), min(m.end(), end) - start + len(lead))
+                     for m in found if start <= m.start() < end)
+        return score, lead + text[start:end] + trail, hits
+
+
+def _tokens_back(text: str, pos: int, count: int) -> int:
+    """Where the token `count` tokens before `pos` starts (looking at most 40 characters a token back); 0 when
+    the text starts sooner."""
+    since = max(0, pos - 40 * count)
+    starts = [m.start() for m in _TOKEN.finditer(text, since, pos)]
+    if len(starts) >= count:
+        return starts[-count]
+    return 0 if since == 0 else (starts[0] if starts else pos)
+
+
+def _tokens_forward(text: str, start: int, count: int) -> tuple[int, int]:
+    """Where the `count`th token from `start` ends, and how many tokens there were (fewer at the end)."""
+    end, taken = start, 0
+    for match in itertools.islice(_TOKEN.finditer(text, start), count):
+        end, taken = match.end(), taken + 1
+    return end, taken
 
 
 class SessionsRepo:
@@ -255,27 +350,42 @@ class SessionsRepo:
                                doing="remove the old reply")
 
     # -- search ------------------------------------------------------------------------------------------
-    async def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Newest matches first, each with a snippet around the hit.
+    async def search(self, query: str, *, limit: int = 20, time_limit_s: float | None = None) -> SearchResult:
+        """Newest matches first, each with a snippet around the hit, within `time_limit_s` (None: the default,
+        SEARCH_TIME_LIMIT_S).
 
         Newest first rather than bm25: FTS5 walks its index in rowid order and stops at `limit`, while ranking
-        must score every match (a common word over 1 M messages costs seconds; see bench/search_1m.py).
+        must score every match (a common word over 1 M messages costs seconds; see bench/search_1m.py). The
+        query runs on the store's read connection (`Db.read_bounded`): past the time limit, or when the caller
+        is cancelled, it stops and the hits found so far come back with `complete` False.
         """
+        terms = parse_query(query)
         match = fts_query(query)
         if not match:
-            return []
-        rows = await self._db.fetchall(
+            return SearchResult([])
+        finder = HitFinder(terms)
+
+        def hit(r: sqlite3.Row) -> SearchHit:
+            # Rows come newest first; the snippet comes from whichever column shows more of the query.
+            content = finder.snippet(r["content"], cut=r["content_cut"])
+            reasoning = finder.snippet(r["reasoning"], cut=r["reasoning_cut"]) if r["reasoning"] else None
+            _, text, offsets = reasoning if reasoning and reasoning[0] > content[0] else content
+            return SearchHit(r["id"], r["session_id"], r["title"], r["role"], r["created_at"], text, offsets)
+
+        # length() of a text counts its characters: compared with the window through substr of one more
+        # character, so a huge message is never measured whole.
+        hits, complete = await self._db.read_bounded(
             "SELECT m.id, m.session_id, s.title, m.role, m.created_at, "
-            f"snippet(messages_fts, -1, '{_HIT_OPEN}', '{_HIT_CLOSE}', '…', {SNIPPET_TOKENS}) AS snip "
+            f"substr(m.content, 1, {SNIPPET_WINDOW}) AS content, "
+            f"length(substr(m.content, {SNIPPET_WINDOW + 1}, 1)) AS content_cut, "
+            f"substr(m.reasoning, 1, {SNIPPET_WINDOW}) AS reasoning, "
+            f"length(substr(m.reasoning, {SNIPPET_WINDOW + 1}, 1)) AS reasoning_cut "
             "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
             "JOIN sessions s ON s.id = m.session_id "
             "WHERE messages_fts MATCH ? ORDER BY messages_fts.rowid DESC LIMIT ?",
-            (match, limit), doing="search the history")
-        hits = []
-        for r in rows:
-            text, offsets = split_hits(r["snip"] or "")
-            hits.append(SearchHit(r["id"], r["session_id"], r["title"], r["role"], r["created_at"], text, offsets))
-        return hits
+            (match, limit), hit, time_limit_s=SEARCH_TIME_LIMIT_S if time_limit_s is None else time_limit_s,
+            doing="search the history")
+        return SearchResult(hits, complete=complete)
 
     # -- export / import ---------------------------------------------------------------------------------
     async def export(self, session_id: int) -> dict[str, Any]:

@@ -84,3 +84,47 @@ def latency(seconds: float | None) -> str:
     if milli < 100:
         return f"{round(milli, -1):.0f} ms"
     return ms(round(seconds, 1))
+
+
+ELLIPSIS = "…"
+
+
+def cell_width(text: str) -> int:
+    """Columns `text` takes on a terminal: wide (East Asian) characters count two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def _take(text: str, width: int, *, from_end: bool = False) -> str:
+    """The longest start (or end) of `text` that fits `width` columns."""
+    if text.isascii():
+        return (text[len(text) - width:] if width else "") if from_end else text[:width]
+    taken, used = [], 0
+    for ch in reversed(text) if from_end else text:
+        used += cell_width(ch)
+        if used > width:
+            break
+        taken.append(ch)
+    return "".join(reversed(taken) if from_end else taken)
+
+
+def elide_end(text: str, width: int) -> str:
+    """`text` cut to `width` columns, with … where the end was."""
+    if cell_width(text) <= width:
+        return text
+    return _take(text, width - 1) + ELLIPSIS if width > 0 else ""
+
+
+def elide_middle(text: str, width: int) -> str:
+    """`text` cut to `width` columns by taking out its middle (`gpu1-vllm-…-replica-2`): names differ at both
+    ends (a prefix for the host, a suffix for the replica or quantisation), so both ends are kept."""
+    if cell_width(text) <= width:
+        return text
+    if width <= 2:
+        return elide_end(text, width)
+    tail = (width - 1) // 2
+    return _take(text, width - 1 - tail) + ELLIPSIS + _take(text, tail, from_end=True)

@@ -28,6 +28,8 @@ from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog
 from console.ui.widgets.prompt import PromptArea
 
 if TYPE_CHECKING:
+    from textual.worker import Worker
+
     from console.conversation import ChatParams, Conversation
     from console.engines.base import Engine
     from console.store.db import Store
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 PARAM_KEYS = ("temperature", "top_p", "max_tokens", "context_length", "keep_alive")
 SESSIONS_LISTED = 200  # the list shows the newest sessions; search reaches every one
+SEARCH_HITS = 50
 
 
 def parse_params(text: str) -> ChatParams:
@@ -124,6 +127,7 @@ class ChatScreen(Screen[None]):
         self._listing: list[int] = []  # the session each option of #sessions opens (a session or a hit in it)
         self._show_archived = False
         self._edit_pending: str | None = None
+        self._search: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -192,7 +196,7 @@ class ChatScreen(Screen[None]):
         from console.conversation import Conversation
 
         try:
-            conv = await Conversation.resume(self._store, session_id)
+            conv = await Conversation.resume(self._store, session_id, read_only=self._read_only)
         except StoreError as exc:
             self.notify(one_line(str(exc)), title="Cannot open", severity="error", markup=False)
             return
@@ -217,6 +221,11 @@ class ChatScreen(Screen[None]):
         await self.query_one("#panes", ContentSwitcher).mount(pane)
         self._show(pane.id or "")
         return pane
+
+    @property
+    def _read_only(self) -> bool:
+        """--read-only: a chat to a model that is not loaded is refused (Conversation.check_model)."""
+        return bool(getattr(self.app, "read_only", False))
 
     def _show(self, pane_id: str) -> None:
         self.query_one("#panes", ContentSwitcher).current = pane_id
@@ -269,7 +278,8 @@ class ChatScreen(Screen[None]):
         if picked is None:
             return
         engine, model = picked
-        await self._add_pane(Conversation(self._store, model=model, engine=engine.name), engine)
+        await self._add_pane(Conversation(self._store, model=model, engine=engine.name, read_only=self._read_only),
+                             engine)
 
     def action_compare(self) -> None:
         self._compare()
@@ -286,7 +296,8 @@ class ChatScreen(Screen[None]):
             return
         self._counter += 1
         n = self._counter
-        left, right = (ChatPane(Conversation(self._store, model=m, engine=e.name), e, pane_id=f"pane-{n}-{side}")
+        left, right = (ChatPane(Conversation(self._store, model=m, engine=e.name, read_only=self._read_only), e,
+                                pane_id=f"pane-{n}-{side}")
                        for side, (e, m) in (("a", first), ("b", second)))
         pair = ComparePane(left, right, pane_id=f"pane-{n}")
         await self.query_one("#panes", ContentSwitcher).mount(pair)
@@ -315,6 +326,10 @@ class ChatScreen(Screen[None]):
         event.prompt.clear()
 
     def action_stop(self) -> None:
+        if self._search is not None and self._search.is_running:
+            self._search.cancel()  # the store's read stops at its next progress check
+            self.query_one("#sessions", OptionList).border_title = "search stopped"
+            return
         if self._edit_pending is not None:
             self._edit_pending = None
             self.query_one("#prompt", PromptArea).clear()
@@ -422,9 +437,9 @@ class ChatScreen(Screen[None]):
         self.query_one("#sessions", OptionList).focus()
 
     @on(Input.Submitted, "#search")
-    def _search(self, event: Input.Submitted) -> None:
+    def _search_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
-            self.run_search(event.value)
+            self._search = self.run_search(event.value)
         else:
             self.reload_sessions()
 
@@ -433,17 +448,25 @@ class ChatScreen(Screen[None]):
         if self._store is None:
             self.notify("history is off: nothing to search", severity="warning", markup=False)
             return
+        options = self.query_one("#sessions", OptionList)
+        options.border_title = "searching… (esc stops)"
         try:
-            hits = await self._store.sessions.search(query, limit=50)
+            hits = await self._store.sessions.search(query, limit=SEARCH_HITS)
         except StoreError as exc:
+            options.border_title = "search failed"
             self.notify(one_line(str(exc)), severity="error", markup=False)
             return
-        options = self.query_one("#sessions", OptionList)
         options.clear_options()
         self._listing = [h.session_id for h in hits]
         options.add_options([Option(hit_text(h)) for h in hits])
         options.highlighted = 0 if hits else None
-        options.border_title = f"{len(hits)} hits"
+        options.border_title = f"{len(hits)} hit{'' if len(hits) == 1 else 's'}" + (
+            "" if hits.complete else " (stopped: time limit)")
+        if not hits.complete:
+            self.notify(f"the search stopped at its time limit with {len(hits)} hits: narrow the query",
+                        severity="warning", markup=False)
+        elif not hits:
+            self.notify(f"no message matches {one_line(query, 40)}", markup=False)
         options.focus()
 
     # -- session list actions ------------------------------------------------------------------------

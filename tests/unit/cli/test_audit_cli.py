@@ -82,3 +82,23 @@ def test_own_trail_verify_and_list(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     kinds = {i["kind"] for i in doc["issues"]}
     assert "deleted" in kinds and "database-mismatch" in kinds and doc["ok"] is False
+
+
+@pytest.mark.parametrize("extra", [(), ("--json",)])
+def test_a_failed_verification_exits_1_when_the_reader_goes_away(files, extra):
+    """`enginedeck audit verify FILE | head -1`: the pipe closes before the verdict is printed; the exit status
+    is still the verdict's, and nothing is said about the pipe."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    key, signed, good = files
+    signed.write_text("\n".join([good[0].replace("200", "500")] * 3000) + "\n")
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-m", "console", "audit", "verify", str(signed), "--key-file", str(key),
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 1
+    assert "Broken pipe" not in err and "Exception ignored" not in err and "pipe closed" not in err

@@ -80,16 +80,26 @@ def test_session_continues(env, capsys):
     assert "no session 99" in capsys.readouterr().err
 
 
-def test_terminal_output_is_neutralised_piped_output_is_raw(env, capsys, monkeypatch):
-    env["engine"] = ScriptedEngine(words(HOSTILE))
-    assert cli.main(["chat", "lab", "m", "q"]) == 0
-    assert capsys.readouterr().out == HOSTILE + "\n"
+def test_output_is_inert_on_a_terminal_and_in_a_pipe_and_raw_on_request(env, capsys, monkeypatch):
+    for tty in (False, True):
+        env["engine"] = ScriptedEngine([("reasoning", "think \x1b]0;title\x07"), *words(HOSTILE)])
+        monkeypatch.setattr("sys.stdout.isatty", lambda tty=tty: tty)
+        assert cli.main(["chat", "lab", "m", "q"]) == 0
+        out, err = capsys.readouterr()
+        assert out == "ab [bold]c[/]\n"
+        assert "\x1b" not in err and "\x07" not in err and err.startswith("think \n")
 
     env["engine"] = ScriptedEngine(words(HOSTILE))
-    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert cli.main(["chat", "lab", "m", "q", "--raw"]) == 0
+    assert capsys.readouterr().out == HOSTILE + "\n"
+
+
+def test_a_sequence_streamed_over_several_tokens_is_removed_whole(env, capsys):
+    # A model writes OSC 52 a token at a time: the pieces of one sequence are held until it ends, then dropped.
+    env["engine"] = ScriptedEngine(words("before ", "\x1b", "]52;", "c;ZXZp", "bA==", "\x07", " after \x1b[", "31",
+                                         "m."))
     assert cli.main(["chat", "lab", "m", "q"]) == 0
-    out = capsys.readouterr().out
-    assert "\x1b" not in out and "\x07" not in out and out == "ab [bold]c[/]\n"
+    assert capsys.readouterr().out == "before  after .\n"
 
 
 def test_unusable_history_does_not_stop_the_chat(env, capsys):
@@ -106,3 +116,25 @@ def test_reasoning_goes_to_stderr_on_its_own_lines(env, capsys):
     out, err = capsys.readouterr()
     assert out == "answer\n"
     assert err.splitlines()[0] == "let me think" and err.splitlines()[1].startswith("TTFT")
+
+
+def test_a_model_the_engine_does_not_list_is_refused_before_anything_is_saved(cli, capsys, ollama_server):
+    assert cli("chat", ollama_server.url, "no-such-model", "hi") == 1
+    err = capsys.readouterr().err
+    assert "does not serve a model named 'no-such-model'" in err and "gemma3:4b" in err
+    assert not ollama_server.loaded_names()
+    assert cli("history", "list", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+    # Ollama reads a name without a tag as :latest, and so does the check.
+    assert cli("chat", ollama_server.url, "hostile", "hi", "--no-save") == 0
+
+
+def test_read_only_chat_to_a_model_that_is_not_loaded_is_refused(cli, capsys, ollama_server):
+    assert cli("chat", ollama_server.url, "llama3.2:1b", "hi", "--read-only") == 1
+    err = capsys.readouterr().err
+    assert "refused under --read-only" in err and "not loaded" in err and "may evict" in err
+    assert not ollama_server.loaded_names()  # nothing was loaded
+    ollama_server.load(ollama_server.resolve("llama3.2:1b"), None, None)
+    assert cli("chat", ollama_server.url, "llama3.2:1b", "hi", "--read-only") == 0
+    assert "sky looks blue" in capsys.readouterr().out
+    assert ollama_server.loaded_names() == ["llama3.2:1b"]

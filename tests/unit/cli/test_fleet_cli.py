@@ -38,7 +38,7 @@ def test_engines_json_lists_every_source_with_stable_keys(cli, capsys: pytest.Ca
 
 def test_engines_table_shows_loading_reason(cli, capsys: pytest.CaptureFixture[str], sglang_server: FakeSGLang):
     sglang_server.starting = True
-    assert cli("engines", engines={"sg": sglang_server.url + "=sglang"}) == 0
+    assert cli("engines", "--wide", engines={"sg": sglang_server.url + "=sglang"}) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["NAME", "URL", "KIND", "VERSION", "HEALTH", "LATENCY", "ERROR"]
     assert "loading" in out and "/health answered 503" in out

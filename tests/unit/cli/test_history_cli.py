@@ -146,3 +146,30 @@ def test_usage_errors_exit_2(env, argv):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
+
+
+def test_export_json_flag_prints_json(env, capsys):
+    chat(env, "q", "a")
+    capsys.readouterr()
+    assert cli.main(["history", "export", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "enginedeck-session" and doc["messages"][1]["content"] == "a"
+
+
+def test_search_past_its_time_limit_says_so_and_exits_1(env, capsys, monkeypatch):
+    chat(env, "q", "needle")
+    capsys.readouterr()
+    from console.store import sessions
+
+    monkeypatch.setattr(sessions, "SEARCH_TIME_LIMIT_S", 1e-9)
+    assert cli.main(["history", "search", "needle"]) == 1
+    assert "stopped at its time limit with 0 hits" in capsys.readouterr().err
+    assert cli.main(["history", "search", "needle", "--time-limit", "30"]) == 0
+    assert "needle" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "nan", "inf", "soon"])
+def test_search_time_limit_must_be_a_positive_number(env, capsys, limit):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["history", "search", "x", "--time-limit", limit])
+    assert exc.value.code == 2 and "above 0" in capsys.readouterr().err

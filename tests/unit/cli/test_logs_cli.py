@@ -71,3 +71,25 @@ def test_follow_prints_appended_lines(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_following_stops_once_nobody_reads(tmp_path):
+    """`enginedeck logs FILE | head -1`: the next line written after the reader left ends the command, exit 0,
+    without a word about the pipe."""
+    import os
+    import time
+
+    log = tmp_path / "app.log"
+    log.write_text("first\n")
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-m", "console", "logs", str(log), "--no-discover"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stdout.readline() == b"first\n"
+    proc.stdout.close()
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        with log.open("a") as f:
+            f.write("more\n")
+        time.sleep(0.3)
+    assert proc.wait(5) == 0
+    assert proc.stderr.read() == b""

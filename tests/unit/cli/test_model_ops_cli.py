@@ -103,6 +103,16 @@ def test_pull_progress_on_stderr_then_result(cli, capsys: pytest.CaptureFixture[
     assert any("%" in line for line in lines)
 
 
+def test_pull_progress_on_a_terminal_is_one_line_rewritten(cli, capsys: pytest.CaptureFixture[str],
+                                                           ollama_server: FakeOllama, monkeypatch):
+    # The inert writer lets through enginedeck's own rewrite-the-line code, and nothing else.
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    assert cli("pull", ollama_server.url, "tinyllama:latest") == 0
+    err = capsys.readouterr().err
+    assert err.count("\r\x1b[2K") > 1 and err.replace("\r\x1b[2K", "").count("\x1b") == 0
+    assert err.endswith("success\n")
+
+
 def test_pull_unknown_model_exits_1(cli, capsys: pytest.CaptureFixture[str], ollama_server: FakeOllama):
     assert cli("pull", ollama_server.url, "no-such-model:latest") == 1
     err = capsys.readouterr().err

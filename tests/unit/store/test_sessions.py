@@ -1,9 +1,13 @@
 """Sessions, messages, FTS search, export and import."""
 
+import asyncio
+import threading
+import time
+
 import pytest
 
 from console.errors import StoreError
-from console.store.sessions import fts_query, split_hits
+from console.store.sessions import HitFinder, fts_query, parse_query
 
 
 async def test_session_lifecycle(store):
@@ -76,8 +80,26 @@ def test_fts_query_shapes():
     assert fts_query("   ") == ""
 
 
-def test_split_hits():
-    assert split_hits("a \ue000fox\ue001 b \ue000fox\ue001") == ("a fox b fox", ((2, 5), (8, 11)))
+def snippet(query, text, cut=False):
+    _, snip, hits = HitFinder(parse_query(query)).snippet(text, cut=cut)
+    return snip, [snip[a:b] for a, b in hits]
+
+
+def test_snippets_mark_what_the_index_matches():
+    assert snippet("fox", "a Fox, a fox_den and foxes") == ("a Fox, a fox_den and foxes", ["Fox", "fox"])
+    assert snippet("fox*", "foxes run") == ("foxes run", ["foxes"])
+    assert snippet('"brown fox"', "the brown  fox; brown dog") == ("the brown  fox; brown dog", ["brown  fox"])
+    assert snippet("cafe", "un Café crème") == ("un Café crème", ["Café"])
+    assert snippet("a OR zebra", "zebra") == ("zebra", ["zebra"])
+
+
+def test_snippet_is_a_window_around_the_best_hit():
+    words = [f"w{i}" for i in range(200)]
+    snip, marked = snippet("w100 w103", " ".join(words))
+    assert snip.startswith("…w97 ") and snip.endswith(" w112…") and marked == ["w100", "w103"]
+    # Nothing in the window (the match is further into a huge message): the start, unmarked, and … for the rest.
+    snip, marked = snippet("w300", " ".join(words), cut=True)
+    assert snip == " ".join(words[:16]) + "…" and marked == []
 
 
 async def test_export_import_round_trip(store):
@@ -118,3 +140,73 @@ async def test_delete_messages_from(store):
     ids = [await store.sessions.add_message(s.id, "user", str(i)) for i in range(4)]
     await store.sessions.delete_messages_from(s.id, ids[2])
     assert [m.content for m in await store.sessions.messages(s.id)] == ["0", "1"]
+
+
+async def test_a_huge_message_of_one_repeated_word_is_searched_at_once(store):
+    # FTS5's snippet() is quadratic in the hits of a row: 40 000 of them took 20 s here, 1 MB of them ~570 s.
+    s = await store.sessions.create(title="huge")
+    mid = await store.sessions.add_message(s.id, "user", "word " * 40_000)
+    started = time.perf_counter()
+    hits = await store.sessions.search("word")
+    assert time.perf_counter() - started < 5
+    assert hits.complete and [h.message_id for h in hits] == [mid]
+    assert hits[0].snippet == "word " * 15 + "word…" and len(hits[0].hits) == 16
+
+
+async def test_a_match_past_the_snippet_window_is_found_and_shown_unmarked(store):
+    s = await store.sessions.create(title="long")
+    mid = await store.sessions.add_message(s.id, "assistant", "filler " * 20_000 + "needle")
+    hit, = await store.sessions.search("needle")
+    assert hit.message_id == mid and hit.snippet == "filler " * 15 + "filler…" and hit.hits == ()
+
+
+async def test_the_reasoning_gives_the_snippet_when_only_it_matches(store):
+    s = await store.sessions.create(title="t")
+    mid = await store.sessions.add_message(s.id, "assistant", "", status="partial")
+    await store.sessions.update_message(mid, content="the answer", reasoning="thinking about zebras")
+    hit, = await store.sessions.search("zebras")
+    assert hit.snippet == "thinking about zebras" and [hit.snippet[a:b] for a, b in hit.hits] == ["zebras"]
+
+
+async def test_a_search_past_its_time_limit_returns_what_it_found(store):
+    s = await store.sessions.create(title="t")
+    for i in range(30):
+        await store.sessions.add_message(s.id, "user", f"common {i}")
+    hits = await store.sessions.search("common", limit=100, time_limit_s=1e-9)
+    assert not hits.complete and hits == []
+    assert (await store.sessions.search("common", limit=100)).complete
+
+
+async def test_the_progress_handler_interrupts_a_query_that_never_returns_a_row(store):
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
+    started = time.perf_counter()
+    rows, finished = await store.db.read_bounded(endless, (), tuple, time_limit_s=0.2)
+    assert (rows, finished) == ([], False) and time.perf_counter() - started < 5
+
+
+async def test_a_cancelled_search_stops_its_thread_and_frees_the_reader(store, monkeypatch):
+    s = await store.sessions.create(title="t")
+    for i in range(200):
+        await store.sessions.add_message(s.id, "user", f"common {i}")
+    rows_done = []
+    running = threading.Event()
+    real = HitFinder.snippet
+
+    def slow(self, text, *, cut):
+        rows_done.append(text)
+        if len(rows_done) == 3:
+            running.set()
+        time.sleep(0.02)
+        return real(self, text, cut=cut)
+
+    monkeypatch.setattr(HitFinder, "snippet", slow)
+    task = asyncio.create_task(store.sessions.search("common", limit=200, time_limit_s=60))
+    assert await asyncio.to_thread(running.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)
+    stopped_at = len(rows_done)
+    assert stopped_at < 50  # the thread stopped at the next row, not after 200 rows (4 s)
+    monkeypatch.setattr(HitFinder, "snippet", real)
+    assert len(await asyncio.wait_for(store.sessions.search("common", limit=5), 5)) == 5
