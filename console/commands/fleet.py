@@ -50,9 +50,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=run_ps)
 
 
+# Past the engine's own request deadline, so that when one request runs out, its error (which names the endpoint
+# and the limit) is the one shown rather than this backstop's.
+BACKSTOP_MARGIN_S = 0.5
+
+
 def deadline(args: argparse.Namespace) -> float:
+    """Each engine's deadline in engines/models/ps: --timeout (default 5 s), plus the backstop's margin."""
     timeout = getattr(args, "timeout", None)
-    return float(timeout) if timeout is not None else DEFAULT_DEADLINE_S
+    return (float(timeout) if timeout is not None else DEFAULT_DEADLINE_S) + BACKSTOP_MARGIN_S
 
 
 def no_engine_message(ctx: Context) -> str:

@@ -8,11 +8,15 @@ so every measured request ran under the full load. Fillers are cancelled then an
 A large level's streams are spread over worker processes when the box has the cores (console/probe/workers.py;
 `ProbeParams.workers`, 0 = choose); the semantics are the same either way (console/probe/streams.py).
 
+Before the first level, one request goes alone (the preflight; it also loads the model). If it fails for any
+reason but load (429/503), no level can succeed, and the run stops at once with the engine's own error
+(`result.status` "error", `result.error` its one line) instead of measuring failures: a missing model, a key, an
+engine that never answers, or one whose answers break enginedeck's limits.
+
 The ladder stops after two levels in a row fail the SLO, or when a level's error rate exceeds 10%. It stops with
-the engine's own error (`result.status` "error", `result.error` its one line) when the engine refuses the work
-itself: any 404 (no such model or route), or every request of the first level failing with one 4xx status (a
-401 for a missing key, a 400 for a request it will never take). It can be cancelled at any moment: completed
-levels are kept and `result.status` says "cancelled".
+the engine's own error when the engine refuses the work itself: any 404 (no such model or route), or every request
+of the first level failing with one 4xx status (a 401 for a missing key, a 400 for a request it will never take).
+It can be cancelled at any moment: completed levels are kept and `result.status` says "cancelled".
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from console.errors import ConfigError
 from console.logs.sanitize import one_line
 from console.probe.figures import LevelFigures, LevelTrace, summarise
 from console.probe.overhead import OverheadMeter, combine
-from console.probe.record import RequestRecord
+from console.probe.record import ErrorKind, RequestRecord
+from console.probe.request import measure
 from console.probe.sampler import MetricsSampler
 from console.probe.slo import Verdict, judge, verdict
-from console.probe.streams import LevelStreams
+from console.probe.streams import LevelStreams, build_request
 from console.probe.workers import MAX_WORKERS, EngineSource, WorkerPool, workers_for
 
 DEFAULT_LEVELS = (1, 2, 4, 8, 16, 32)
@@ -153,7 +158,10 @@ class Probe:
         gc.freeze()
         gc.set_threshold(GC_THRESHOLD_DURING_PROBE, *gc_threshold[1:])
         try:
-            for level in self.params.levels:
+            if self.params.warmup and (failure := await self._preflight()) is not None:
+                result.error = failure
+                stopped = f"stopped before c={self.params.levels[0]}: {failure}"
+            for level in self.params.levels if result.error is None else ():
                 figures = await self.run_level(level)
                 result.levels.append(figures)
                 if self.on_level is not None:
@@ -184,6 +192,16 @@ class Probe:
             result.finished_at = datetime.now(UTC)
             result.verdict = verdict(result.levels, self.slo, engine_kind=self.engine.kind, stopped=stopped)
         return result
+
+    async def _preflight(self) -> str | None:
+        """One request before the ladder: the engine's error in one line when it failed for any reason but load."""
+        tag = "preflight"
+        request = build_request(self.engine.kind, self.model, self.params, tag, 0)
+        self._progress(self.params.levels[0], "warmup", 0, self.params.requests_for(self.params.levels[0]), 0)
+        rec = await measure(self.engine, request, index=-1, tag=tag, warmup=True, timeout_s=self.params.timeout_s)
+        if rec.ok or rec.error is ErrorKind.BUSY:
+            return None
+        return one_line(rec.error_message or str(rec.error))
 
     async def run_level(self, level: int) -> LevelFigures:
         total = self.params.requests_for(level)

@@ -47,8 +47,8 @@ async def test_unknown_model_stops_the_ladder_with_the_404():
             await engine.aclose()
     assert result.status == "error"
     assert result.error is not None and "404" in result.error and "no-such-model" in result.error
-    assert [f.concurrency for f in result.levels] == [1]  # the level that met it is kept; no level after it
-    assert result.verdict is not None and result.verdict.stopped == f"stopped at c=1: {result.error}"
+    assert result.levels == []  # the preflight request met it: no level was measured
+    assert result.verdict is not None and result.verdict.stopped == f"stopped before c=1: {result.error}"
 
 
 @pytest.fixture
@@ -113,5 +113,5 @@ async def test_probe_screen_shows_the_engine_error(tmp_path):
             verdict = screen.query_one("#verdict", Static)
             await settle(pilot, until=lambda: "404" in str(verdict.render()) and not screen.running, timeout_s=30)
             shown = str(verdict.render())
-            assert "error" in shown and "stopped at c=1: o: answered 404" in shown and "no-such-model" in shown
+            assert "error" in shown and "stopped before c=1: o: answered 404" in shown and "no-such-model" in shown
             assert (await app.store.probes.recent())[0].status == "error"
