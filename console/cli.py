@@ -99,12 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from console.errors import EngineDeckError
+    from console.errors import ConfigError, EngineDeckError
 
     try:
         from console.commands.context import Context
 
-        ctx = Context.from_args(args)
+        try:
+            ctx = Context.from_args(args)
+        except ConfigError as exc:  # a bad config file or variable is a usage error: nothing was tried
+            _fail(str(exc))
+            return EXIT_USAGE
         handler = getattr(args, "handler", None)
         if handler is None:
             from console.ui.app import run_tui

@@ -18,7 +18,6 @@ from console.config import config_dir
 
 COLOUR_KEYS = ("primary", "secondary", "accent", "foreground", "background", "surface", "panel",
                "success", "warning", "error")
-NO_COLOR_THEME = "monochrome"
 
 
 def theme_dirs() -> list[Traversable]:
