@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import time
 from collections.abc import Awaitable
@@ -53,6 +54,8 @@ def keep_alive(text: str) -> str | float:
         if not text.strip():
             raise argparse.ArgumentTypeError("empty duration") from None
         return text.strip()
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds or a duration, not {text!r}")
     return int(value) if value.is_integer() else value
 
 
