@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from console import __version__
+from console.argtypes import seconds
 
 # Each module in console/commands/ defines register(subparsers, common) and sets `handler` on its parsers.
 COMMAND_MODULES = ("fleet", "model_ops", "chat", "history", "probe", "logs", "audit", "doctor")
@@ -66,8 +67,9 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
     parser.add_argument("--no-discover", dest="no_discover", action="store_true",
                         default=default if suppress else False,
                         help="do not scan the default ports on loopback")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", default=default,
-                        help="per-request timeout for engine calls")
+    parser.add_argument("--timeout", type=seconds, metavar="SECONDS", default=default,
+                        help="deadline of each request and of a stream's first byte and each pause; loads keep "
+                             "load_timeout")
     parser.add_argument("--read-only", dest="read_only", action="store_true",
                         default=default if suppress else False,
                         help="refuse every mutating action (load, unload, swap, pull, delete, probe)")
@@ -102,12 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from console.errors import EngineDeckError
+    from console.errors import ConfigError, EngineDeckError
 
     try:
         from console.commands.context import Context
 
-        ctx = Context.from_args(args)
+        try:
+            ctx = Context.from_args(args)
+        except ConfigError as exc:  # a bad config file or variable is a usage error: nothing was tried
+            _fail(str(exc))
+            return EXIT_USAGE
         handler = getattr(args, "handler", None)
         if handler is None:
             from console.ui.app import run_tui

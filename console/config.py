@@ -1,4 +1,14 @@
-"""Configuration: TOML in the XDG config dir, layered defaults < file < environment, frozen once built.
+"""Configuration: layered defaults < file < environment < flags, frozen once built; docs/config.md lists it all.
+
+The settings are the frozen dataclasses below. A field's metadata (`setting()`) says what the TOML file calls
+it, the least value it takes, whether it is a byte size and which environment variable sets it; one reader
+checks a file against them, so an unknown table or key, a value of the wrong type or a number under its floor
+is a ConfigError that names the file, the line, the key and, for a misspelling, the nearest valid name. The
+file and the environment are applied here (`load_config`); flags by console/commands/context.py.
+
+Not pydantic: on the 2-core development box, importing it and building validators for these classes add
+0.1-0.2 s to every start (bench/config_load.py), against a TUI first paint of ~0.25 s; reading a file here
+takes ~1.5 ms.
 
 Secrets are never stored here: an engine names an environment variable or a key file, and the key is read
 only when the engine is built (`resolve_api_key`). A key file that group or others can read is refused.
@@ -6,14 +16,17 @@ only when the engine is built (`resolve_api_key`). A key file that group or othe
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
 import tomllib
+import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
 
 from console.errors import ConfigError
 from console.secrets import remember
@@ -21,9 +34,17 @@ from console.secrets import remember
 ENGINE_KINDS = ("auto", "ollama", "vllm", "llamacpp", "sglang", "tgi", "lmstudio", "openai")
 ENV_CONFIG = "ENGINEDECK_CONFIG"
 ENV_DATA_DIR = "ENGINEDECK_DATA_DIR"
+ENV_READ_ONLY = "ENGINEDECK_READ_ONLY"
+ENV_DISCOVER = "ENGINEDECK_DISCOVER"
+ENV_THEME = "ENGINEDECK_THEME"
+ENV_ASCII = "ENGINEDECK_ASCII"
+ENV_NO_COLOR = "NO_COLOR"
+NO_COLOR_THEME = "monochrome"
 # Floors for numbers a config may set: a zero poll interval would spin, a tiny audit file would rotate per record.
 MIN_INTERVAL_S = 0.1
 MIN_AUDIT_FILE_BYTES = 64 * 1024
+MIN_LIMIT_BYTES = 1024
+KIB, MIB = 1024, 1024 * 1024
 
 
 def config_dir() -> Path:
@@ -35,7 +56,7 @@ def config_dir() -> Path:
 def data_dir() -> Path:
     override = os.environ.get(ENV_DATA_DIR)
     if override:
-        return Path(override)
+        return Path(override).expanduser()
     from platformdirs import user_data_path
 
     return user_data_path("enginedeck", appauthor=False)
@@ -45,16 +66,34 @@ def default_config_path() -> Path:
     return config_dir() / "config.toml"
 
 
+def setting(default: Any = MISSING, *, factory: Any = MISSING, key: str | None = None, in_file: bool = True,
+            flat: bool = False, floor: float | None = None, ceiling: float | None = None, size: bool = False,
+            choices: tuple[str, ...] = (), env: str | None = None, env_also: tuple[str, str] | None = None) -> Any:
+    """A field with what the reader needs to know about it.
+
+    key: the file's name for it (default: the field's); in_file=False: not settable in the file (inherited or
+    computed); flat: a nested settings class whose keys sit in this table (the timeouts); floor / ceiling: the
+    least / most value; size: a byte count, also written "8 MiB"; env: the variable that sets it; env_also:
+    (variable, value): a variable that, when set and the `env` one is not, means this value (NO_COLOR).
+    """
+    meta = {"key": key, "in_file": in_file, "flat": flat, "floor": floor, "ceiling": ceiling, "size": size,
+            "choices": choices, "env": env, "env_also": env_also}
+    return field(default=default, default_factory=factory, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Deadlines for talking to an engine. A stream is judged by its events, not its bytes: a server that drips
     a byte at a time without completing a line is idle, however busy its socket looks."""
 
-    connect_s: float = 3.0
-    request_s: float = 30.0  # the whole answer of a request that is not a stream (lists, ps, props, metrics, show)
-    first_byte_s: float = 120.0  # a stream's head and its first complete event: the engine may load the model first
-    idle_s: float = 30.0  # a stream between two complete events
-    load_s: float = 330.0  # load / unload / swap: an engine may read gigabytes of weights before it answers
+    connect_s: float = setting(3.0, key="connect_timeout", floor=MIN_INTERVAL_S)
+    # the whole answer of a request that is not a stream (lists, ps, props, metrics, show)
+    request_s: float = setting(30.0, key="request_timeout", floor=MIN_INTERVAL_S)
+    # a stream's head and its first complete event: the engine may load the model first
+    first_byte_s: float = setting(120.0, key="first_byte_timeout", floor=MIN_INTERVAL_S)
+    idle_s: float = setting(30.0, key="idle_timeout", floor=MIN_INTERVAL_S)  # a stream between two complete events
+    # load / unload / swap: an engine may read gigabytes of weights before it answers
+    load_s: float = setting(330.0, key="load_timeout", floor=MIN_INTERVAL_S)
 
     @classmethod
     def within(cls, seconds: float, *, connect_s: float | None = None, load_s: float | None = None) -> Timeouts:
@@ -65,7 +104,8 @@ class Timeouts:
                    first_byte_s=seconds, idle_s=seconds, load_s=base.load_s if load_s is None else load_s)
 
 
-KIB, MIB = 1024, 1024 * 1024
+def _limit(default: int, key: str) -> Any:
+    return setting(default, key=key, size=True, floor=MIN_LIMIT_BYTES)
 
 
 @dataclass(frozen=True)
@@ -73,28 +113,29 @@ class WireLimits:
     """The most enginedeck reads from an engine for one answer, counted after decompression. An answer past its
     limit is refused with an error that names the limit; nothing past it is kept in memory."""
 
-    models_bytes: int = 8 * MIB  # /api/tags, /v1/models, router and LM Studio lists
-    ps_bytes: int = 4 * MIB  # /api/ps, llama.cpp /slots
-    props_bytes: int = 1 * MIB  # /props, /info, /version, /health, server info
-    metrics_bytes: int = 8 * MIB  # /metrics (Prometheus text)
-    show_bytes: int = 16 * MIB  # /api/show (templates, licences, model info)
-    error_bytes: int = 64 * KIB  # the body of an answer that is an error
-    other_bytes: int = 8 * MIB  # any other answer (load, unload, delete, detection probes)
-    line_bytes: int = 1 * MIB  # one line (NDJSON) or event line (SSE) of a stream
-    stream_bytes: int = 256 * MIB  # one whole stream (a chat reply, a pull's progress)
+    models_bytes: int = _limit(8 * MIB, "models")  # /api/tags, /v1/models, router and LM Studio lists
+    ps_bytes: int = _limit(4 * MIB, "ps")  # /api/ps, llama.cpp /slots
+    props_bytes: int = _limit(1 * MIB, "props")  # /props, /info, /version, /health, server info
+    metrics_bytes: int = _limit(8 * MIB, "metrics")  # /metrics (Prometheus text)
+    show_bytes: int = _limit(16 * MIB, "show")  # /api/show (templates, licences, model info)
+    error_bytes: int = _limit(64 * KIB, "error")  # the body of an answer that is an error
+    other_bytes: int = _limit(8 * MIB, "other")  # any other answer (load, unload, delete, detection probes)
+    line_bytes: int = _limit(1 * MIB, "line")  # one line (NDJSON) or event line (SSE) of a stream
+    stream_bytes: int = _limit(256 * MIB, "stream")  # one whole stream (a chat reply, a pull's progress)
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     name: str
     url: str
-    kind: str = "auto"
+    kind: str = setting("auto", choices=ENGINE_KINDS)
     api_key_env: str | None = None
     api_key_file: Path | None = None
     verify_tls: bool = True
     ca_file: Path | None = None
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    limits: WireLimits = field(default_factory=WireLimits)
+    # An engine's table may set any timeout key; the rest come from the top level of the file.
+    timeouts: Timeouts = setting(factory=Timeouts, flat=True)
+    limits: WireLimits = setting(factory=WireLimits, in_file=False)  # the file's [limits]
     # Commands to run the engine's own log source: a file path or a systemd unit (logs screen default).
     log_file: Path | None = None
     log_unit: str | None = None
@@ -108,8 +149,7 @@ class EngineConfig:
                     f"engine {self.name!r}: api_key_env names {self.api_key_env}, which is not set",
                     hint=f"export {self.api_key_env}=... or remove api_key_env",
                 )
-            remember(value.strip())
-            return value.strip()
+            return _secret(value.strip())
         if self.api_key_file:
             return read_secret_file(self.api_key_file, what=f"engine {self.name!r} api_key_file")
         return None
@@ -117,38 +157,39 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class SLO:
-    ttft_p90_s: float = 1.0
-    decode_p10_tok_s: float = 10.0
-    max_error_rate: float = 0.01
+    ttft_p90_s: float = setting(1.0, floor=0)
+    decode_p10_tok_s: float = setting(10.0, floor=0)
+    max_error_rate: float = setting(0.01, floor=0, ceiling=1)
 
 
 @dataclass(frozen=True)
 class UIConfig:
-    theme: str = "dark"
-    ascii: bool = False
-    poll_interval_s: float = 2.0
-    telemetry_interval_s: float = 1.0
+    theme: str = setting("dark", env=ENV_THEME, env_also=(ENV_NO_COLOR, NO_COLOR_THEME))
+    ascii: bool = setting(False, env=ENV_ASCII)
+    poll_interval_s: float = setting(2.0, floor=MIN_INTERVAL_S)
+    telemetry_interval_s: float = setting(1.0, floor=MIN_INTERVAL_S)
 
 
 @dataclass(frozen=True)
 class AuditConfig:
-    retention_days: int = 365
-    max_file_bytes: int = 10 * 1024 * 1024  # rotate the JSONL beyond this; the chain continues across files
+    retention_days: int = setting(365, floor=1)
+    # rotate the JSONL beyond this; the chain continues across files
+    max_file_bytes: int = setting(10 * MIB, size=True, floor=MIN_AUDIT_FILE_BYTES)
     key_file: Path | None = None  # default: <data dir>/audit.key
 
 
 @dataclass(frozen=True)
 class Config:
-    path: Path | None = None  # the file it came from, None when defaults only
+    path: Path | None = setting(None, in_file=False)  # the file it came from, None when defaults only
     engines: tuple[EngineConfig, ...] = ()
-    slo: SLO = field(default_factory=SLO)
-    ui: UIConfig = field(default_factory=UIConfig)
-    audit: AuditConfig = field(default_factory=AuditConfig)
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    limits: WireLimits = field(default_factory=WireLimits)
-    discover: bool = True
-    read_only: bool = False
-    data_dir: Path = field(default_factory=data_dir)
+    slo: SLO = setting(factory=SLO)
+    ui: UIConfig = setting(factory=UIConfig)
+    audit: AuditConfig = setting(factory=AuditConfig)
+    timeouts: Timeouts = setting(factory=Timeouts, flat=True)
+    limits: WireLimits = setting(factory=WireLimits)
+    discover: bool = setting(True, env=ENV_DISCOVER)
+    read_only: bool = setting(False, env=ENV_READ_ONLY)
+    data_dir: Path = setting(factory=data_dir, env=ENV_DATA_DIR)
 
     @property
     def db_path(self) -> Path:
@@ -157,8 +198,12 @@ class Config:
     def engine(self, name: str) -> EngineConfig | None:
         return next((e for e in self.engines if e.name == name), None)
 
-    def with_overrides(self, **changes: Any) -> Config:
-        return replace(self, **changes)
+
+def _secret(value: str) -> str:
+    """The one place a secret value (an engine's key from its variable or file, the audit key) leaves this module:
+    whatever must know every secret, to redact it from untrusted text, hooks in here."""
+    remember(value)
+    return value
 
 
 def read_secret_file(path: Path, *, what: str) -> str:
@@ -172,158 +217,291 @@ def read_secret_file(path: Path, *, what: str) -> str:
             hint=f"chmod 600 {path}",
         )
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        return _secret(path.read_text(encoding="utf-8").strip())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path}: cannot read ({exc})") from None
-    remember(value)
-    return value
 
 
-def _toml_line(exc: tomllib.TOMLDecodeError) -> str:
-    match = re.search(r"line (\d+)", str(exc))
-    return match.group(1) if match else "?"
+# -- loading -------------------------------------------------------------------------------------------------
 
 
 def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
-    """Build the config: explicit path > $ENGINEDECK_CONFIG > XDG default. A missing default file is fine."""
+    """The file (explicit path > $ENGINEDECK_CONFIG > XDG default; a missing default file is fine) over the
+    defaults, then the environment over the file."""
     env = os.environ if env is None else env
     explicit = path is not None or bool(env.get(ENV_CONFIG))
-    path = path or (Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else default_config_path())
+    path = path or (Path(env[ENV_CONFIG]).expanduser() if env.get(ENV_CONFIG) else default_config_path())
     if not path.exists():
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
-        return Config()
+        return with_environment(Config(), env)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}:{_toml_line(exc)}: invalid TOML ({exc})") from None
+        line = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(f"{path}:{line.group(1) if line else '?'}: invalid TOML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
-    return _parse(raw, path)
+    reader = _Reader(path, text)
+    config = reader.table(Config, raw, (), {})
+    return with_environment(replace(config, path=path, engines=reader.engines(config.engines)), env)
 
 
-def _expect(value: Any, typ: type | tuple[type, ...], where: str, path: Path, *,
-            minimum: float | None = None) -> Any:
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
-        want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise ConfigError(f"{path}: {where} must be a {want}, not {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{path}: {where} must be at least {minimum:g}, not {value!r}")
-    return value
+def with_environment(settings: Any, env: Mapping[str, str]) -> Any:
+    """`settings` (a settings dataclass) with every field whose variable is set (and not empty) taken from it."""
+    changes: dict[str, Any] = {}
+    hints = _hints(type(settings))
+    for f in fields(settings):
+        current = getattr(settings, f.name)
+        if is_dataclass(current) and (nested := with_environment(current, env)) is not current:
+            changes[f.name] = nested
+        var, also = f.metadata.get("env"), f.metadata.get("env_also")
+        if var and env.get(var):
+            changes[f.name] = _from_env(hints[f.name], var, env[var])
+        elif also and env.get(also[0]):
+            changes[f.name] = also[1]
+    return replace(settings, **changes) if changes else settings
 
 
-def _section(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
-    return _expect(raw.get(key, {}), dict, f"[{key}]", path)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-TIMEOUT_KEYS = {"connect_timeout": "connect_s", "request_timeout": "request_s",
-                "first_byte_timeout": "first_byte_s", "idle_timeout": "idle_s", "load_timeout": "load_s"}
-LIMIT_UNITS = {"": 1, "b": 1, "kib": KIB, "kb": 1000, "mib": MIB, "mb": 1000**2, "gib": 1024**3, "gb": 1000**3}
-MIN_LIMIT_BYTES = 1024
+def _from_env(typ: Any, var: str, text: str) -> Any:
+    if typ is bool:
+        if text.strip().lower() in _TRUE + _FALSE:
+            return text.strip().lower() in _TRUE
+        raise ConfigError(f"{var}={text!r} is neither true nor false", hint="use 1 or 0 (true/false, yes/no, on/off)")
+    if typ is Path:
+        return Path(text).expanduser()
+    return text
 
 
-def _timeouts(raw: Mapping[str, Any], where: str, path: Path, base: Timeouts) -> Timeouts:
-    return replace(base, **{
-        field_name: _expect(raw[key], float, f"{where}.{key}", path, minimum=MIN_INTERVAL_S)
-        for key, field_name in TIMEOUT_KEYS.items() if key in raw
-    })
-
-
-def parse_size(value: Any, where: str, path: Path) -> int:
-    """A byte count: an integer, or a string such as "512 KiB" or "8MiB"."""
+def parse_size(value: Any) -> int | None:
+    """A byte count: an integer, or a string such as "512 KiB" or "8MiB"; None when it is neither."""
     if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    else:
-        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value) if isinstance(value, str) else None
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in LIMIT_UNITS:
-            raise ConfigError(f"{path}: {where} must be a size such as 8388608 or \"8 MiB\", not {value!r}")
-        size = int(match.group(1)) * LIMIT_UNITS[unit]
-    if size < MIN_LIMIT_BYTES:
-        raise ConfigError(f"{path}: {where} must be at least {MIN_LIMIT_BYTES} bytes, not {value!r}")
-    return size
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value) if isinstance(value, str) else None
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in SIZE_UNITS:
+        return None
+    return int(match.group(1)) * SIZE_UNITS[unit]
 
 
-def _limits(raw: Mapping[str, Any], path: Path) -> WireLimits:
-    names = {f.name.removesuffix("_bytes"): f.name for f in fields(WireLimits)}
-    for key in raw:
-        if key not in names:
-            raise ConfigError(f"{path}: limits.{key} is not a limit; the limits are {', '.join(names)}")
-    return WireLimits(**{names[k]: parse_size(v, f"limits.{k}", path) for k, v in raw.items()})
+SIZE_UNITS = {"": 1, "b": 1, "kib": KIB, "kb": 1000, "mib": MIB, "mb": 1000**2, "gib": 1024**3, "gb": 1000**3}
+# Keys that would put a secret into the file, and where the secret goes instead.
+SECRET_KEYS = {"api_key": 'use api_key_env = "VAR" or api_key_file = "/path" (mode 600)'}
+
+Loc = tuple[str | int, ...]
 
 
-def _parse(raw: Mapping[str, Any], path: Path) -> Config:
-    timeouts = _timeouts(raw, "top level", path, Timeouts())
-    limits = _limits(_section(raw, "limits", path), path)
-    engines: list[EngineConfig] = []
-    seen: set[str] = set()
-    for i, entry in enumerate(_expect(raw.get("engines", []), list, "engines", path)):
-        where = f"engines[{i}]"
-        entry = _expect(entry, dict, where, path)
-        name = _expect(entry.get("name"), str, f"{where}.name", path)
-        url = _expect(entry.get("url"), str, f"{where}.url", path)
-        if not re.match(r"^https?://", url):
-            raise ConfigError(f"{path}: {where}.url must start with http:// or https://, not {url!r}")
-        if name in seen:
-            raise ConfigError(f"{path}: two engines are named {name!r}")
-        seen.add(name)
-        kind = _expect(entry.get("kind", "auto"), str, f"{where}.kind", path)
-        if kind not in ENGINE_KINDS:
-            raise ConfigError(f"{path}: {where}.kind {kind!r} is not one of {', '.join(ENGINE_KINDS)}")
-        if "api_key" in entry:
-            raise ConfigError(
-                f"{path}: {where} has api_key; secrets are not kept in the config",
-                hint="use api_key_env = \"VAR\" or api_key_file = \"/path\" (mode 600)",
-            )
-        opt_path = {k: Path(os.path.expanduser(_expect(entry[k], str, f"{where}.{k}", path)))
-                    for k in ("api_key_file", "ca_file", "log_file") if k in entry}
-        engines.append(EngineConfig(
-            name=name, url=url.rstrip("/"), kind=kind,
-            api_key_env=_expect(entry["api_key_env"], str, f"{where}.api_key_env", path)
-            if "api_key_env" in entry else None,
-            verify_tls=_expect(entry.get("verify_tls", True), bool, f"{where}.verify_tls", path),
-            timeouts=_timeouts(entry, where, path, timeouts), limits=limits,
-            log_unit=_expect(entry["log_unit"], str, f"{where}.log_unit", path) if "log_unit" in entry else None,
-            **opt_path,
-        ))
-    slo_raw = _section(raw, "slo", path)
-    slo = SLO(
-        ttft_p90_s=_expect(slo_raw.get("ttft_p90_s", SLO.ttft_p90_s), float, "slo.ttft_p90_s", path, minimum=0),
-        decode_p10_tok_s=_expect(
-            slo_raw.get("decode_p10_tok_s", SLO.decode_p10_tok_s), float, "slo.decode_p10_tok_s", path, minimum=0),
-        max_error_rate=_expect(
-            slo_raw.get("max_error_rate", SLO.max_error_rate), float, "slo.max_error_rate", path, minimum=0),
-    )
-    ui_raw = _section(raw, "ui", path)
-    ui = UIConfig(
-        theme=_expect(ui_raw.get("theme", UIConfig.theme), str, "ui.theme", path),
-        ascii=_expect(ui_raw.get("ascii", UIConfig.ascii), bool, "ui.ascii", path),
-        poll_interval_s=_expect(
-            ui_raw.get("poll_interval_s", UIConfig.poll_interval_s), float, "ui.poll_interval_s", path,
-            minimum=MIN_INTERVAL_S),
-        telemetry_interval_s=_expect(
-            ui_raw.get("telemetry_interval_s", UIConfig.telemetry_interval_s), float,
-            "ui.telemetry_interval_s", path, minimum=MIN_INTERVAL_S),
-    )
-    audit_raw = _section(raw, "audit", path)
-    audit = AuditConfig(
-        retention_days=_expect(
-            audit_raw.get("retention_days", AuditConfig.retention_days), int, "audit.retention_days", path,
-            minimum=1),
-        max_file_bytes=_expect(
-            audit_raw.get("max_file_bytes", AuditConfig.max_file_bytes), int, "audit.max_file_bytes", path,
-            minimum=MIN_AUDIT_FILE_BYTES),
-        key_file=Path(_expect(audit_raw["key_file"], str, "audit.key_file", path))
-        if "key_file" in audit_raw else None,
-    )
-    extra: dict[str, Any] = {}
-    if "data_dir" in raw:
-        extra["data_dir"] = Path(os.path.expanduser(_expect(raw["data_dir"], str, "data_dir", path)))
-    return Config(
-        path=path, engines=tuple(engines), slo=slo, ui=ui, audit=audit, timeouts=timeouts, limits=limits,
-        discover=_expect(raw.get("discover", True), bool, "discover", path),
-        read_only=_expect(raw.get("read_only", False), bool, "read_only", path),
-        **extra,
-    )
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+@cache
+def _keys(cls: type) -> dict[str, tuple[Field[Any], Field[Any] | None, type]]:
+    """The file's keys of a settings class: key -> (field, the flat field it sits in or None, the field's class)."""
+    keys: dict[str, tuple[Field[Any], Field[Any] | None, type]] = {}
+    for f in fields(cls):
+        if not f.metadata.get("in_file", True):
+            continue
+        if f.metadata.get("flat"):
+            keys |= {key: (inner, f, owner) for key, (inner, _, owner) in _keys(_hints(cls)[f.name]).items()}
+        else:
+            keys[f.metadata.get("key") or f.name] = (f, None, cls)
+    return keys
+
+
+@cache
+def file_keys() -> dict[str, str]:
+    """Every key of the file -> the table it belongs in, for "it belongs in [ui]"."""
+    homes: dict[str, str] = {}
+
+    def walk(cls: type, shown: str) -> None:
+        for key, (f, _, owner) in _keys(cls).items():
+            homes.setdefault(key, shown)
+            typ = _strip_none(_hints(owner)[f.name])
+            if is_dataclass(typ):
+                walk(typ, f"[{key}]")
+            elif get_origin(typ) is tuple:
+                walk(get_args(typ)[0], f"[[{key}]]")
+
+    walk(Config, "the top level")
+    return homes
+
+
+def _strip_none(typ: Any) -> Any:
+    if get_origin(typ) in (Union, types.UnionType):
+        return next(a for a in get_args(typ) if a is not type(None))
+    return typ
+
+
+def _name(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class _Reader:
+    """Builds settings from one parsed file, failing on its first problem with the file, line and key."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = _key_lines(text)
+
+    def fail(self, loc: Loc, message: str, hint: str | None = None) -> NoReturn:
+        line = next((self.lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in self.lines), None)
+        raise ConfigError(f"{self.path}:{line}: {message}" if line else f"{self.path}: {message}", hint=hint)
+
+    def table(self, cls: type, raw: Mapping[str, Any], loc: Loc, inherited: Mapping[str, Any],
+              base: Any = None) -> Any:
+        """`cls` from one table, over `base` when given. `inherited` holds the parent table's values of fields
+        that `cls` has too: a flat field starts from them, a field the file cannot set takes them as they are
+        (an engine's timeouts and limits)."""
+        keys = _keys(cls)
+        for key, value in raw.items():
+            if key in SECRET_KEYS:
+                self.fail((*loc, key), f"{_name((*loc, key))} is a secret, and secrets are not kept in the config",
+                          SECRET_KEYS[key])
+            if key not in keys:
+                self.unknown(loc, key, value, keys)
+        hints = _hints(cls)
+        values: dict[str, Any] = {}
+        # Arrays of tables last: their entries inherit from the values of this table.
+        for f in sorted(fields(cls), key=lambda f: get_origin(hints[f.name]) is tuple):
+            key = f.metadata.get("key") or f.name
+            if f.metadata.get("flat"):
+                given = {k: v for k, v in raw.items() if keys[k][1] is f}
+                values[f.name] = self.table(hints[f.name], given, loc, {}, inherited.get(f.name))
+            elif not f.metadata.get("in_file", True):
+                if f.name in inherited:
+                    values[f.name] = inherited[f.name]
+            elif key in raw:
+                values[f.name] = self.value(hints[f.name], f, raw[key], (*loc, key), values)
+            elif f.default is MISSING and f.default_factory is MISSING and base is None:
+                self.fail(loc, f"{_table_name(loc)} has no `{key}`", f"add {key} = ...")
+        return replace(base, **values) if base is not None else cls(**values)
+
+    def engines(self, engines: tuple[EngineConfig, ...]) -> tuple[EngineConfig, ...]:
+        """What a type cannot say about engines: a web address, and a name no other engine has."""
+        seen: set[str] = set()
+        for i, engine in enumerate(engines):
+            if not re.match(r"^https?://", engine.url):
+                self.fail(("engines", i, "url"),
+                          f"engines[{i}].url must start with http:// or https://, not {engine.url!r}")
+            if engine.name in seen:
+                self.fail(("engines", i, "name"), f"two engines are named {engine.name!r}")
+            seen.add(engine.name)
+        return tuple(replace(e, url=e.url.rstrip("/")) for e in engines)
+
+    def unknown(self, loc: Loc, key: str, value: Any, keys: Mapping[str, Any]) -> NoReturn:
+        import difflib  # only a misspelt file needs it
+
+        here = _table_name(loc)
+        if isinstance(value, dict):
+            what = f"table [{_name((*loc, key))}]"
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            what = f"table [[{_name((*loc, key))}]]"
+        else:
+            what = f"key `{key}`" + (f" in {here}" if loc else "")
+        home = file_keys().get(key)
+        nearest = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
+        elsewhere = difflib.get_close_matches(key, list(file_keys()), n=1, cutoff=0.6)
+        if home and home != here:
+            hint = f"`{key}` belongs in {home}"
+        elif nearest:
+            hint = f"did you mean `{nearest[0]}`?"
+        elif elsewhere:
+            hint = f"did you mean `{elsewhere[0]}` (in {file_keys()[elsewhere[0]]})?"
+        else:
+            hint = f"valid keys {'at' if not loc else 'in'} {here}: {', '.join(keys)}"
+        self.fail((*loc, key), f"unknown {what}", hint)
+
+    def value(self, typ: Any, f: Field[Any], value: Any, loc: Loc, siblings: Mapping[str, Any]) -> Any:
+        typ = _strip_none(typ)
+        meta = f.metadata
+        where = _name(loc)
+        if is_dataclass(typ):
+            if not isinstance(value, dict):
+                self.fail(loc, f"{where} must be a table ([{where}]), not {value!r}")
+            return self.table(typ, value, loc, {})
+        if get_origin(typ) is tuple:
+            item = get_args(typ)[0]
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                self.fail(loc, f"{where} must be an array of tables ([[{where}]]), not {value!r}")
+            inherit = {g.name: siblings[g.name] for g in fields(item) if g.name in siblings}
+            return tuple(self.table(item, v, (*loc, i), inherit) for i, v in enumerate(value))
+        if meta.get("size"):
+            size = parse_size(value)
+            if size is None:
+                self.fail(loc, f"{where} must be a size such as 8388608 or \"8 MiB\", not {value!r}")
+            value = size
+        elif typ is bool:
+            if not isinstance(value, bool):
+                self.fail(loc, f"{where} must be true or false, not {value!r}")
+        elif typ is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                self.fail(loc, f"{where} must be a whole number, not {value!r}")
+        elif typ is float:
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                self.fail(loc, f"{where} must be a finite number, not {value!r}")
+            value = float(value)
+        elif typ in (str, Path):
+            if not isinstance(value, str):
+                self.fail(loc, f"{where} must be a string, not {value!r}")
+            if meta.get("choices") and value not in meta["choices"]:
+                self.fail(loc, f"{where} {value!r} is not one of {', '.join(meta['choices'])}")
+            if typ is Path:
+                value = Path(value).expanduser()
+        floor, ceiling = meta.get("floor"), meta.get("ceiling")
+        if floor is not None and value < floor:
+            self.fail(loc, f"{where} must be at least {floor:g}{' bytes' if meta.get('size') else ''}, not {value!r}")
+        if ceiling is not None and value > ceiling:
+            self.fail(loc, f"{where} must be at most {ceiling:g}, not {value!r}")
+        return value
+
+
+def _table_name(loc: Loc) -> str:
+    if not loc:
+        return "the top level"
+    return f"[[{_name(loc[:-1])}]]" if isinstance(loc[-1], int) else f"[{_name(loc)}]"
+
+
+_BARE_OR_QUOTED = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+_HEADER = re.compile(rf"\s*(\[\[?)\s*({_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(rf"\s*({_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*)\s*=")
+
+
+def _dotted(text: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in re.findall(rf"{_BARE_OR_QUOTED}", text))
+
+
+def _key_lines(text: str) -> dict[Loc, int]:
+    """The line where each table and key of a TOML text starts (tomllib keeps no positions). A key inside an
+    inline table or a multi-line value is not found; errors about it name its table's line instead."""
+    lines: dict[Loc, int] = {}
+    table: Loc = ()
+    counts: dict[Loc, int] = {}
+    open_string = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if open_string:
+            if line.count(open_string) % 2:
+                open_string = ""
+            continue
+        if header := _HEADER.match(line):
+            name = _dotted(header.group(2))
+            if header.group(1) == "[[":
+                counts[name] = counts.get(name, -1) + 1
+                table = (*name, counts[name])
+            else:
+                table = name
+            lines.setdefault(name, number)
+            lines.setdefault(table, number)
+        elif key := _KEY.match(line):
+            lines.setdefault((*table, *_dotted(key.group(1))), number)
+            rest = line[key.end():]
+            open_string = next((q for q in ('"""', "'''") if rest.count(q) % 2), "")
+    return lines

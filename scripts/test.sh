@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: bash scripts/test.sh
-# Builds or reuses .venv and the engine lab (scripts/lab.py), runs ruff, then pytest in two phases: everything
-# but vLLM first, then the vLLM tests alone, so vLLM's heavy CPU use cannot disturb timing-sensitive tests.
+# Builds or reuses .venv and the engine lab (scripts/lab.py), runs ruff, then pytest in three phases: everything
+# but vLLM and the installed package first; then the installed package (tests/installed: one wheel built from
+# the source, installed offline from a wheelhouse into a clean venv, run from outside the checkout); then the vLLM
+# tests alone, so vLLM's heavy CPU use cannot disturb timing-sensitive tests.
 # Under CI=true a missing engine lab fails the engine tests instead of skipping them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,11 +42,15 @@ say "ruff check ."
 .venv/bin/ruff check .
 note ruff $?
 
-say "pytest, phase 1: everything but vLLM"
-.venv/bin/python -m pytest -m "not vllm"
+say "pytest, phase 1: everything but vLLM and the installed package"
+.venv/bin/python -m pytest -m "not vllm and not installed"
 note "pytest (not vllm)" $?
 
-say "pytest, phase 2: vLLM (its server takes minutes to start)"
+say "pytest, phase 2: the installed package (wheel, offline install into a clean venv, smoke tests)"
+.venv/bin/python -m pytest -m installed tests/installed
+note "pytest (installed)" $?
+
+say "pytest, phase 3: vLLM (its server takes minutes to start)"
 # Exit 5 (nothing collected) is a failure too: the vLLM tests exist, so none collected means they went missing.
 .venv/bin/python -m pytest -m vllm
 note "pytest (vllm)" $?

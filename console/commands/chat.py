@@ -12,6 +12,7 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from console.argtypes import fraction, non_negative
 from console.engines.base import EventKind
 from console.errors import EngineDeckError, StoreError
 from console.logs.sanitize import one_line
@@ -30,8 +31,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", metavar="PROMPT", nargs="?", default="-",
                    help='the prompt; omitted or "-": read it from stdin')
     p.add_argument("--system", metavar="TEXT", help="system prompt")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-p", dest="top_p", type=float)
+    p.add_argument("--temperature", type=non_negative)
+    p.add_argument("--top-p", dest="top_p", type=fraction)
     p.add_argument("--max-tokens", dest="max_tokens", type=int)
     p.add_argument("--context-length", dest="context_length", type=int, help="context window (Ollama num_ctx)")
     p.add_argument("--keep-alive", dest="keep_alive", metavar="DURATION", help="Ollama keep_alive, e.g. 5m or -1")

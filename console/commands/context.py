@@ -21,6 +21,29 @@ if TYPE_CHECKING:
     from console.store.db import Store
 
 
+def with_flags(config: Config, args: argparse.Namespace) -> Config:
+    """The last layer of the config: each flag given wins over the file and the environment."""
+    changes: dict[str, Any] = {}
+    if getattr(args, "no_discover", False):
+        changes["discover"] = False
+    if getattr(args, "read_only", False):
+        changes["read_only"] = True
+    ui = {name: value for name, value in (("theme", getattr(args, "theme", None)),
+                                          ("ascii", getattr(args, "ascii", None))) if value is not None}
+    if ui:
+        changes["ui"] = replace(config.ui, **ui)
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None:
+        # Each engine keeps its own connect and load deadlines; connecting never takes longer than --timeout.
+        changes["timeouts"] = _within(timeout, config.timeouts)
+        changes["engines"] = tuple(replace(e, timeouts=_within(timeout, e.timeouts)) for e in config.engines)
+    return replace(config, **changes) if changes else config
+
+
+def _within(seconds: float, timeouts: Timeouts) -> Timeouts:
+    return Timeouts.within(seconds, connect_s=timeouts.connect_s, load_s=timeouts.load_s)
+
+
 class Context:
     def __init__(self, config: Config, *, engine_urls: tuple[str, ...] = (), theme: str | None = None,
                  ascii: bool | None = None) -> None:
@@ -35,21 +58,9 @@ class Context:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
-        config = load_config(getattr(args, "config", None))
-        changes: dict[str, Any] = {}
-        if getattr(args, "no_discover", False):
-            changes["discover"] = False
-        if getattr(args, "read_only", False):
-            changes["read_only"] = True
-        timeout = getattr(args, "timeout", None)
-        if timeout is not None:
-            t = Timeouts.within(timeout, connect_s=config.timeouts.connect_s, load_s=config.timeouts.load_s)
-            changes["timeouts"] = t
-            changes["engines"] = tuple(replace(e, timeouts=t) for e in config.engines)
-        if changes:
-            config = replace(config, **changes)
-        return cls(config, engine_urls=tuple(getattr(args, "engine_urls", None) or ()),
-                   theme=getattr(args, "theme", None), ascii=getattr(args, "ascii", None))
+        """The config (defaults < file < environment) with the command line's flags over it."""
+        return cls(with_flags(load_config(getattr(args, "config", None)), args),
+                   engine_urls=tuple(getattr(args, "engine_urls", None) or ()))
 
     async def run(self, coro: Coroutine[Any, Any, int]) -> int:
         try:

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import math
 import sys
 import threading
 import time
@@ -102,6 +103,8 @@ def keep_alive(text: str) -> str | float:
         if not text.strip():
             raise argparse.ArgumentTypeError("empty duration") from None
         return text.strip()
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds or a duration, not {text!r}")
     return int(value) if value.is_integer() else value
 
 

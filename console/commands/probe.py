@@ -17,6 +17,7 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from console.argtypes import seconds
 from console.config import SLO, EngineConfig
 from console.errors import ConfigError, EngineDeckError, ProbeError, ReadOnlyError
 from console.logs.sanitize import neutralise, one_line
@@ -48,7 +49,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="approximate prompt length (no tokenizer is used; the server's count is shown)")
     p.add_argument("--ignore-eos", action="store_true",
                    help="ask for exactly --max-tokens (vLLM, llama.cpp, SGLang; others may refuse it)")
-    p.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
+    p.add_argument("--request-timeout", type=seconds, default=120.0, metavar="SECONDS",
                    help="a whole reply; a longer one counts as a timeout error (default 120)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="processes that run a level's streams (default 0: more than one only for levels over 32 "

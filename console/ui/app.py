@@ -41,7 +41,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
-from console.ui.themes import NO_COLOR_THEME, load_themes
+from console.ui.themes import load_themes
 
 if TYPE_CHECKING:
     from textual.driver import Driver
@@ -117,7 +117,7 @@ class EngineDeckApp(App[int]):
         """Args:
             ctx: the run's services (config, registry, store, actions).
             ascii_mode: ASCII borders and no glyphs.
-            theme: a theme name that wins over the config (NO_COLOR still wins over both).
+            theme: a theme name that wins over the config (whose theme already heeds NO_COLOR).
             gpu_monitor, host_monitor, scan_processes: telemetry sources; the real ones are built on first use
                 (in a worker thread), tests pass fakes with fixed figures.
         """
@@ -150,8 +150,7 @@ class EngineDeckApp(App[int]):
         for theme in loaded.themes.values():
             self.register_theme(theme)
         problems = [f"skipped {problem}" for problem in loaded.problems]
-        wanted = NO_COLOR_THEME if os.environ.get("NO_COLOR") else (
-            self._requested_theme or self.ctx.config.ui.theme)
+        wanted = self._requested_theme or self.ctx.config.ui.theme
         if wanted not in loaded.themes:
             problems.append(f"theme {wanted!r} not found; using dark")
             wanted = "dark" if "dark" in loaded.themes else "textual-dark"

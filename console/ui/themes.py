@@ -1,14 +1,15 @@
-"""Themes are data: TOML files in themes/ (shipped) and <config dir>/themes/ (the user's), read at start.
+"""Themes are data: TOML files shipped inside the package (console/themes/, read through importlib.resources,
+so a wheel, a zip or a checkout all work) and the user's in <config dir>/themes/, read at start.
 
 A broken theme file never stops the app: it is skipped and the reason is kept for a notification.
 """
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
@@ -17,14 +18,11 @@ from console.config import config_dir
 
 COLOUR_KEYS = ("primary", "secondary", "accent", "foreground", "background", "surface", "panel",
                "success", "warning", "error")
-NO_COLOR_THEME = "monochrome"
 
 
-def theme_dirs() -> list[Path]:
-    """Shipped themes (a source checkout, then an installed wheel's data files), then the user's, which win."""
-    repo = Path(__file__).resolve().parents[2] / "themes"
-    installed = Path(sys.prefix) / "share" / "enginedeck" / "themes"
-    return [d for d in (repo, installed, config_dir() / "themes") if d.is_dir()]
+def theme_dirs() -> list[Traversable]:
+    """The shipped themes, then the user's, which win."""
+    return [d for d in (files("console") / "themes", config_dir() / "themes") if d.is_dir()]
 
 
 @dataclass
@@ -33,9 +31,9 @@ class ThemeLoad:
     problems: list[str] = field(default_factory=list)
 
 
-def parse_theme(path: Path) -> Theme:
+def parse_theme(path: Traversable) -> Theme:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    name = raw.get("name") or path.stem
+    name = raw.get("name") or path.name.removesuffix(".toml")
     colours = {}
     for key in COLOUR_KEYS:
         if key in raw:
@@ -52,7 +50,7 @@ def parse_theme(path: Path) -> Theme:
 def load_themes() -> ThemeLoad:
     result = ThemeLoad()
     for directory in theme_dirs():
-        for path in sorted(directory.glob("*.toml")):
+        for path in sorted((p for p in directory.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name):
             try:
                 theme = parse_theme(path)
             except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ColorParseError, ValueError,

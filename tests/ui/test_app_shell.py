@@ -8,8 +8,9 @@ import importlib.util
 from textual.binding import Binding
 from textual.widgets import Static
 
+from console.config import with_environment
 from console.ui.app import SCREENS, EngineDeckApp, ascii_wanted
-from tests.ui.fixtures import StubRegistry, TestContext, demo_app, make_config, screen_text, settle
+from tests.ui.fixtures import QUIET, StubRegistry, TestContext, demo_app, make_config, screen_text, settle
 
 
 def importable(name: str) -> bool:
@@ -110,9 +111,10 @@ def test_ascii_is_automatic_on_a_linux_console(monkeypatch):
     assert not ascii_wanted(None, False) and ascii_wanted(None, True)
 
 
-async def test_no_color_means_the_monochrome_theme(tmp_path, monkeypatch):
-    monkeypatch.setenv("NO_COLOR", "1")
-    app = demo_app(tmp_path, theme="light")  # NO_COLOR wins even over --theme
+async def test_no_color_means_the_monochrome_theme(tmp_path):
+    # NO_COLOR is read with the rest of the environment (console/config.py); --theme would win over it.
+    ui = with_environment(QUIET, {"NO_COLOR": "1"})
+    app = EngineDeckApp(TestContext(make_config(tmp_path, ui=ui), StubRegistry([])))
     async with app.run_test() as pilot:
         await settle(pilot)
         assert app.theme == "monochrome"

@@ -129,6 +129,6 @@ def test_egress_classification():
 def test_doctor_never_prints_a_traceback_on_a_broken_config(tmp_path, capsys):
     config = tmp_path / "bad.toml"
     config.write_text("[[engines]]\nname = 1\n")
-    assert main(["doctor", "--config", str(config)]) == 1
+    assert main(["doctor", "--config", str(config)]) == 2  # a config error is a usage error
     err = capsys.readouterr().err
     assert err.startswith("enginedeck: ") and "Traceback" not in err and os.linesep in err

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from console.config import Config, load_config
+from console.config import SLO, AuditConfig, Config, Timeouts, UIConfig, WireLimits, load_config
 from console.errors import ConfigError
 
 
@@ -61,25 +61,74 @@ def test_corrupt_toml_names_file_and_line(tmp_path):
     assert f"{p}:3:" in str(err.value)
 
 
-@pytest.mark.parametrize("body, needle", [
-    ('[[engines]]\nname = "a"\nurl = "ftp://x"\n', "must start with http"),
-    ('[[engines]]\nname = "a"\nurl = "http://x"\nkind = "magic"\n', "kind 'magic'"),
-    ('[[engines]]\nname = "a"\nurl = "http://x"\napi_key = "sk-123"\n', "secrets are not kept"),
-    ('[[engines]]\nname = "a"\nurl = "http://x"\n[[engines]]\nname = "a"\nurl = "http://y"\n', "two engines"),
-    ('[slo]\nttft_p90_s = "fast"\n', "slo.ttft_p90_s must be a float"),
-    ('[ui]\nascii = 1\n', "ui.ascii must be a bool"),
-    ('[ui]\npoll_interval_s = 0\n', "ui.poll_interval_s must be at least 0.1, not 0.0"),
-    ('idle_timeout = -1\n', "top level.idle_timeout must be at least 0.1"),
-    ('[limits]\nline = "1 parsec"\n', "limits.line must be a size"),
-    ('[limits]\nline = 10\n', "limits.line must be at least 1024 bytes"),
-    ('[limits]\nlines = "1 MiB"\n', "limits.lines is not a limit"),
-    ('[audit]\nretention_days = 0\n', "audit.retention_days must be at least 1, not 0"),
-    ('[audit]\nmax_file_bytes = 100\n', "audit.max_file_bytes must be at least 65536"),
-    ('[slo]\nttft_p90_s = -1\n', "slo.ttft_p90_s must be at least 0"),
+@pytest.mark.parametrize("body, line, needle", [
+    ('[[engines]]\nname = "a"\nurl = "ftp://x"\n', 3, "engines[0].url must start with http:// or https://"),
+    ('[[engines]]\nname = "a"\nurl = "http://x"\nkind = "magic"\n', 4, "engines[0].kind 'magic' is not one of"),
+    ('[[engines]]\nname = "a"\nurl = "http://x"\napi_key = "sk-123"\n', 4, "secrets are not kept"),
+    ('[[engines]]\nname = "a"\nurl = "http://x"\n[[engines]]\nname = "a"\nurl = "http://y"\n', 5,
+     "two engines are named 'a'"),
+    ('[[engines]]\nname = "a"\n', 1, "[[engines]] has no `url`"),
+    ('engines = 3\n', 1, "engines must be an array of tables"),
+    ('ui = "dark"\n', 1, "ui must be a table"),
+    ('[slo]\nttft_p90_s = "fast"\n', 2, "slo.ttft_p90_s must be a finite number, not 'fast'"),
+    ('[slo]\nttft_p90_s = nan\n', 2, "slo.ttft_p90_s must be a finite number, not nan"),
+    ('[ui]\npoll_interval_s = inf\n', 2, "ui.poll_interval_s must be a finite number, not inf"),
+    ('[ui]\nascii = 1\n', 2, "ui.ascii must be true or false, not 1"),
+    ('[ui]\ntheme = 1\n', 2, "ui.theme must be a string, not 1"),
+    ('[ui]\npoll_interval_s = 0\n', 2, "ui.poll_interval_s must be at least 0.1, not 0.0"),
+    ('# a comment\n\nidle_timeout = -1\n', 3, "idle_timeout must be at least 0.1"),
+    ('[[engines]]\nname = "a"\nurl = "http://x"\nload_timeout = 0.01\n', 4,
+     "engines[0].load_timeout must be at least 0.1"),
+    ('[limits]\nline = "1 parsec"\n', 2, "limits.line must be a size"),
+    ('[limits]\nline = 10\n', 2, "limits.line must be at least 1024 bytes"),
+    ('[audit]\nretention_days = 0\n', 2, "audit.retention_days must be at least 1, not 0"),
+    ('[audit]\nretention_days = 1.5\n', 2, "audit.retention_days must be a whole number, not 1.5"),
+    ('[audit]\nmax_file_bytes = 100\n', 2, "audit.max_file_bytes must be at least 65536"),
+    ('[slo]\nttft_p90_s = -1\n', 2, "slo.ttft_p90_s must be at least 0"),
+    ('[slo]\nmax_error_rate = 2\n', 2, "slo.max_error_rate must be at most 1, not 2.0"),
 ])
-def test_bad_values_are_one_clear_error(tmp_path, body, needle):
-    with pytest.raises(ConfigError, match=needle):
-        load_config(write(tmp_path, body))
+def test_bad_values_are_one_clear_error_at_their_line(tmp_path, body, line, needle):
+    p = write(tmp_path, body)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert str(err.value).startswith(f"{p}:{line}: ") and needle in str(err.value)
+
+
+def test_sizes_paths_and_defaults_of_what_the_file_leaves_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config(write(tmp_path, """
+[[engines]]
+name = "a"
+url = "http://x"
+api_key_file = "~/a.key"
+[limits]
+line = "2 MiB"
+stream = 1048576
+[audit]
+max_file_bytes = "1 MiB"
+"""), env={})
+    assert cfg.limits.line_bytes == 2 * 1024 * 1024 and cfg.limits.stream_bytes == 1048576
+    assert cfg.engines[0].limits == cfg.limits  # engines read within the file's limits
+    assert cfg.engines[0].api_key_file == tmp_path / "a.key"
+    assert cfg.audit.max_file_bytes == 1024 * 1024 and cfg.audit.retention_days == AuditConfig().retention_days
+    assert cfg.slo == SLO() and cfg.ui == UIConfig() and cfg.limits.ps_bytes == WireLimits().ps_bytes
+
+
+def test_an_engine_starts_from_the_top_level_timeouts(tmp_path):
+    cfg = load_config(write(tmp_path, """
+request_timeout = 12
+load_timeout = 600
+[[engines]]
+name = "a"
+url = "http://x"
+idle_timeout = 7
+[[engines]]
+name = "b"
+url = "http://y"
+"""), env={})
+    a, b = cfg.engines
+    assert (a.timeouts.request_s, a.timeouts.idle_s, a.timeouts.load_s) == (12.0, 7.0, 600.0)
+    assert b.timeouts == cfg.timeouts == Timeouts(request_s=12.0, load_s=600.0)
 
 
 def test_api_key_from_env(tmp_path, monkeypatch):
@@ -102,11 +151,11 @@ def test_key_file_must_be_private(tmp_path):
     assert cfg.engines[0].resolve_api_key() == "abc"
 
 
-def test_corrupt_config_cli_is_one_line_no_traceback(tmp_path):
+def test_corrupt_config_cli_is_one_line_no_traceback_exit_2(tmp_path):
     p = write(tmp_path, "[[engines]\n")
     out = subprocess.run([sys.executable, "-m", "console", "--config", str(p), "engines"],
                          capture_output=True, text=True, env={**os.environ, "ENGINEDECK_DATA_DIR": str(tmp_path)})
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and str(p) in lines[0] and ":1:" in lines[0]
