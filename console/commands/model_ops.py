@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import math
+import signal
 import sys
 import threading
 import time
