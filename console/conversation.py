@@ -39,7 +39,16 @@ from console.engines.base import (
     TokenSource,
     Usage,
 )
-from console.errors import EngineDeckError, EngineError, NotFoundError, ReadOnlyError, StoreError
+from console.errors import (
+    EngineDeckError,
+    EngineError,
+    EngineTimeoutError,
+    LimitError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreError,
+    UnreachableError,
+)
 
 if TYPE_CHECKING:
     from console.store.db import Store
@@ -182,8 +191,10 @@ class Conversation:
         if (engine.name, model) not in self._served:
             try:
                 served = await engine.list_models() if engine.capabilities.supports(Op.LIST) else []
+            except (UnreachableError, EngineTimeoutError, LimitError):
+                raise  # an engine that cannot answer this cannot answer a chat either: say so now, not twice as late
             except EngineError:
-                served = []  # the chat request itself will say what is wrong with the engine
+                served = []  # no list here (a proxy without one, say): the chat request itself will tell
             if served and not any(_same_model(engine, model, m) for m in served):
                 names = ", ".join(m.name for m in served[:MODELS_NAMED])
                 more = f" and {len(served) - MODELS_NAMED} more" if len(served) > MODELS_NAMED else ""

@@ -174,11 +174,17 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
     t0 = time.perf_counter()
     status = "error"
     try:
-        version = await engine_version(engine)
+        try:
+            version, down = await engine_version(engine), None
+        except ProbeError as exc:  # down or silent: the run is kept, as an error, with nothing measured
+            version, down = None, exc
         env = await environment(engine, version)
         run_id = await store.probes.start(
             engine=engine.name, engine_kind=engine.kind, engine_version=version, model=model,
             params=params.to_dict(), slo=asdict(slo), environment=env)
+        if down is not None:
+            await store.probes.finish(run_id, "error", None)
+            raise down
 
         async def save_level(figures: LevelFigures) -> None:
             await store.probes.save_level(run_id, figures.concurrency, figures.to_dict())

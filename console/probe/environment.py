@@ -11,15 +11,22 @@ from typing import Any
 import psutil
 
 from console import __version__
-from console.engines.base import Engine
-from console.errors import EngineError
+from console.engines.base import Engine, Health
+from console.errors import EngineError, EngineTimeoutError, LimitError, ProbeError, UnreachableError
 
 
 async def engine_version(engine: Engine) -> str | None:
+    """The engine's version, asked before a run. An engine that is down, or does not answer in time, stops the
+    probe here with the reason (ProbeError), instead of after its first request has waited just as long."""
     try:
-        return (await engine.info()).version
+        info = await engine.info()
+    except (UnreachableError, EngineTimeoutError, LimitError) as exc:
+        raise ProbeError(f"probe not started: {exc}") from None
     except EngineError:
-        return None
+        return None  # up, but its health answer is odd: the preflight request will say what is wrong
+    if info.health is Health.DOWN:
+        raise ProbeError(f"probe not started: {engine.name} is down ({info.reason or 'no reason given'})")
+    return info.version
 
 
 def _gpus() -> list[str] | str:
