@@ -21,6 +21,7 @@ from textual.widgets.option_list import Option
 
 from console.errors import EngineDeckError, StoreError
 from console.logs.sanitize import neutralise, one_line
+from console.ui.app import text_field_has_focus
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.chat_message import MessageView, last_code_block
 from console.ui.widgets.chat_pane import ChatPane
@@ -93,11 +94,14 @@ class SessionList(OptionList):
 
 class ChatScreen(Screen[None]):
     TITLE = "Chat"
+    AUTO_FOCUS = "#sessions"  # never the search field: a digit typed on arrival must switch screens
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "new_chat", "New chat", id="chat-new"),
         Binding("ctrl+o", "compare", "Compare", id="chat-compare",
                 tooltip="The same prompt to two engine/model pairs, side by side"),
+        # In the prompt or the search field, escape leaves the field instead (check_action, leave_field).
         Binding("escape", "stop", "Stop", id="chat-stop", tooltip="Stop the reply; what arrived is kept"),
+        Binding("i", "write", "Write", id="chat-write", tooltip="Back to the prompt"),
         Binding("ctrl+r", "regenerate", "Regenerate", id="chat-regenerate"),
         Binding("ctrl+g", "edit_last", "Edit last", id="chat-edit-last",
                 tooltip="Put the last message back in the input; enter resends it"),
@@ -108,7 +112,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+f", "search", "Search", id="chat-search"),
         Binding("ctrl+l", "sessions", "Sessions", id="chat-sessions"),
     ]
-    HELP_WIDGETS: ClassVar[tuple[type[Widget], ...]] = (PromptArea,)
+    HELP_WIDGETS: ClassVar[tuple[type[Widget], ...]] = (PromptArea, SessionList)
     DEFAULT_CSS = """
     ChatScreen #sidebar { width: 32; border-right: vkey $panel-lighten-2; }
     ChatScreen.-narrow #sidebar { width: 24; }
@@ -144,7 +148,6 @@ class ChatScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#prompt", PromptArea).focus()
         self._open_store()
 
     # -- store and session list ----------------------------------------------------------------------
@@ -314,7 +317,8 @@ class ChatScreen(Screen[None]):
             self.notify("start a chat first (ctrl+n)", severity="warning", markup=False)
             return
         if any(p.streaming for p in panes):
-            self.notify("a reply is still streaming (esc stops it)", severity="warning", markup=False)
+            self.notify("a reply is still streaming (esc leaves the prompt, esc again stops it)",
+                        severity="warning", markup=False)
             return
         if any(p.engine is None for p in panes):
             self.notify("this session's engine is not available; start a new chat (ctrl+n)",
@@ -325,22 +329,46 @@ class ChatScreen(Screen[None]):
             pane.edit_last(prompt) if edit is not None else pane.send(prompt)
         event.prompt.clear()
 
-    def action_stop(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Escape in a field leaves it (the app's on_key, which calls leave_field below), and never stops.
+        return not (action == "stop" and text_field_has_focus(self))
+
+    def leave_field(self) -> None:
+        """Escape in the prompt or the search field: out of the field (a search running from it stops, an edit
+        of the last message is cancelled), to the conversation, or to the session list when no chat is open."""
+        search = self.query_one("#search", Input)
+        if self.focused is search:
+            self._stop_search()
+        if self.focused is self.query_one("#prompt", PromptArea) and self._edit_pending is not None:
+            self._edit_pending = None
+            self.query_one("#prompt", PromptArea).clear()
+        current = self.current
+        if current is not None and self.focused is not search:
+            pane = current.panes[0] if isinstance(current, ComparePane) else current
+            pane.query_one(".log").focus()
+        else:
+            self.query_one("#sessions", SessionList).focus()
+
+    def action_write(self) -> None:
+        self.query_one("#prompt", PromptArea).focus()
+
+    def _stop_search(self) -> bool:
         if self._search is not None and self._search.is_running:
             self._search.cancel()  # the store's read stops at its next progress check
             self.query_one("#sessions", OptionList).border_title = "search stopped"
-            return
-        if self._edit_pending is not None:
-            self._edit_pending = None
-            self.query_one("#prompt", PromptArea).clear()
-            return
-        for pane in self._panes():
-            pane.stop()
+            return True
+        return False
+
+    def action_stop(self) -> None:
+        if not self._stop_search():
+            for pane in self._panes():
+                pane.stop()
 
     def action_regenerate(self) -> None:
         for pane in self._panes():
             if pane.conversation.entries and not pane.regenerate():
-                self.notify("wait for the reply to end (esc stops it)", severity="warning", markup=False)
+                self.notify("wait for the reply to end (esc, then esc again, stops it)", severity="warning",
+                            markup=False)
 
     def action_edit_last(self) -> None:
         panes = self._panes()

@@ -26,6 +26,7 @@ from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
 from console.ui.format import DASH, expires_in, human_bytes, human_duration, latency, pct, vram_split
 from console.ui.widgets.bars import KeyBar, TitleBar
+from console.ui.widgets.notes import no_engine_message
 from console.ui.widgets.spark import SparkBar
 
 if TYPE_CHECKING:
@@ -44,16 +45,6 @@ PROCESS_SCAN_EVERY_S = 60.0
 HEALTH_STYLES = {"ok": "green", "loading": "yellow", "sleeping": "cyan", "down": "red"}
 ENGINE_COLUMNS = ("engine", "kind", "version", "health", "poll", "run/wait", "KV")
 LOADED_COLUMNS = ("engine", "model", "size", "where", "ctx", "expires/status")
-
-
-def no_engine_message(ports: str, config_path: str) -> str:
-    return (
-        "No engine found.\n"
-        f"Scanned 127.0.0.1 on the default ports ({ports}).\n"
-        "Point enginedeck at one:  enginedeck --engine http://HOST:PORT\n"
-        f"or add an [[engines]] entry (name, url) to {config_path}\n"
-        "then press r to refresh."
-    )
 
 
 def show(widget: Widget, visible: bool) -> None:
@@ -288,7 +279,7 @@ class DashboardScreen(Screen[None]):
         if not self.app.engines_ready:  # type: ignore[attr-defined]
             self._set_text(status_line, "Looking for engines…")
         elif not self._order:
-            self._set_text(status_line, self._no_engine_text())
+            self._set_text(status_line, no_engine_message(self.app.ctx.config, refresh="press r to refresh"))  # type: ignore[attr-defined]
         elif not statuses:
             self._set_text(status_line, f"Polling {len(self._order)} engine(s)…")
         show(status_line, not statuses)
@@ -307,14 +298,6 @@ class DashboardScreen(Screen[None]):
         if self._tok_rates:
             rate = sum(self._tok_rates.values())
             self.query_one("#sparks", SparkBar).push("toks", rate, f"{rate:.0f}")
-
-    def _no_engine_text(self) -> str:
-        from console.config import default_config_path
-        from console.engines.detect import DEFAULT_PORTS
-
-        cfg = self.app.ctx.config  # type: ignore[attr-defined]
-        ports = ", ".join(str(p) for p in DEFAULT_PORTS) if cfg.discover else "discovery is off (--no-discover)"
-        return no_engine_message(ports, str(cfg.path or default_config_path()))
 
     async def _mount_tables(self) -> None:
         """The engines and loaded-models tables join the screen with the first engine to show: hidden, they

@@ -39,16 +39,20 @@ if TYPE_CHECKING:
     from console.probe.report import RunView
 
 HISTORY_LIMIT = 200
+READ_ONLY = "read-only mode (--read-only): no probes (a probe loads the model and puts load on the engine)"
+# The tab's widget that takes focus when escape leaves a form field.
+TAB_FOCUS = {"tab-levels": "#levels-table", "tab-history": "#history", "tab-compare": "#compare"}
 
 
 class ProbeScreen(Screen[None]):
     TITLE = "Probe"
+    AUTO_FOCUS = "#levels-table"  # not a form field: a digit typed on arrival switches screens
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run", "Run probe", id="probe-run"),
         Binding("c", "cancel", "Cancel", id="probe-cancel"),
+        Binding("f", "form", "Form", id="probe-form", tooltip="Edit the model, levels and SLO (esc leaves)"),
         Binding("h", "history", "History", id="probe-history"),
         Binding("m", "mark", "Mark for compare", id="probe-mark"),
-        Binding("escape", "leave_input", "Leave field", show=False, id="probe-leave"),
     ]
     DEFAULT_CSS = """
     ProbeScreen #labels, ProbeScreen #form { height: 1; }
@@ -123,13 +127,21 @@ class ProbeScreen(Screen[None]):
             "C", "TTFT p90 A", "B", "Δ", "tok/s A", "B", "Δ", "decode p10 A", "B", "Δ")
         self._fill_engines()
         self.load_history()
+        if self.app.read_only:  # type: ignore[attr-defined]
+            self._status(READ_ONLY)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "run" and (self.app.read_only or self.running):  # type: ignore[attr-defined]
-            return None
+        return None if self.why_refused(action) else True
+
+    def why_refused(self, action: str) -> str | None:
+        """Why a key is greyed out; the app says it when the key is pressed anyway."""
+        if action == "run" and self.app.read_only:  # type: ignore[attr-defined]
+            return READ_ONLY
+        if action == "run" and self.running:
+            return "a probe is running: c cancels it"
         if action == "cancel" and not self.running:
-            return None
-        return True
+            return "no probe is running"
+        return None
 
     # -- engines --------------------------------------------------------------------------------------------
 
@@ -462,8 +474,14 @@ class ProbeScreen(Screen[None]):
                           _num(d["a"]), _num(d["b"]), _pct(d["delta_pct"]))
         self.query_one("#tabs", TabbedContent).active = "tab-compare"
 
-    def action_leave_input(self) -> None:
-        self.query_one("#tabs", TabbedContent).focus()
+    def leave_field(self) -> None:
+        """Escape in a form field: to the table of the tab shown (the tab strip on the plots)."""
+        active = self.query_one("#tabs", TabbedContent).active
+        selector = TAB_FOCUS.get(active, "#tabs Tabs")
+        self.query_one(selector).focus()
+
+    def action_form(self) -> None:
+        self.query_one("#model", Input).focus()
 
     async def on_unmount(self) -> None:
         self.action_cancel()

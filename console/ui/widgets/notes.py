@@ -1,0 +1,50 @@
+"""The line every screen shows while no engine is known: what was looked for, and how to add one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from console.config import Config
+    from console.engines.registry import EngineEntry
+
+
+def no_engine_message(config: Config, *, refresh: str) -> str:
+    """`refresh` says how to look again from where the reader is (the dashboard's `r`, or the palette)."""
+    from console.config import default_config_path
+    from console.engines.detect import DEFAULT_PORTS
+
+    ports = ", ".join(str(p) for p in DEFAULT_PORTS) if config.discover else "discovery is off (--no-discover)"
+    return (
+        "No engine found.\n"
+        f"Scanned 127.0.0.1 on the default ports ({ports}).\n"
+        "Point enginedeck at one:  enginedeck --engine http://HOST:PORT\n"
+        f"or add an [[engines]] entry (name, url) to {config.path or default_config_path()}\n"
+        f"then {refresh}."
+    )
+
+
+class NoEngineNote(Static):
+    """Shown while the registry's last refresh found no engine; hidden otherwise. The app adds one to every
+    screen but the dashboard (which says the same in its engines panel)."""
+
+    DEFAULT_CSS = """
+    NoEngineNote { height: auto; padding: 0 1; color: $warning; display: none; }
+    """
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        app.engines_changed.subscribe(self, self._changed)
+        if app.engines_ready:
+            self._changed(app.ctx.registry().entries)
+
+    def _changed(self, entries: list[EngineEntry]) -> None:
+        none = not entries
+        if none:
+            app: Any = self.app
+            self.update(Text(no_engine_message(app.ctx.config, refresh="ctrl+p, Refresh engines (or 1, then r)")))
+        if self.display != none:
+            self.display = none
