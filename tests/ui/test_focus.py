@@ -96,6 +96,8 @@ async def test_escape_closes_a_dialog_without_leaving_the_field_under_it(tmp_pat
         await pilot.press("escape")
         await settle(pilot, until=lambda: not app.screen.is_modal)
         assert isinstance(app.focused, PromptArea)  # the dialog closed; the prompt under it keeps the focus
+        await pilot.press("escape", "w")  # out of the prompt, close the chat
+        await settle(pilot, until=lambda: app.screen.current is None)
 
 
 async def test_palette_runs_another_screens_action(tmp_path):

@@ -175,6 +175,9 @@ class DashboardScreen(Screen[None]):
         self._tables: asyncio.Task[None] | None = None  # mounting the tables, then mounted
         self._gpu_seen = False  # the last sample found a GPU: sample in a thread
         self._room = 0  # the width the tables' names were fitted to
+        self._shown = asyncio.Event()  # clear while another screen is shown: no polls, no samples
+        self._shown.set()  # a screen is built when it is first shown
+        self._back = False  # shown again after a pause: poll and sample now
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -217,6 +220,17 @@ class DashboardScreen(Screen[None]):
     def action_refresh(self) -> None:
         self.app.refresh_engines()  # type: ignore[attr-defined]
 
+    # Nothing on the dashboard is seen by another screen (they get engines from the registry), so while it is
+    # hidden it polls nothing and samples nothing; shown again, it polls and samples at once.
+    def on_screen_suspend(self) -> None:
+        self._shown.clear()
+
+    def on_screen_resume(self) -> None:
+        if not self._shown.is_set():
+            self._back = True
+            self._shown.set()
+            self._wake.set()
+
     def action_focus_table(self, table_id: str) -> None:
         if self._tables is not None and self._tables.done():
             self.query_one(f"#{table_id}").focus()
@@ -236,6 +250,10 @@ class DashboardScreen(Screen[None]):
         telemetry: asyncio.Task[None] | None = None
         try:
             while True:
+                await self._shown.wait()
+                if self._back:  # fresh figures for the person who came back
+                    self._back = False
+                    next_poll = next_sample = loop.time()
                 now = loop.time()
                 if self._wake.is_set() or now >= next_poll:
                     self._wake.clear()
@@ -257,6 +275,8 @@ class DashboardScreen(Screen[None]):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(next_poll, next_sample) - loop.time()):
                         await self._wake.wait()
+                    if not self._shown.is_set():
+                        continue
         finally:
             for task in (*self._polls.values(), *([telemetry] if telemetry else [])):
                 task.cancel()

@@ -22,7 +22,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent, TabPane
 
 from console.commands.probe import LEVEL_HEADERS, compare_rows, level_row, parse_slo, verdict_lines
@@ -30,6 +29,7 @@ from console.config import EngineConfig
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
+from console.ui.calm import QuietWhenHidden
 from console.ui.format import elide_middle
 from console.ui.widgets.bars import KeyBar, TitleBar
 
@@ -69,7 +69,7 @@ def tui_level_row(fig: LevelFigures, passed: bool | None) -> list[str]:
     return [row[i] for i in level_order()]
 
 
-class ProbeScreen(Screen[None]):
+class ProbeScreen(QuietWhenHidden):
     TITLE = "Probe"
     AUTO_FOCUS = "#levels-table"  # not a form field: a digit typed on arrival switches screens
     BINDINGS: ClassVar[list[BindingType]] = [
