@@ -18,6 +18,7 @@ a bounded log file in the data directory.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -85,9 +86,16 @@ class CrashReporter:
             return None
         from logging.handlers import RotatingFileHandler
 
+        class PrivateFile(RotatingFileHandler):
+            """Mode 600, like the database and the audit key beside it: a traceback may show paths and names."""
+
+            def _open(self):  # noqa: ANN202 - logging's own signature
+                fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            handler = RotatingFileHandler(self.path, maxBytes=LOG_MAX_BYTES, backupCount=1, encoding="utf-8")
+            handler = PrivateFile(self.path, maxBytes=LOG_MAX_BYTES, backupCount=1, encoding="utf-8")
         except OSError as exc:  # a read-only or full data directory: the notice says so, the console goes on
             self._log_problem = f"{self.path}: {exc.strerror or exc}"
             return None

@@ -54,6 +54,7 @@ async def test_an_action_that_fails_is_reported_and_logged(tmp_path, monkeypatch
         assert second == f"details in {log}"
         text = log.read_text()
         assert "Traceback" in text and "in broken" in text and "\x1b" not in text
+        assert log.stat().st_mode & 0o777 == 0o600
         await still_responsive(pilot)
 
 

@@ -17,10 +17,11 @@ def no_engine_message(config: Config, *, refresh: str) -> str:
     from console.config import default_config_path
     from console.engines.detect import DEFAULT_PORTS
 
-    ports = ", ".join(str(p) for p in DEFAULT_PORTS) if config.discover else "discovery is off (--no-discover)"
+    scanned = (f"Scanned 127.0.0.1 on the default ports ({', '.join(str(p) for p in DEFAULT_PORTS)})."
+               if config.discover else "Discovery is off (--no-discover or discover = false).")
     return (
         "No engine found.\n"
-        f"Scanned 127.0.0.1 on the default ports ({ports}).\n"
+        f"{scanned}\n"
         "Point enginedeck at one:  enginedeck --engine http://HOST:PORT\n"
         f"or add an [[engines]] entry (name, url) to {config.path or default_config_path()}\n"
         f"then {refresh}."
