@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
+from console.config import EngineConfig
 from console.ui.app import SCREENS, EngineDeckApp, text_field_has_focus
 from console.ui.widgets.prompt import PromptArea
 from tests.ui.fixtures import StubRegistry, TestContext, demo_app, make_config, screen_text, settle
@@ -100,8 +101,7 @@ async def test_escape_closes_a_dialog_without_leaving_the_field_under_it(tmp_pat
         await settle(pilot, until=lambda: app.screen.current is None)
 
 
-async def test_palette_runs_another_screens_action(tmp_path):
-    """From the dashboard, ctrl+p, "run probe", enter: the probe screen opens and the run is tried there."""
+async def test_palette_lists_every_screens_actions_from_anywhere(tmp_path):
     app = demo_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -112,14 +112,28 @@ async def test_palette_runs_another_screens_action(tmp_path):
             for b in spec.load().BINDINGS:
                 if b.description and b.key != "escape":
                     assert f"{spec.title}: {b.description}  [{spec.key} {b.key_display or b.key}]" in titles
+        assert not any("Move cursor" in t or "Delete character" in t for t in titles)  # no editing keys
+
+
+async def test_palette_runs_another_screens_action(tmp_path, synthetic_engine):
+    """From the dashboard: ctrl+p, "run probe", enter. The probe screen opens, asks the engine for its model
+    and runs the ladder in the form, which ends in the history."""
+    sim = synthetic_engine(ttft_s=0.001, itl_s=0.0005, tokens=4)
+    config = make_config(tmp_path, engines=[EngineConfig(name="sim", url=sim.url, kind="openai")])
+    app = EngineDeckApp(TestContext(config))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, until=lambda: app.engines_ready and app.store is not None)
         await pilot.press("ctrl+p")
         await settle(pilot, until=lambda: type(app.screen).__name__ == "CommandPalette")
         await pilot.press(*"probe: run probe")
         await pilot.pause(0.3)
         await pilot.press("enter")
         await settle(pilot, until=lambda: app.current_mode == "probe")
-        await settle(pilot, until=lambda: "pick an engine and type a model" in screen_text(app)
-                     or app.screen.running, timeout_s=10)
+        probe = app.screen
+        status = probe.query_one("#status")
+        await settle(pilot, until=lambda: str(status.render()).startswith("complete:"), timeout_s=120)
+        (run,) = await app.store.probes.recent()
+        assert (run.engine, run.model, run.status) == ("sim", "synthetic", "complete")
 
 
 async def test_read_only_probe_says_why_r_does_nothing(tmp_path):
@@ -129,7 +143,7 @@ async def test_read_only_probe_says_why_r_does_nothing(tmp_path):
     async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
         await settle(pilot)
         await goto(pilot, "probe")
-        assert "read-only mode (--read-only): no probes" in screen_text(app)
+        assert "read-only mode (--read-only): probes are off" in screen_text(app)
         await pilot.press("r")
         await settle(pilot, until=lambda: any("read-only" in n.message for n in notes))
         assert not app.screen.running and await app.store.probes.recent() == []

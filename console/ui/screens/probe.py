@@ -153,7 +153,7 @@ class ProbeScreen(QuietWhenHidden):
         self._fill_engines()
         self.load_history()
         if self.app.read_only:  # type: ignore[attr-defined]
-            self._status(READ_ONLY)
+            self._status("read-only mode (--read-only): probes are off")  # r says why
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return None if self.why_refused(action) else True
@@ -191,6 +191,9 @@ class ProbeScreen(QuietWhenHidden):
 
     @work(exclusive=True, group="probe-models", exit_on_error=False)
     async def suggest_model(self, name: str) -> None:
+        await self._suggest(name)
+
+    async def _suggest(self, name: str) -> None:
         """Fill the model field with the engine's first loaded (else listed) model, unless one is typed."""
         field = self.query_one("#model", Input)
         if field.value:
@@ -202,6 +205,14 @@ class ProbeScreen(QuietWhenHidden):
             return
         if models and not field.value:
             field.value = models[0]
+
+    # Not in the probe-models group: the suggestion that a new screen starts for its engine would cancel it.
+    @work(exclusive=True, group="probe-suggest-run", exit_on_error=False)
+    async def _suggest_then_run(self, name: str) -> None:
+        """r before the engine's model was suggested (the palette's "Run probe" on a screen opened just now)."""
+        self._status("asking the engine for its models…")
+        await self._suggest(name)
+        self._run_from_form()
 
     # -- running --------------------------------------------------------------------------------------------
 
@@ -226,6 +237,13 @@ class ProbeScreen(QuietWhenHidden):
         return engine, model, params, slo
 
     def action_run(self) -> None:
+        engine = self.query_one("#engine", Select).value
+        if isinstance(engine, str) and not self.query_one("#model", Input).value.strip():
+            self._suggest_then_run(engine)
+        else:
+            self._run_from_form()
+
+    def _run_from_form(self) -> None:
         try:
             engine, model, params, slo = self._params()
         except EngineDeckError as exc:
