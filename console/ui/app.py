@@ -6,21 +6,30 @@ Conventions every screen follows (chat, probe and logs too):
   opened, so start-up pays only for the dashboard. Import heavy modules (Markdown, plotext, aiosqlite users)
   inside the screen module or inside the method that needs them, never in this file.
 - Each screen is a mode: switching away keeps it alive, so a running chat stream or probe goes on. Digits
-  1-5 switch screens everywhere; letters are free for each screen's own actions. A focused text input takes
-  digits and letters as text, so a screen with one binds escape to leave it (focus the main table or log).
+  1-5 switch screens everywhere; letters are free for each screen's own actions. A focused text field takes
+  digits and letters as text; escape always leaves it: the app sees to it after the screen's own escape
+  binding (if any) has run, calling the screen's `leave_field()` when it has one to say where focus goes.
+  Set `AUTO_FOCUS` to a widget that is not a text field, so that a digit typed on arrival switches screens.
+- A screen that is not shown costs nothing: subclass `console.ui.calm.QuietWhenHidden` when its widgets
+  have timers, and pause the screen's own loops in `on_screen_suspend` (work that must go on runs in workers).
 - Services come from the app, never from globals: `self.app.ctx` (a `console.commands.context.Context`:
   `config`, `registry()`, `engine(ref)`, `store()`, `actions()`), `self.app.read_only`, `self.app.store`
   (None until opened, `self.app.store_problem` says why), and the telemetry sources `self.app.gpu_monitor`,
   `self.app.host_monitor`, `self.app.scan_processes`. Tests inject stubs through the constructor.
 - Every binding has an `id` and a description; a mutating one is refused in `check_action` under
-  `--read-only` (return None so the footer greys it out) and the screen says why in words. The palette and
-  the help screen list bindings from `BINDINGS`, so there is nothing else to register, except that a widget
-  with keys of its own (the chat prompt) goes in its screen's `HELP_WIDGETS` for the help screen.
+  `--read-only` (return None so the footer greys it out) and the screen says why in words: its
+  `why_refused(action)` returns them, and the app shows them when the greyed key is pressed. The palette
+  (every screen's actions, from anywhere) and the help screen list bindings from `BINDINGS`, so there is
+  nothing else to register, except that a widget with keys of its own (the chat prompt) goes in its
+  screen's `HELP_WIDGETS`.
 - Engine lists come from the registry; when it finishes a refresh the app posts `EnginesRefreshed` to every
-  screen. `self.app.engines_ready` is False until the first refresh is done.
+  screen (and publishes `engines_changed` for widgets). `self.app.engines_ready` is False until the first
+  refresh is done. While no engine is known, the app adds a `NoEngineNote` to every screen but the dashboard.
 - Network and disk work runs in workers: `@work(exclusive=True, group=..., exit_on_error=False)` for async
-  I/O, `thread=True` only for blocking libraries (NVML, psutil, file scans). A worker that fails tells the
-  person with `notify(..., markup=False)`; untrusted text goes through `console.logs.sanitize` first.
+  I/O, `thread=True` only for blocking libraries (NVML, psutil, file scans). A worker that fails in a way it
+  expects tells the person with `notify(..., markup=False)`; untrusted text goes through
+  `console.logs.sanitize` first. Anything unexpected (a bug) is caught by the crash guard (console/ui/guard.py):
+  one line on screen, the traceback in the data dir's ui-errors.log, and the app goes on.
 - Borders: use the `.panel` class or `border: round`; the app class `-ascii` switches them to ASCII (add a
   `.-ascii YourWidget` rule for your own borders), and `self.app.has_class("-ascii")` says to avoid glyphs.
 - Repaint only when something changed: compare before `update()`, keep histories in bounded deques.

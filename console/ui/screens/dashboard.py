@@ -322,7 +322,8 @@ class DashboardScreen(Screen[None]):
         if not self.app.engines_ready:  # type: ignore[attr-defined]
             self._set_text(status_line, "Looking for engines…")
         elif not self._order:
-            self._set_text(status_line, no_engine_message(self.app.ctx.config, refresh="press r to refresh"))  # type: ignore[attr-defined]
+            config = self.app.ctx.config  # type: ignore[attr-defined]
+            self._set_text(status_line, no_engine_message(config, refresh="press r to refresh"))
         elif not statuses:
             self._set_text(status_line, f"Polling {len(self._order)} engine(s)…")
         show(status_line, not statuses)
