@@ -98,6 +98,11 @@ SCREENS: dict[str, ScreenSpec] = {
 }
 
 
+# Screens that say "no engine" in a notice when opened rather than in a line of their own: the logs screen has
+# work without any engine (the audit trail, files, journald units) and needs its height for the panes.
+NOTE_AS_NOTICE = frozenset({"logs"})
+
+
 def text_field_has_focus(screen: Screen) -> bool:
     """A focused widget that takes printable keys as text (an Input, a TextArea): digits, `?` and `q` are its."""
     focused = screen.focused
@@ -354,9 +359,18 @@ class EngineDeckApp(App[int]):
         while isinstance(self.screen, HelpScreen):  # a digit on the help screen goes where it says
             self.pop_screen()
         self.switch_mode(name)
-        if name != "dashboard":  # the dashboard says it in its engines panel
+        if name in NOTE_AS_NOTICE:
+            self._tell_no_engine()
+        elif name != "dashboard":  # the dashboard says it in its engines panel
             self.call_after_refresh(self._add_no_engine_note, name)
         return True
+
+    def _tell_no_engine(self) -> None:
+        from console.ui.widgets.notes import no_engine_short
+
+        if self.engines_ready and not self.ctx.registry().entries:
+            self.notify(no_engine_short(self.ctx.config), title="No engine", severity="warning", timeout=10,
+                        markup=False)
 
     def _add_no_engine_note(self, name: str, tries: int = 20) -> None:
         """Every screen says so while no engine is known (widgets/notes.py): added here, once the screen is

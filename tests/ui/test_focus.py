@@ -45,10 +45,10 @@ async def test_type_in_a_field_escape_then_a_digit_switches(tmp_path, name, into
         await pilot.press(*text)
         typed = field.text if isinstance(field, PromptArea) else field.value
         assert typed.endswith(text) and app.current_mode == name  # digits, ? and q went into the field
-        assert key_bar(app).startswith(" esc leave field")
+        assert key_bar(app).startswith(" esc Leave field")
         await pilot.press("escape")
         assert not text_field_has_focus(app.screen), app.focused
-        assert not key_bar(app).startswith(" esc leave field")
+        assert not key_bar(app).startswith(" esc Leave field")
         other = "dashboard" if name != "dashboard" else "models"
         await goto(pilot, other)
         await goto(pilot, name)  # and back: focus is not put back in a field
@@ -151,13 +151,16 @@ async def test_read_only_probe_says_why_r_does_nothing(tmp_path):
 
 @pytest.mark.parametrize("name", ["models", "chat", "probe", "logs"])
 async def test_no_engine_is_explained_on_every_screen(tmp_path, name):
+    """A line of its own on models, chat and probe; a notice on the logs screen (it has work without engines)."""
+    notes: list = []
+    hook = lambda m: notes.append(m.notification.message) if type(m).__name__ == "Notify" else None  # noqa: E731
     app = EngineDeckApp(TestContext(make_config(tmp_path), StubRegistry([])))
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
         await settle(pilot)
         await goto(pilot, name)
-        await settle(pilot, until=lambda: "No engine found." in screen_text(app))
-        shown = screen_text(app)
-        assert "enginedeck --engine http://HOST:PORT" in shown and "[[engines]]" in shown
+        said = lambda: "\n".join([screen_text(app), *notes])  # noqa: E731
+        await settle(pilot, until=lambda: "No engine found." in said())
+        assert "enginedeck --engine http://HOST:PORT" in said() and "[[engines]]" in said()
 
 
 async def test_help_says_how_to_leave_a_field(tmp_path):

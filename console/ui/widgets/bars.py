@@ -49,7 +49,7 @@ class TitleBar(Widget):
 class KeyBar(Widget):
     """The keys the focused screen offers now: `key description` pairs; greyed out when refused (read-only or
     unsupported), left out when hidden; the command palette's key at the right end. Clicking a key presses it.
-    While a text field has focus the first key is `esc leave field`: letters and digits are the field's then."""
+    While a text field has focus the first key is `esc Leave field`: letters and digits are the field's then."""
 
     ALLOW_SELECT = False
     COMPONENT_CLASSES: ClassVar[set[str]] = {"keybar--key", "keybar--description", "keybar--disabled"}
@@ -89,7 +89,7 @@ class KeyBar(Widget):
         palette: tuple[str, str, bool] | None = None
         in_field = text_field_has_focus(self.screen)
         if in_field:
-            text = Content.assemble((" esc ", key_style), ("leave field ", desc_style))
+            text = Content.assemble((" esc ", key_style), ("Leave field ", desc_style))
             entries.append((text, 0, text.cell_length, "escape"))
             column = text.cell_length
         for key, (_node, binding, enabled, _tooltip) in self.screen.active_bindings.items():

@@ -1,4 +1,4 @@
-"""The line every screen shows while no engine is known: what was looked for, and how to add one."""
+"""What every screen says while no engine is known: what was looked for (the dashboard), and how to add one."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def no_engine_message(config: Config, *, refresh: str) -> str:
     )
 
 
+def no_engine_short(config: Config) -> str:
+    """The same in two lines at 80 columns, for the screens that have their own work to show."""
+    from console.config import default_config_path
+
+    return (f"No engine found. Add one: enginedeck --engine http://HOST:PORT, or an [[engines]] entry in "
+            f"{config.path or default_config_path()}; then ctrl+p, Refresh engines.")
+
+
 class NoEngineNote(Static):
     """Shown while the registry's last refresh found no engine; hidden otherwise. The app adds one to every
     screen but the dashboard (which says the same in its engines panel)."""
@@ -46,6 +54,6 @@ class NoEngineNote(Static):
         none = not entries
         if none:
             app: Any = self.app
-            self.update(Text(no_engine_message(app.ctx.config, refresh="ctrl+p, Refresh engines (or 1, then r)")))
+            self.update(Text(no_engine_short(app.ctx.config)))
         if self.display != none:
             self.display = none
