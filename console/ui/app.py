@@ -6,21 +6,30 @@ Conventions every screen follows (chat, probe and logs too):
   opened, so start-up pays only for the dashboard. Import heavy modules (Markdown, plotext, aiosqlite users)
   inside the screen module or inside the method that needs them, never in this file.
 - Each screen is a mode: switching away keeps it alive, so a running chat stream or probe goes on. Digits
-  1-5 switch screens everywhere; letters are free for each screen's own actions. A focused text input takes
-  digits and letters as text, so a screen with one binds escape to leave it (focus the main table or log).
+  1-5 switch screens everywhere; letters are free for each screen's own actions. A focused text field takes
+  digits and letters as text; escape always leaves it: the app sees to it after the screen's own escape
+  binding (if any) has run, calling the screen's `leave_field()` when it has one to say where focus goes.
+  Set `AUTO_FOCUS` to a widget that is not a text field, so that a digit typed on arrival switches screens.
+- A screen that is not shown costs nothing: subclass `console.ui.calm.QuietWhenHidden` when its widgets
+  have timers, and pause the screen's own loops in `on_screen_suspend` (work that must go on runs in workers).
 - Services come from the app, never from globals: `self.app.ctx` (a `console.commands.context.Context`:
   `config`, `registry()`, `engine(ref)`, `store()`, `actions()`), `self.app.read_only`, `self.app.store`
   (None until opened, `self.app.store_problem` says why), and the telemetry sources `self.app.gpu_monitor`,
   `self.app.host_monitor`, `self.app.scan_processes`. Tests inject stubs through the constructor.
 - Every binding has an `id` and a description; a mutating one is refused in `check_action` under
-  `--read-only` (return None so the footer greys it out) and the screen says why in words. The palette and
-  the help screen list bindings from `BINDINGS`, so there is nothing else to register, except that a widget
-  with keys of its own (the chat prompt) goes in its screen's `HELP_WIDGETS` for the help screen.
+  `--read-only` (return None so the footer greys it out) and the screen says why in words: its
+  `why_refused(action)` returns them, and the app shows them when the greyed key is pressed. The palette
+  (every screen's actions, from anywhere) and the help screen list bindings from `BINDINGS`, so there is
+  nothing else to register, except that a widget with keys of its own (the chat prompt) goes in its
+  screen's `HELP_WIDGETS`.
 - Engine lists come from the registry; when it finishes a refresh the app posts `EnginesRefreshed` to every
-  screen. `self.app.engines_ready` is False until the first refresh is done.
+  screen (and publishes `engines_changed` for widgets). `self.app.engines_ready` is False until the first
+  refresh is done. While no engine is known, the app adds a `NoEngineNote` to every screen but the dashboard.
 - Network and disk work runs in workers: `@work(exclusive=True, group=..., exit_on_error=False)` for async
-  I/O, `thread=True` only for blocking libraries (NVML, psutil, file scans). A worker that fails tells the
-  person with `notify(..., markup=False)`; untrusted text goes through `console.logs.sanitize` first.
+  I/O, `thread=True` only for blocking libraries (NVML, psutil, file scans). A worker that fails in a way it
+  expects tells the person with `notify(..., markup=False)`; untrusted text goes through
+  `console.logs.sanitize` first. Anything unexpected (a bug) is caught by the crash guard (console/ui/guard.py):
+  one line on screen, the traceback in the data dir's ui-errors.log, and the app goes on.
 - Borders: use the `.panel` class or `border: round`; the app class `-ascii` switches them to ASCII (add a
   `.-ascii YourWidget` rule for your own borders), and `self.app.has_class("-ascii")` says to avoid glyphs.
 - Repaint only when something changed: compare before `update()`, keep histories in bounded deques.
@@ -40,11 +49,18 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
+from textual.signal import Signal
+from textual.widget import Widget
 
+from console.ui.guard import CrashReporter, guard_screen, screen_name
 from console.ui.themes import load_themes
 
 if TYPE_CHECKING:
+    from textual import events
+    from textual.actions import ActionParseResult
+    from textual.dom import DOMNode
     from textual.driver import Driver
+    from textual.worker import Worker
 
     from console.commands.context import Context
     from console.engines.registry import EngineEntry
@@ -80,6 +96,17 @@ SCREENS: dict[str, ScreenSpec] = {
     "logs": ScreenSpec("5", "Logs", "console.ui.screens.logs:LogsScreen",
                        "Engine logs, journald units and the audit trail in panes"),
 }
+
+
+# Screens that say "no engine" in a notice when opened rather than in a line of their own: the logs screen has
+# work without any engine (the audit trail, files, journald units) and needs its height for the panes.
+NOTE_AS_NOTICE = frozenset({"logs"})
+
+
+def text_field_has_focus(screen: Screen) -> bool:
+    """A focused widget that takes printable keys as text (an Input, a TextArea): digits, `?` and `q` are its."""
+    focused = screen.focused
+    return focused is not None and focused.check_consume_key("a", "a")
 
 
 def ascii_wanted(explicit: bool | None, configured: bool) -> bool:
@@ -132,6 +159,9 @@ class EngineDeckApp(App[int]):
         self._host_monitor = host_monitor
         self._scan_processes = scan_processes
         super().__init__()
+        self.crash_reporter = CrashReporter(self, ctx.config.data_dir, fatal=lambda e: App._handle_exception(self, e))
+        self.engines_changed: Signal[list[EngineEntry]] = Signal(self, "engines-changed")
+        """Published after every registry refresh, for widgets (screens get EnginesRefreshed)."""
         for name, spec in SCREENS.items():
             self.add_mode(name, self._factory(spec))
         self._theme_problems = self._set_theme()
@@ -172,9 +202,63 @@ class EngineDeckApp(App[int]):
 
         return QuietLinuxDriver
 
-    @staticmethod
-    def _factory(spec: ScreenSpec) -> Callable[[], Screen]:
-        return lambda: spec.load()()
+    def _factory(self, spec: ScreenSpec) -> Callable[[], Screen]:
+        return lambda: self._guarded(spec.load()())
+
+    def _guarded(self, screen: Screen) -> Screen:
+        guard_screen(screen, self.crash_reporter.report)
+        return screen
+
+    def push_screen(self, screen, *args, **kwargs):  # type: ignore[no-untyped-def, override]  # noqa: ANN001, ANN201 - Textual's overloads
+        """Every pushed screen (dialogs, help) gets the same guard as the mode screens."""
+        if isinstance(screen, Screen):
+            self._guarded(screen)
+        return super().push_screen(screen, *args, **kwargs)
+
+    # -- the crash guard (console/ui/guard.py) ---------------------------------------------------------------
+    async def run_action(self, action: str | ActionParseResult, default_namespace: DOMNode | None = None,
+                         namespaces: Mapping[str, DOMNode] | None = None) -> bool:
+        """Every key binding, palette command and key-bar click lands here. A refused action that can say why
+        (the screen's `why_refused`) says so instead of doing nothing; one that fails is reported, and the app
+        goes on."""
+        try:
+            target, name, params = self._parse_action(
+                action, self if default_namespace is None else default_namespace, namespaces)
+            why_refused = getattr(target, "why_refused", None)
+            if callable(why_refused) and target.check_action(name, params) is None \
+                    and (reason := why_refused(name)):
+                self.notify(reason, title="Not now", severity="warning", markup=False)
+                return True
+            return await super().run_action(action, default_namespace, namespaces)
+        except Exception as error:  # one bug must not end the console
+            where = screen_name(self.screen) if self._screen_stacks else "app"
+            self.crash_reporter.report(f"{where} (action {action if isinstance(action, str) else action[1]})",
+                                       error)
+            return True
+
+    def _handle_exception(self, error: Exception) -> None:
+        """What reaches Textual's own handler: a widget's handler, a timer, a worker started with
+        exit_on_error. Reported, and the app goes on, unless it is the app's own message loop that failed (that
+        loop ends after this call, so only Textual's exit is left)."""
+        from textual._context import active_message_pump
+        from textual.worker import WorkerFailed
+
+        pump = active_message_pump.get(None)
+        if isinstance(error, WorkerFailed):
+            error = error.error if isinstance(error.error, Exception) else error
+        elif pump is None or pump is self or not self.is_running:
+            self.crash_reporter._log("app", error)
+            super()._handle_exception(error)
+            return
+        where = screen_name(pump.screen) if isinstance(pump, Widget) and pump.is_attached else "app"
+        self.crash_reporter.report(f"{where} ({type(pump).__name__})", error)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The app's own workers (store, engines): one that fails is reported like a screen's."""
+        from textual.worker import WorkerState
+
+        if event.state is WorkerState.ERROR and isinstance(event.worker.error, BaseException):
+            self.crash_reporter.report(f"app ({event.worker.name})", event.worker.error)
 
     @property
     def read_only(self) -> bool:
@@ -245,6 +329,7 @@ class EngineDeckApp(App[int]):
             self.notify(str(exc), title="Engines", severity="error", timeout=10, markup=False)
             entries = []
         self.engines_ready = True
+        self.engines_changed.publish(entries)
         for screen in self._each_screen():
             screen.post_message(EnginesRefreshed(entries))
 
@@ -255,32 +340,91 @@ class EngineDeckApp(App[int]):
     async def on_unmount(self) -> None:
         if self._gpu_monitor is not None:
             self._gpu_monitor.close()
+        self.crash_reporter.close()
         await self.ctx.aclose()
 
     def action_open_screen(self, name: str) -> None:
         """Switch to a screen; one whose module cannot be imported is reported, and the app goes on."""
+        self._open_screen(name)
+
+    def _open_screen(self, name: str) -> bool:
+        from console.ui.screens.help import HelpScreen
+
         spec = SCREENS[name]
         try:
             spec.load()
         except (ImportError, AttributeError) as exc:
             self.notify(f"{spec.title} is unavailable: {exc}", title="Screen", severity="error", markup=False)
-            return
+            return False
+        while isinstance(self.screen, HelpScreen):  # a digit on the help screen goes where it says
+            self.pop_screen()
         self.switch_mode(name)
+        if name in NOTE_AS_NOTICE:
+            self._tell_no_engine()
+        elif name != "dashboard":  # the dashboard says it in its engines panel
+            self.call_after_refresh(self._add_no_engine_note, name)
+        return True
+
+    def _tell_no_engine(self) -> None:
+        from console.ui.widgets.notes import no_engine_short
+
+        if self.engines_ready and not self.ctx.registry().entries:
+            self.notify(no_engine_short(self.ctx.config), title="No engine", severity="warning", timeout=10,
+                        markup=False)
+
+    def _add_no_engine_note(self, name: str, tries: int = 20) -> None:
+        """Every screen says so while no engine is known (widgets/notes.py): added here, once the screen is
+        composed, so that no screen has to remember to."""
+        from console.ui.widgets.notes import NoEngineNote
+
+        screen = self._screen_stacks.get(name, [None])[0]
+        if screen is None or screen.query(NoEngineNote):
+            return
+        if screen.is_mounted:
+            screen.mount(NoEngineNote())
+        elif tries:
+            self.call_after_refresh(self._add_no_engine_note, name, tries - 1)
 
     def action_help(self) -> None:
         from console.ui.screens.help import HelpScreen
 
         self.push_screen(HelpScreen())
 
+    def on_key(self, event: events.Key) -> None:
+        """Escape always leaves a text field. This runs before the bindings of the key; what they do is looked
+        at once they have run: a screen's own escape binding may leave the field itself (and say where focus
+        goes), or close a dialog, or do nothing about the field, and only then is the field left here."""
+        if event.key == "escape" and text_field_has_focus(self.screen):
+            self.call_later(self._after_escape, self.screen)
+
+    def _after_escape(self, screen: Screen) -> None:
+        if self.screen is screen and text_field_has_focus(screen):
+            self.leave_field()
+
+    def leave_field(self) -> None:
+        """Out of the focused text field. A screen says where focus goes with a `leave_field()` method; otherwise
+        it goes to the first widget that is not a text field (none: no focus), so every key reaches the
+        bindings."""
+        screen = self.screen
+        leave = getattr(screen, "leave_field", None)
+        if callable(leave):
+            leave()
+        if text_field_has_focus(screen):
+            target = next((w for w in screen.focus_chain if not w.check_consume_key("a", "a")), None)
+            screen.set_focus(target)
+
+    # -- the command palette ---------------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette lists every screen and every action the current screen offers, with its key."""
+        """Every screen, every action of the screen shown now (with its key), and every action of the other
+        screens, which opens that screen and runs it there: "Run probe" works from the dashboard too."""
         for name, spec in SCREENS.items():
             yield SystemCommand(f"Open {spec.title}  [{spec.key}]", spec.description,
                                 lambda name=name: self.action_open_screen(name))
+        here = next((name for name, spec in SCREENS.items() if isinstance(screen, spec.load())), None) \
+            if not screen.is_modal else None
         for active in screen.active_bindings.values():
             binding = active.binding
-            if binding.action.startswith("open_screen") or binding.action == "command_palette" \
-                    or not binding.description:
+            if not self._palette_worthy(binding, active.node, screen):
                 continue
             yield SystemCommand(
                 f"{binding.description}  [{binding.key_display or binding.key}]",
@@ -288,8 +432,36 @@ class EngineDeckApp(App[int]):
                 lambda node=active.node, action=binding.action: self.run_action(action, node),
                 discover=active.enabled,
             )
+        for name, spec in SCREENS.items():
+            if name == here or screen.is_modal:
+                continue
+            try:
+                screen_cls = spec.load()
+            except (ImportError, AttributeError):
+                continue
+            for binding in screen_cls.BINDINGS:
+                if isinstance(binding, Binding) and binding.description and binding.key != "escape":
+                    yield SystemCommand(
+                        f"{spec.title}: {binding.description}  [{spec.key} {binding.key_display or binding.key}]",
+                        binding.tooltip or f"opens {spec.title} and does it there",
+                        lambda name=name, action=binding.action: self._run_on_screen(name, action))
         yield SystemCommand("Refresh engines", "Rediscover and poll every engine now", self.refresh_engines)
         yield from super().get_system_commands(screen)
+
+    @staticmethod
+    def _palette_worthy(binding: Binding, node: DOMNode, screen: Screen) -> bool:
+        """The app's and the screen's own actions, and those of the widgets the screen lists for the help
+        (the chat prompt, the session list); not Textual's editing keys of every focused input."""
+        if not binding.description or binding.action.startswith("open_screen") \
+                or binding.action == "command_palette":
+            return False
+        return isinstance(node, (App, Screen, *getattr(screen, "HELP_WIDGETS", ())))
+
+    def _run_on_screen(self, name: str, action: str) -> None:
+        if self._open_screen(name):
+            # Through the screen's own queue: a screen opened just now runs it once composed and mounted.
+            screen = self.screen
+            screen.call_later(self.run_action, action, screen)
 
 
 def run_tui(ctx: Context) -> int:

@@ -227,3 +227,26 @@ def screen_text(app: EngineDeckApp) -> str:
                       color_system=None, legacy_windows=False, safe_box=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+LONG_OLLAMA = "gpu-node-17-prod-eu-west-1-ollama"
+LONG_VLLM = "gpu-node-17-prod-eu-west-1-vllm-a100"
+LONG_GGUF = "hf.co/bartowski/Meta-Llama-3.1-70B-Instruct-GGUF:Q4_K_M"
+LONG_VLLM_MODEL = "meta-llama/Llama-3.3-70B-Instruct-FP8-dynamic"
+
+
+def long_name_engines() -> list[Engine]:
+    """Engine and model names as fleets name them: host, region and kind in the engine name, the repository,
+    size and quantisation in the model name. At 80 columns they must not push the verdict columns off screen."""
+    ollama = StubEngine(LONG_OLLAMA, "ollama", models=[
+        ModelInfo(LONG_GGUF, size=42_520_412_160, quantization="Q4_K_M", context_length=131072),
+        ModelInfo("llama3.2:1b", size=1_321_098_329, quantization="Q8_0", context_length=131072),
+    ], loaded=[
+        LoadedModel(LONG_GGUF, size=44 * GIB, size_vram=44 * GIB, context_length=8192, expires_at=FOREVER),
+    ])
+    vllm = StubEngine(LONG_VLLM, "vllm", version="0.11.1rc2.dev114+g8c1e9ae3",
+                      models=[ModelInfo(LONG_VLLM_MODEL, size=None, context_length=32768)],
+                      loaded=[LoadedModel(LONG_VLLM_MODEL, context_length=32768, status="loaded")],
+                      metrics=MetricsSnapshot(taken_at=0, running=12, waiting=3, kv_cache_usage=0.87),
+                      unsupported={Op.PULL: "vLLM serves the model it was started with; it cannot download"})
+    return [ollama, vllm]

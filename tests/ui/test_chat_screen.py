@@ -116,6 +116,8 @@ async def test_stop_keeps_the_partial_reply_marked_stopped(tmp_path, fake):
         pane = await new_chat(pilot, "slowpoke:latest")
         await send(pilot, "go")
         await settle(pilot, until=lambda: replies(pane) and len(replies(pane)[-1].content) > 10)
+        await pilot.press("escape")  # the first leaves the prompt; the reply goes on
+        assert not isinstance(app.focused, PromptArea) and pane.streaming
         await pilot.press("escape")
         await settle(pilot, until=lambda: done(pane))
         reply = replies(pane)[-1]
@@ -326,7 +328,7 @@ async def test_real_llama_server_stream_stop_and_resume(tmp_path, llama_server, 
         await send(pilot, "Now count slowly from one to two hundred in words.")
         await settle(pilot, until=lambda: replies(pane)[-1].status == "partial"
                      and bool(replies(pane)[-1].content), timeout_s=120)
-        await pilot.press("escape")
+        await pilot.press("escape", "escape")  # out of the prompt, then stop
         await settle(pilot, until=lambda: done(pane), timeout_s=30)
         assert replies(pane)[-1].status == "cancelled"
         store = await app.ctx.store()
@@ -357,6 +359,7 @@ async def test_typing_letters_and_digits_stays_in_the_prompt(tmp_path, fake):
     app = app_for(tmp_path, fake)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_chat(pilot)
+        await pilot.press("i")  # the prompt: from here letters and digits are text, until escape
         await pilot.press("q", "3", "1", "x")
         assert screen.query_one("#prompt", PromptArea).text == "q31x" and app.screen is screen
 

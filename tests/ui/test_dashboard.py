@@ -10,12 +10,15 @@ from textual.widgets import DataTable, Static
 from console.config import EngineConfig, UIConfig
 from tests.fakes.ollama_server import FakeOllama
 from tests.ui.fixtures import (
+    LONG_GGUF,
+    LONG_OLLAMA,
     NO_GPU,
     EngineDeckApp,
     StubEngine,
     StubRegistry,
     TestContext,
     demo_app,
+    long_name_engines,
     make_config,
     screen_text,
     settle,
@@ -41,13 +44,13 @@ async def test_engines_loaded_models_gpu_and_host(tmp_path):
         await settle(pilot)
         assert app.screen.__class__.__name__ == "DashboardScreen"
         assert rows(app, "engines") == [
-            ["ollama-a", "ollama", "0.12.6", "ok", "<10 ms", "—", "—"],
-            ["vllm-a", "vllm", "0.11.0", "ok", "<10 ms", "3/1", "42%"],
+            ["ollama-a", "ok", "ollama", "0.12.6", "<10 ms", "—", "—"],
+            ["vllm-a", "ok", "vllm", "0.11.0", "<10 ms", "3/1", "42%"],
         ]
         assert rows(app, "loaded") == [
-            ["ollama-a", "llama3.2:1b", "2.0 GB", "100% GPU", "4096", "forever"],
-            ["ollama-a", "gemma3:4b", "5.0 GB", "40%/60% CPU/GPU", "8192", "forever"],
-            ["vllm-a", "Qwen/Qwen3-8B", "—", "—", "32768", "loaded"],
+            ["ollama-a", "llama3.2:1b", "100% GPU", "2.0 GB", "forever", "4096"],
+            ["ollama-a", "gemma3:4b", "40%/60% CPU/GPU", "5.0 GB", "forever", "8192"],
+            ["vllm-a", "Qwen/Qwen3-8B", "—", "—", "loaded", "32768"],
         ]
         gpu = text_of(app, "gpu-text")
         assert "0 NVIDIA H100 80GB HBM3  63%  41.0 GB/80.0 GB  54°C  312/700 W" in gpu
@@ -78,8 +81,8 @@ async def test_real_nvml_on_this_box_reports_no_gpu(tmp_path, ollama_server: Fak
     app = EngineDeckApp(TestContext(config))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, until=lambda: bool(rows(app, "loaded")))
-        assert rows(app, "engines")[0][:4] == ["fake-ollama", "ollama", "0.12.6", "ok"]
-        engine, model, _size, where, ctx, expires = rows(app, "loaded")[0]
+        assert rows(app, "engines")[0][:4] == ["fake-ollama", "ok", "ollama", "0.12.6"]
+        engine, model, where, _size, expires, ctx = rows(app, "loaded")[0]
         assert (engine, model, where, ctx) == ("fake-ollama", "llama3.2:1b", "100% GPU", "4096")
         assert expires.startswith(("9m", "10m"))  # keep-alive of 10 minutes, counting down
         gpu = text_of(app, "gpu-text")
@@ -117,9 +120,9 @@ async def test_a_dead_engine_does_not_freeze_polling(tmp_path):
     app = EngineDeckApp(ctx, gpu_monitor=None)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, until=lambda: bool(rows(app, "engines")))
-        assert rows(app, "engines")[0][:4] == ["alive", "ollama", "0.12.6", "ok"]  # shown before "dead" answers
+        assert rows(app, "engines")[0][:4] == ["alive", "ok", "ollama", "0.12.6"]  # shown before "dead" answers
         await settle(pilot, until=lambda: len(rows(app, "engines")) == 2, timeout_s=8)
-        assert rows(app, "engines")[1][:4] == ["dead", "ollama", "—", "down"]
+        assert rows(app, "engines")[1][:4] == ["dead", "down", "ollama", "—"]
         assert "dead: no answer within 1 s" in text_of(app, "engine-problems")
         seen = polls
         await settle(pilot, until=lambda: polls >= seen + 3, timeout_s=8)
@@ -146,7 +149,22 @@ async def test_real_llama_router(tmp_path, router):
                          ui=UIConfig(poll_interval_s=0.5, telemetry_interval_s=3600))
     app = EngineDeckApp(TestContext(config))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, until=lambda: any(r[1] == "smol-a" and r[5] == "loaded" for r in rows(app, "loaded")),
+        await settle(pilot, until=lambda: any(r[1] == "smol-a" and r[4] == "loaded" for r in rows(app, "loaded")),
                      timeout_s=60)
-        assert rows(app, "engines")[0][:2] == ["router", "llamacpp"]
-        assert rows(app, "engines")[0][3] == "ok"
+        assert rows(app, "engines")[0][:3] == ["router", "ok", "llamacpp"]
+
+
+async def test_long_names_are_elided_to_fit_80_columns_and_whole_when_wide(tmp_path):
+    app = demo_app(tmp_path, engines=long_name_engines())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        engines, loaded = rows(app, "engines"), rows(app, "loaded")
+        assert [r[0][:8] for r in engines] == ["gpu-node"] * 2 and all("…" in r[0] for r in engines)
+        assert engines[0][0].endswith("ollama") and engines[1][0].endswith("a100")  # both ends kept
+        assert all("…" in r[1] for r in loaded)
+        shown = screen_text(app)
+        for header in ("health", "KV", "where", "expires/status"):  # the verdict columns are in view
+            assert header in shown, header
+        await pilot.resize_terminal(160, 40)
+        await settle(pilot, until=lambda: rows(app, "engines")[0][0] == LONG_OLLAMA)
+        assert rows(app, "loaded")[0][1] == LONG_GGUF

@@ -90,7 +90,8 @@ def models(app: EngineDeckApp) -> list[str]:
 
 def state_of(app: EngineDeckApp, name: str) -> str:
     table = app.screen.query_one("#models", DataTable)
-    return next(str(table.get_row_at(i)[5]) for i in range(table.row_count) if str(table.get_row_at(i)[1]) == name)
+    state = [str(c.label) for c in table.columns.values()].index("state")
+    return next(str(table.get_row_at(i)[state]) for i in range(table.row_count) if str(table.get_row_at(i)[1]) == name)
 
 
 async def open_models(pilot) -> None:

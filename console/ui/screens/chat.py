@@ -14,13 +14,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.errors import EngineDeckError, StoreError
 from console.logs.sanitize import neutralise, one_line
+from console.ui.app import text_field_has_focus
+from console.ui.calm import QuietWhenHidden
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.chat_message import MessageView, last_code_block
 from console.ui.widgets.chat_pane import ChatPane
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 PARAM_KEYS = ("temperature", "top_p", "max_tokens", "context_length", "keep_alive")
 SESSIONS_LISTED = 200  # the list shows the newest sessions; search reaches every one
 SEARCH_HITS = 50
+OPEN_PANES = 8  # mounted at once; the least recently shown beyond this is unmounted (its session stays saved)
 
 
 def parse_params(text: str) -> ChatParams:
@@ -91,13 +93,18 @@ class SessionList(OptionList):
     ]
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(QuietWhenHidden):
     TITLE = "Chat"
+    AUTO_FOCUS = "#sessions"  # never the search field: a digit typed on arrival must switch screens
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "new_chat", "New chat", id="chat-new"),
         Binding("ctrl+o", "compare", "Compare", id="chat-compare",
                 tooltip="The same prompt to two engine/model pairs, side by side"),
+        # In the prompt or the search field, escape leaves the field instead (check_action, leave_field).
         Binding("escape", "stop", "Stop", id="chat-stop", tooltip="Stop the reply; what arrived is kept"),
+        Binding("i", "write", "Write", id="chat-write", tooltip="Back to the prompt"),
+        Binding("w", "close_chat", "Close chat", id="chat-close",
+                tooltip="Close this chat; its session stays in the list"),
         Binding("ctrl+r", "regenerate", "Regenerate", id="chat-regenerate"),
         Binding("ctrl+g", "edit_last", "Edit last", id="chat-edit-last",
                 tooltip="Put the last message back in the input; enter resends it"),
@@ -108,7 +115,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+f", "search", "Search", id="chat-search"),
         Binding("ctrl+l", "sessions", "Sessions", id="chat-sessions"),
     ]
-    HELP_WIDGETS: ClassVar[tuple[type[Widget], ...]] = (PromptArea,)
+    HELP_WIDGETS: ClassVar[tuple[type[Widget], ...]] = (PromptArea, SessionList)
     DEFAULT_CSS = """
     ChatScreen #sidebar { width: 32; border-right: vkey $panel-lighten-2; }
     ChatScreen.-narrow #sidebar { width: 24; }
@@ -128,6 +135,8 @@ class ChatScreen(Screen[None]):
         self._show_archived = False
         self._edit_pending: str | None = None
         self._search: Worker[None] | None = None
+        self._recent: list[str] = []  # ids of the mounted panes, least recently shown first
+        self._opening: set[int] = set()  # sessions being read back from the store (enter pressed twice)
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -144,7 +153,6 @@ class ChatScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#prompt", PromptArea).focus()
         self._open_store()
 
     # -- store and session list ----------------------------------------------------------------------
@@ -191,6 +199,15 @@ class ChatScreen(Screen[None]):
         if session_id in self._open:
             self._show(self._open[session_id])
             return
+        if session_id in self._opening:
+            return
+        self._opening.add(session_id)
+        try:
+            await self._resume(session_id)
+        finally:
+            self._opening.discard(session_id)
+
+    async def _resume(self, session_id: int) -> None:
         if self._store is None:
             return
         from console.conversation import Conversation
@@ -218,8 +235,7 @@ class ChatScreen(Screen[None]):
     async def _add_pane(self, conv: Conversation, engine: Engine | None) -> ChatPane:
         self._counter += 1
         pane = ChatPane(conv, engine, pane_id=f"pane-{self._counter}")
-        await self.query_one("#panes", ContentSwitcher).mount(pane)
-        self._show(pane.id or "")
+        await self._mount_pane(pane)
         return pane
 
     @property
@@ -227,9 +243,78 @@ class ChatScreen(Screen[None]):
         """--read-only: a chat to a model that is not loaded is refused (Conversation.check_model)."""
         return bool(getattr(self.app, "read_only", False))
 
+    async def _mount_pane(self, pane: ChatPane | ComparePane) -> None:
+        await self.query_one("#panes", ContentSwitcher).mount(pane)
+        self._show(pane.id or "")
+        await self._unmount_beyond_bound()
+
     def _show(self, pane_id: str) -> None:
-        self.query_one("#panes", ContentSwitcher).current = pane_id
+        """Show a pane (a compare pair's half shows the pair) and put the cursor in the prompt."""
+        switcher = self.query_one("#panes", ContentSwitcher)
+        widget = switcher.query_one(f"#{pane_id}")
+        if isinstance(widget.parent, ComparePane):
+            widget = widget.parent
+        pane_id = widget.id or ""
+        switcher.current = pane_id
+        if pane_id in self._recent:
+            self._recent.remove(pane_id)
+        self._recent.append(pane_id)
         self.query_one("#prompt", PromptArea).focus()
+
+    def _sessions_of(self, widget: ChatPane | ComparePane) -> set[int]:
+        panes = widget.panes if isinstance(widget, ComparePane) else (widget,)
+        return {p.conversation.session_id for p in panes if p.conversation.session_id is not None}
+
+    async def _unmount_beyond_bound(self) -> None:
+        """Keep at most OPEN_PANES mounted: the least recently shown goes first. A pane that is streaming or
+        whose chat is not saved (history off) stays: unmounting it would lose the reply."""
+        switcher = self.query_one("#panes", ContentSwitcher)
+        for pane_id in list(self._recent):
+            if len(self._recent) <= OPEN_PANES:
+                return
+            widget = switcher.query_one(f"#{pane_id}")
+            if pane_id == switcher.current or not isinstance(widget, ChatPane | ComparePane) \
+                    or not self._closable(widget):
+                continue
+            await self._unmount(widget)
+
+    def _closable(self, widget: ChatPane | ComparePane) -> bool:
+        panes = widget.panes if isinstance(widget, ComparePane) else (widget,)
+        return not any(p.streaming for p in panes) and all(
+            p.conversation.session_id is not None or not p.conversation.entries for p in panes)
+
+    async def _unmount(self, widget: ChatPane | ComparePane) -> None:
+        for session_id in self._sessions_of(widget):
+            self._open.pop(session_id, None)
+        if widget.id in self._recent:
+            self._recent.remove(widget.id or "")
+        await widget.remove()
+
+    def action_close_chat(self) -> None:
+        self._close_chat()
+
+    @work(group="chat-close", exclusive=True, exit_on_error=False)
+    async def _close_chat(self) -> None:
+        current = self.current
+        if current is None:
+            self.notify("no chat is open", severity="warning", markup=False)
+            return
+        panes = current.panes if isinstance(current, ComparePane) else (current,)
+        if any(p.streaming for p in panes):
+            self.notify("a reply is still streaming: esc stops it, then w closes the chat", severity="warning",
+                        markup=False)
+            return
+        if not self._closable(current) and not await self.app.push_screen_wait(ConfirmDialog(
+                "Close this chat?", "History is off, so it was not saved.", warning="It will be gone.")):
+            return
+        await self._unmount(current)
+        switcher = self.query_one("#panes", ContentSwitcher)
+        if self._recent:
+            self._show(self._recent[-1])
+        else:
+            switcher.current = "empty"
+            self.query_one("#sessions", SessionList).focus()
+        self.reload_sessions()
 
     @property
     def current(self) -> ChatPane | ComparePane | None:
@@ -299,9 +384,7 @@ class ChatScreen(Screen[None]):
         left, right = (ChatPane(Conversation(self._store, model=m, engine=e.name, read_only=self._read_only), e,
                                 pane_id=f"pane-{n}-{side}")
                        for side, (e, m) in (("a", first), ("b", second)))
-        pair = ComparePane(left, right, pane_id=f"pane-{n}")
-        await self.query_one("#panes", ContentSwitcher).mount(pair)
-        self._show(pair.id or "")
+        await self._mount_pane(ComparePane(left, right, pane_id=f"pane-{n}"))
 
     # -- sending -------------------------------------------------------------------------------------
     @on(PromptArea.Submitted, "#prompt")
@@ -314,7 +397,8 @@ class ChatScreen(Screen[None]):
             self.notify("start a chat first (ctrl+n)", severity="warning", markup=False)
             return
         if any(p.streaming for p in panes):
-            self.notify("a reply is still streaming (esc stops it)", severity="warning", markup=False)
+            self.notify("a reply is still streaming (esc leaves the prompt, esc again stops it)",
+                        severity="warning", markup=False)
             return
         if any(p.engine is None for p in panes):
             self.notify("this session's engine is not available; start a new chat (ctrl+n)",
@@ -325,22 +409,46 @@ class ChatScreen(Screen[None]):
             pane.edit_last(prompt) if edit is not None else pane.send(prompt)
         event.prompt.clear()
 
-    def action_stop(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Escape in a field leaves it (the app's on_key, which calls leave_field below), and never stops.
+        return not (action == "stop" and text_field_has_focus(self))
+
+    def leave_field(self) -> None:
+        """Escape in the prompt or the search field: out of the field (a search running from it stops, an edit
+        of the last message is cancelled), to the conversation, or to the session list when no chat is open."""
+        search = self.query_one("#search", Input)
+        if self.focused is search:
+            self._stop_search()
+        if self.focused is self.query_one("#prompt", PromptArea) and self._edit_pending is not None:
+            self._edit_pending = None
+            self.query_one("#prompt", PromptArea).clear()
+        current = self.current
+        if current is not None and self.focused is not search:
+            pane = current.panes[0] if isinstance(current, ComparePane) else current
+            pane.query_one(".log").focus()
+        else:
+            self.query_one("#sessions", SessionList).focus()
+
+    def action_write(self) -> None:
+        self.query_one("#prompt", PromptArea).focus()
+
+    def _stop_search(self) -> bool:
         if self._search is not None and self._search.is_running:
             self._search.cancel()  # the store's read stops at its next progress check
             self.query_one("#sessions", OptionList).border_title = "search stopped"
-            return
-        if self._edit_pending is not None:
-            self._edit_pending = None
-            self.query_one("#prompt", PromptArea).clear()
-            return
-        for pane in self._panes():
-            pane.stop()
+            return True
+        return False
+
+    def action_stop(self) -> None:
+        if not self._stop_search():
+            for pane in self._panes():
+                pane.stop()
 
     def action_regenerate(self) -> None:
         for pane in self._panes():
             if pane.conversation.entries and not pane.regenerate():
-                self.notify("wait for the reply to end (esc stops it)", severity="warning", markup=False)
+                self.notify("wait for the reply to end (esc, then esc again, stops it)", severity="warning",
+                            markup=False)
 
     def action_edit_last(self) -> None:
         panes = self._panes()
@@ -355,7 +463,7 @@ class ChatScreen(Screen[None]):
 
     def on_chat_pane_turn_ended(self, message: ChatPane.TurnEnded) -> None:
         conv = message.pane.conversation
-        if conv.session_id is not None and conv.session_id not in self._open:
+        if conv.session_id is not None and conv.session_id not in self._open and message.pane.is_attached:
             self._open[conv.session_id] = message.pane.id or ""
         self.reload_sessions()
 

@@ -24,8 +24,9 @@ from textual.widgets import Static
 
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
-from console.ui.format import DASH, expires_in, human_bytes, human_duration, latency, pct, vram_split
+from console.ui.format import DASH, elide_middle, expires_in, human_bytes, human_duration, latency, pct, vram_split
 from console.ui.widgets.bars import KeyBar, TitleBar
+from console.ui.widgets.notes import no_engine_message
 from console.ui.widgets.spark import SparkBar
 
 if TYPE_CHECKING:
@@ -42,18 +43,10 @@ if TYPE_CHECKING:
 PROCESS_SCAN_EVERY_S = 60.0
 # Keyed by Health's values: the engine modules are imported after the first paint, not for it.
 HEALTH_STYLES = {"ok": "green", "loading": "yellow", "sleeping": "cyan", "down": "red"}
-ENGINE_COLUMNS = ("engine", "kind", "version", "health", "poll", "run/wait", "KV")
-LOADED_COLUMNS = ("engine", "model", "size", "where", "ctx", "expires/status")
-
-
-def no_engine_message(ports: str, config_path: str) -> str:
-    return (
-        "No engine found.\n"
-        f"Scanned 127.0.0.1 on the default ports ({ports}).\n"
-        "Point enginedeck at one:  enginedeck --engine http://HOST:PORT\n"
-        f"or add an [[engines]] entry (name, url) to {config_path}\n"
-        "then press r to refresh."
-    )
+# The verdict first (health; where a model sits and until when), so 80 columns show it whatever the names.
+ENGINE_COLUMNS = ("engine", "health", "kind", "version", "poll", "run/wait", "KV")
+LOADED_COLUMNS = ("engine", "model", "where", "size", "expires/status", "ctx")
+NAME_FLOOR = 10  # a name column is elided to fit the panel, but never narrower than this
 
 
 def show(widget: Widget, visible: bool) -> None:
@@ -75,7 +68,7 @@ def engine_row(s: EngineStatus) -> tuple[str | Text, ...]:
     run_wait = DASH if m is None or m.running is None else f"{m.running:.0f}/{(m.waiting or 0):.0f}"
     health = Text(s.health.value, style=HEALTH_STYLES.get(s.health, ""))
     return (
-        neutralise(s.name), s.kind, neutralise(info.version or DASH) if info else DASH, health,
+        neutralise(s.name), health, s.kind, neutralise(info.version or DASH) if info else DASH,
         latency(info.latency_ms / 1000) if info and info.latency_ms is not None else DASH,
         run_wait, pct(m.kv_cache_usage, ratio=True) if m else DASH,
     )
@@ -87,9 +80,29 @@ def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
         status = lm.status or expires_in(lm.expires_at)
         if s.metrics is not None and s.metrics.sleeping:
             status = "sleeping"
-        rows.append((neutralise(s.name), neutralise(lm.name), human_bytes(lm.size), vram_split(lm.size, lm.size_vram),
-                     str(lm.context_length) if lm.context_length else DASH, neutralise(status)))
+        rows.append((neutralise(s.name), neutralise(lm.name), vram_split(lm.size, lm.size_vram), human_bytes(lm.size),
+                     neutralise(status),
+                     str(lm.context_length) if lm.context_length else DASH))
     return rows
+
+
+def fit_names(rows: list[tuple[str | Text, ...]], headers: tuple[str, ...], names: tuple[int, ...],
+              room: int, *, keep: int | None = None) -> list[tuple[str | Text, ...]]:
+    """Elide the name columns (`names`: engine, model, version) in the middle so that the first `keep` columns
+    (all by default; the ones after may go past the right edge, the table scrolls) fit `room` cells: the other
+    columns keep their width, the name columns share what is left in proportion to their longest name. Nothing
+    is elided while everything fits (a wide terminal shows the whole names)."""
+    if not rows:
+        return rows
+    keep = len(headers) if keep is None else keep
+    natural = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers[:keep])]
+    left = room - 2 * keep - sum(w for i, w in enumerate(natural) if i not in names)
+    wanted = sum(natural[i] for i in names)
+    if wanted <= left:
+        return rows
+    caps = {i: max(NAME_FLOOR, len(headers[i]), max(left, 0) * natural[i] // wanted) for i in names}
+    return [tuple(elide_middle(c, caps[i]) if i in caps and isinstance(c, str) else c for i, c in enumerate(r))
+            for r in rows]
 
 
 def problem_line(s: EngineStatus) -> str | None:
@@ -161,6 +174,10 @@ class DashboardScreen(Screen[None]):
         self._tok_rates: dict[str, float] = {}
         self._tables: asyncio.Task[None] | None = None  # mounting the tables, then mounted
         self._gpu_seen = False  # the last sample found a GPU: sample in a thread
+        self._room = 0  # the width the tables' names were fitted to
+        self._shown = asyncio.Event()  # clear while another screen is shown: no polls, no samples
+        self._shown.set()  # a screen is built when it is first shown
+        self._back = False  # shown again after a pause: poll and sample now
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -203,6 +220,17 @@ class DashboardScreen(Screen[None]):
     def action_refresh(self) -> None:
         self.app.refresh_engines()  # type: ignore[attr-defined]
 
+    # Nothing on the dashboard is seen by another screen (they get engines from the registry), so while it is
+    # hidden it polls nothing and samples nothing; shown again, it polls and samples at once.
+    def on_screen_suspend(self) -> None:
+        self._shown.clear()
+
+    def on_screen_resume(self) -> None:
+        if not self._shown.is_set():
+            self._back = True
+            self._shown.set()
+            self._wake.set()
+
     def action_focus_table(self, table_id: str) -> None:
         if self._tables is not None and self._tables.done():
             self.query_one(f"#{table_id}").focus()
@@ -222,6 +250,10 @@ class DashboardScreen(Screen[None]):
         telemetry: asyncio.Task[None] | None = None
         try:
             while True:
+                await self._shown.wait()
+                if self._back:  # fresh figures for the person who came back
+                    self._back = False
+                    next_poll = next_sample = loop.time()
                 now = loop.time()
                 if self._wake.is_set() or now >= next_poll:
                     self._wake.clear()
@@ -243,6 +275,8 @@ class DashboardScreen(Screen[None]):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(next_poll, next_sample) - loop.time()):
                         await self._wake.wait()
+                    if not self._shown.is_set():
+                        continue
         finally:
             for task in (*self._polls.values(), *([telemetry] if telemetry else [])):
                 task.cancel()
@@ -288,7 +322,8 @@ class DashboardScreen(Screen[None]):
         if not self.app.engines_ready:  # type: ignore[attr-defined]
             self._set_text(status_line, "Looking for engines…")
         elif not self._order:
-            self._set_text(status_line, self._no_engine_text())
+            config = self.app.ctx.config  # type: ignore[attr-defined]
+            self._set_text(status_line, no_engine_message(config, refresh="press r to refresh"))
         elif not statuses:
             self._set_text(status_line, f"Polling {len(self._order)} engine(s)…")
         show(status_line, not statuses)
@@ -298,8 +333,10 @@ class DashboardScreen(Screen[None]):
             await self._tables
             for widget_id in ("#engines", "#loaded-panel"):
                 show(self.query_one(widget_id), bool(statuses))
-            self._update_table("engines", [engine_row(s) for s in statuses])
-            self._update_table("loaded", [row for s in statuses for row in loaded_rows(s)])
+            room = self._room = self._table_room()
+            self._update_table("engines", fit_names([engine_row(s) for s in statuses], ENGINE_COLUMNS, (0, 3), room))
+            self._update_table("loaded", fit_names([row for s in statuses for row in loaded_rows(s)], LOADED_COLUMNS,
+                                                   (0, 1), room, keep=5))  # ctx may go past the edge
         problems = [line for s in statuses if (line := problem_line(s))]
         problems_widget = self.query_one("#engine-problems", Static)
         show(problems_widget, bool(problems))
@@ -308,13 +345,19 @@ class DashboardScreen(Screen[None]):
             rate = sum(self._tok_rates.values())
             self.query_one("#sparks", SparkBar).push("toks", rate, f"{rate:.0f}")
 
-    def _no_engine_text(self) -> str:
-        from console.config import default_config_path
-        from console.engines.detect import DEFAULT_PORTS
+    def _table_room(self) -> int:
+        """Cells a table may use: the terminal's width less the panel's border and padding and the body's
+        scrollbar (counted even while the body fits: the tables must not change when it comes)."""
+        return self.app.size.width - 4 - 2
 
-        cfg = self.app.ctx.config  # type: ignore[attr-defined]
-        ports = ", ".join(str(p) for p in DEFAULT_PORTS) if cfg.discover else "discovery is off (--no-discover)"
-        return no_engine_message(ports, str(cfg.path or default_config_path()))
+    async def _refit(self) -> None:
+        if self._table_room() != self._room:
+            await self._show_engines()
+
+    def on_resize(self) -> None:
+        """The names were fitted to the old width: fit them again (a repaint only where a row changed)."""
+        if self._tables is not None and self._tables.done():
+            self.call_after_refresh(self._refit)
 
     async def _mount_tables(self) -> None:
         """The engines and loaded-models tables join the screen with the first engine to show: hidden, they

@@ -23,9 +23,19 @@ def _rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
     return rows
 
 
+def _digit_bindings() -> list[BindingType]:
+    """The digits work here too: they close the help and open the screen (the app's own bindings stop at a
+    modal screen)."""
+    from console.ui.app import SCREENS
+
+    return [Binding(spec.key, f"app.open_screen('{name}')", spec.title, show=False, id=f"help-screen-{name}")
+            for name, spec in SCREENS.items()]
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "dismiss", "Close", id="close-help"),
+        *_digit_bindings(),
     ]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -37,9 +47,13 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         from console.ui.app import SCREENS, EngineDeckApp
 
-        lines = ["[b]enginedeck — keys[/b]", "", "[b]Everywhere[/b]"]
+        lines = ["[b]enginedeck — keys[/b]", "",
+                 "A text field (the chat prompt, a filter, a form field) takes letters and digits as text:",
+                 "[b]esc[/b] leaves it, and then the keys below work again. In a dialog esc cancels.",
+                 "", "[b]Everywhere[/b]"]
         lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(EngineDeckApp.BINDINGS)]
-        lines.append(f"  {'ctrl+p':<12} Command palette: every action by name")
+        lines.append(f"  {'esc':<12} Leave a text field; close a dialog or this help")
+        lines.append(f"  {'ctrl+p':<12} Command palette: every action of every screen, by name")
         for spec in SCREENS.values():
             try:
                 screen_cls = spec.load()

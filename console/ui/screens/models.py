@@ -30,7 +30,7 @@ from console.engines.base import Engine, ModelInfo, Op
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
-from console.ui.format import DASH, human_bytes, ms
+from console.ui.format import DASH, elide_middle, human_bytes, ms
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog, TextDialog
 
@@ -42,6 +42,7 @@ KEEP_ALIVE_CHOICES = [("", "engine default"), ("5m", "5 minutes"), ("30m", "30 m
                       ("24h", "24 hours"), ("-1", "forever (until unloaded)")]
 SORTS = ("name", "size", "modified")
 MUTATING = {"load": Op.LOAD, "unload": Op.UNLOAD, "swap": Op.SWAP, "pull": Op.PULL, "delete": Op.DELETE}
+ENGINE_WIDTH, MODEL_WIDTH = 16, 32  # longer names are elided in the middle: the state column stays in view
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class ModelsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#models", DataTable)
-        table.add_columns("engine", "model", "size", "quant", "ctx", "state", "modified")
+        table.add_columns("engine", "model", "state", "size", "quant", "ctx", "modified")  # state in view at 80
         table.focus()
         self.reload()
 
@@ -237,9 +238,11 @@ class ModelsScreen(Screen[None]):
                 m = r.model
                 state = "loaded" if r.loaded else (m.status or "")
                 table.add_row(
-                    neutralise(r.engine.name), neutralise(m.name), human_bytes(m.size),
-                    neutralise(m.quantization or DASH), str(m.context_length or DASH), neutralise(state),
-                    m.modified_at.strftime("%Y-%m-%d") if m.modified_at else DASH, key=r.key)
+                    elide_middle(neutralise(r.engine.name), ENGINE_WIDTH),
+                    elide_middle(neutralise(m.name), MODEL_WIDTH), neutralise(state), human_bytes(m.size),
+                    neutralise(m.quantization or DASH),
+                    str(m.context_length or DASH), m.modified_at.strftime("%Y-%m-%d") if m.modified_at else DASH,
+                    key=r.key)
             if selected is not None and selected in rows:
                 table.move_cursor(row=rows.index(selected))
         table.border_subtitle = f"{len(rows)} of {len(self._rows)} · sorted by {by}"

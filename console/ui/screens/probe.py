@@ -22,7 +22,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent, TabPane
 
 from console.commands.probe import LEVEL_HEADERS, compare_rows, level_row, parse_slo, verdict_lines
@@ -30,6 +29,8 @@ from console.config import EngineConfig
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
+from console.ui.calm import QuietWhenHidden
+from console.ui.format import elide_middle
 from console.ui.widgets.bars import KeyBar, TitleBar
 
 if TYPE_CHECKING:
@@ -39,16 +40,44 @@ if TYPE_CHECKING:
     from console.probe.report import RunView
 
 HISTORY_LIMIT = 200
+READ_ONLY = "read-only mode (--read-only): no probes (a probe loads the model and puts load on the engine)"
+# The verdict first: at 80 columns the figures that answer "how many users" are in view, the detail is to the
+# right (the table scrolls). (CLI header, TUI header); a header the CLI adds later goes at the end.
+LEVEL_COLUMNS = (("C", "C"), ("SLO", "SLO"), ("TOK/S", "TOK/S"), ("REQ/S", "REQ/S"), ("ACHIEVED", "ACHIEVED"),
+                 ("p90", "TTFT p90"), ("DECODE p10", "DECODE p10"), ("ERR", "ERR"), ("OK", "OK"),
+                 ("TTFT p50", "TTFT p50"), ("p99", "TTFT p99"), ("TPOT p50", "TPOT p50"), ("ITL p50", "ITL p50"),
+                 ("ITL p99", "ITL p99"))
+# The tab's widget that takes focus when escape leaves a form field.
+TAB_FOCUS = {"tab-levels": "#levels-table", "tab-history": "#history", "tab-compare": "#compare"}
+NAME_WIDTH = 24  # engine and model names in the history table, elided in the middle beyond this
 
 
-class ProbeScreen(Screen[None]):
+def level_order() -> list[int]:
+    """Where each TUI column comes from in `level_row`."""
+    known = [cli for cli, _ in LEVEL_COLUMNS if cli in LEVEL_HEADERS]
+    return [LEVEL_HEADERS.index(h) for h in known] + [
+        i for i, h in enumerate(LEVEL_HEADERS) if h not in known]
+
+
+def level_headers() -> list[str]:
+    labels = dict(LEVEL_COLUMNS)
+    return [labels.get(LEVEL_HEADERS[i], LEVEL_HEADERS[i]) for i in level_order()]
+
+
+def tui_level_row(fig: LevelFigures, passed: bool | None) -> list[str]:
+    row = level_row(fig, passed)
+    return [row[i] for i in level_order()]
+
+
+class ProbeScreen(QuietWhenHidden):
     TITLE = "Probe"
+    AUTO_FOCUS = "#levels-table"  # not a form field: a digit typed on arrival switches screens
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run", "Run probe", id="probe-run"),
         Binding("c", "cancel", "Cancel", id="probe-cancel"),
+        Binding("f", "form", "Form", id="probe-form", tooltip="Edit the model, levels and SLO (esc leaves)"),
         Binding("h", "history", "History", id="probe-history"),
         Binding("m", "mark", "Mark for compare", id="probe-mark"),
-        Binding("escape", "leave_input", "Leave field", show=False, id="probe-leave"),
     ]
     DEFAULT_CSS = """
     ProbeScreen #labels, ProbeScreen #form { height: 1; }
@@ -116,20 +145,28 @@ class ProbeScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#levels-table", DataTable).add_columns(*LEVEL_HEADERS)
+        self.query_one("#levels-table", DataTable).add_columns(*level_headers())
         self.query_one("#history", DataTable).add_columns(
             "id", "started", "engine", "model", "status", "levels", "usable", "knee")
         self.query_one("#compare", DataTable).add_columns(
             "C", "TTFT p90 A", "B", "Δ", "tok/s A", "B", "Δ", "decode p10 A", "B", "Δ")
         self._fill_engines()
         self.load_history()
+        if self.app.read_only:  # type: ignore[attr-defined]
+            self._status("read-only mode (--read-only): probes are off")  # r says why
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "run" and (self.app.read_only or self.running):  # type: ignore[attr-defined]
-            return None
+        return None if self.why_refused(action) else True
+
+    def why_refused(self, action: str) -> str | None:
+        """Why a key is greyed out; the app says it when the key is pressed anyway."""
+        if action == "run" and self.app.read_only:  # type: ignore[attr-defined]
+            return READ_ONLY
+        if action == "run" and self.running:
+            return "a probe is running: c cancels it"
         if action == "cancel" and not self.running:
-            return None
-        return True
+            return "no probe is running"
+        return None
 
     # -- engines --------------------------------------------------------------------------------------------
 
@@ -138,7 +175,7 @@ class ProbeScreen(Screen[None]):
         names = [e.name for e in registry.entries if e.engine is not None]
         select = self.query_one("#engine", Select)
         current = select.value
-        select.set_options([(neutralise(n), n) for n in names])
+        select.set_options([(elide_middle(neutralise(n), 14), n) for n in names])  # the field is 18 wide
         if current in names:
             select.value = current
         elif names:
@@ -154,6 +191,9 @@ class ProbeScreen(Screen[None]):
 
     @work(exclusive=True, group="probe-models", exit_on_error=False)
     async def suggest_model(self, name: str) -> None:
+        await self._suggest(name)
+
+    async def _suggest(self, name: str) -> None:
         """Fill the model field with the engine's first loaded (else listed) model, unless one is typed."""
         field = self.query_one("#model", Input)
         if field.value:
@@ -165,6 +205,14 @@ class ProbeScreen(Screen[None]):
             return
         if models and not field.value:
             field.value = models[0]
+
+    # Not in the probe-models group: the suggestion that a new screen starts for its engine would cancel it.
+    @work(exclusive=True, group="probe-suggest-run", exit_on_error=False)
+    async def _suggest_then_run(self, name: str) -> None:
+        """r before the engine's model was suggested (the palette's "Run probe" on a screen opened just now)."""
+        self._status("asking the engine for its models…")
+        await self._suggest(name)
+        self._run_from_form()
 
     # -- running --------------------------------------------------------------------------------------------
 
@@ -189,6 +237,13 @@ class ProbeScreen(Screen[None]):
         return engine, model, params, slo
 
     def action_run(self) -> None:
+        engine = self.query_one("#engine", Select).value
+        if isinstance(engine, str) and not self.query_one("#model", Input).value.strip():
+            self._suggest_then_run(engine)
+        else:
+            self._run_from_form()
+
+    def _run_from_form(self) -> None:
         try:
             engine, model, params, slo = self._params()
         except EngineDeckError as exc:
@@ -214,7 +269,7 @@ class ProbeScreen(Screen[None]):
         self.running = True
         self.refresh_bindings()
         self._reset_table()
-        self._status(f"starting {neutralise(model)} on {neutralise(resolved.name)}…")
+        self._status(f"starting {_name(model)} on {_name(resolved.name)}…")
         started = time.perf_counter()
         run_id: int | None = None
         version = None
@@ -333,7 +388,7 @@ class ProbeScreen(Screen[None]):
             slo = parse_slo(self.query_one("#slo", Input).value, self.app.ctx.config.slo)  # type: ignore[attr-defined]
         except EngineDeckError:
             slo = SLO()
-        self.query_one("#levels-table", DataTable).add_row(*level_row(fig, judge(fig, slo).passed))
+        self.query_one("#levels-table", DataTable).add_row(*tui_level_row(fig, judge(fig, slo).passed))
 
     def show_view(self, view: RunView) -> None:
         self._view = view
@@ -341,9 +396,9 @@ class ProbeScreen(Screen[None]):
         table.clear()
         judged = {v.concurrency: v.passed for v in view.verdict.levels}
         for fig in view.levels:
-            table.add_row(*level_row(fig, judged.get(fig.concurrency)))
-        lines = [f"run {view.run_id if view.run_id is not None else '—'} · {neutralise(view.engine)} · "
-                 f"{neutralise(view.model)} · {view.status}", *verdict_lines(view)]
+            table.add_row(*tui_level_row(fig, judged.get(fig.concurrency)))
+        lines = [f"run {view.run_id if view.run_id is not None else '—'} · {_name(view.engine)} · "
+                 f"{_name(view.model)} · {view.status}", *verdict_lines(view)]
         lines.extend(f"warning: {one_line(w)}" for w in view.warnings[:3])
         self.query_one("#verdict", Static).update(Text("\n".join(lines)))
         self._plot(view)
@@ -392,7 +447,7 @@ class ProbeScreen(Screen[None]):
         for r in runs:
             verdict = r.verdict or {}
             table.add_row(str(r.id), time.strftime("%m-%d %H:%M", time.localtime(r.started_at)),
-                          neutralise(r.engine), neutralise(r.model), r.status,
+                          _name(r.engine), _name(r.model), r.status,
                           ",".join(str(n) for n in (r.params or {}).get("levels", [])),
                           _dash(verdict.get("max_usable_concurrency")), _dash(verdict.get("knee")))
 
@@ -449,9 +504,9 @@ class ProbeScreen(Screen[None]):
 
     def _compare(self, views: list[RunView]) -> None:
         a, b = views
-        head = (f"A = run {a.run_id}: {neutralise(a.engine)} · {neutralise(a.model)} · usable "
-                f"{_dash(a.verdict.max_usable_concurrency)}\nB = run {b.run_id}: {neutralise(b.engine)} · "
-                f"{neutralise(b.model)} · usable {_dash(b.verdict.max_usable_concurrency)}")
+        head = (f"A = run {a.run_id}: {_name(a.engine)} · {_name(a.model)} · usable "
+                f"{_dash(a.verdict.max_usable_concurrency)}\nB = run {b.run_id}: {_name(b.engine)} · "
+                f"{_name(b.model)} · usable {_dash(b.verdict.max_usable_concurrency)}")
         self.query_one("#compare-head", Static).update(Text(head))
         table = self.query_one("#compare", DataTable)
         table.clear()
@@ -462,11 +517,22 @@ class ProbeScreen(Screen[None]):
                           _num(d["a"]), _num(d["b"]), _pct(d["delta_pct"]))
         self.query_one("#tabs", TabbedContent).active = "tab-compare"
 
-    def action_leave_input(self) -> None:
-        self.query_one("#tabs", TabbedContent).focus()
+    def leave_field(self) -> None:
+        """Escape in a form field: to the table of the tab shown (the tab strip on the plots)."""
+        active = self.query_one("#tabs", TabbedContent).active
+        selector = TAB_FOCUS.get(active, "#tabs Tabs")
+        self.query_one(selector).focus()
+
+    def action_form(self) -> None:
+        self.query_one("#model", Input).focus()
 
     async def on_unmount(self) -> None:
         self.action_cancel()
+
+
+def _name(name: str) -> str:
+    """An engine or model name, neutralised and elided in the middle beyond NAME_WIDTH."""
+    return elide_middle(neutralise(name), NAME_WIDTH)
 
 
 def _dash(value: Any) -> str:

@@ -13,6 +13,8 @@ from textual import events
 from textual.content import Content
 from textual.widget import Widget
 
+from console.ui.app import text_field_has_focus
+
 
 class TitleBar(Widget):
     """`⭘  enginedeck — Dashboard`: the app's title and the screen's (its `TITLE`), on the top line."""
@@ -46,7 +48,8 @@ class TitleBar(Widget):
 
 class KeyBar(Widget):
     """The keys the focused screen offers now: `key description` pairs; greyed out when refused (read-only or
-    unsupported), left out when hidden; the command palette's key at the right end. Clicking a key presses it."""
+    unsupported), left out when hidden; the command palette's key at the right end. Clicking a key presses it.
+    While a text field has focus the first key is `esc Leave field`: letters and digits are the field's then."""
 
     ALLOW_SELECT = False
     COMPONENT_CLASSES: ClassVar[set[str]] = {"keybar--key", "keybar--description", "keybar--disabled"}
@@ -84,11 +87,16 @@ class KeyBar(Widget):
         entries: list[tuple[Content, int, int, str]] = []  # (text, start column, end column, key)
         column = 0
         palette: tuple[str, str, bool] | None = None
+        in_field = text_field_has_focus(self.screen)
+        if in_field:
+            text = Content.assemble((" esc ", key_style), ("Leave field ", desc_style))
+            entries.append((text, 0, text.cell_length, "escape"))
+            column = text.cell_length
         for key, (_node, binding, enabled, _tooltip) in self.screen.active_bindings.items():
             if key == palette_key:
                 palette = (binding.key, self.app.get_key_display(binding), enabled)
                 continue
-            if not binding.show or binding.action in seen:
+            if not binding.show or binding.action in seen or (in_field and key == "escape"):
                 continue
             seen.add(binding.action)
             shown = self.app.get_key_display(binding)

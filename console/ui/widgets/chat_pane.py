@@ -18,6 +18,7 @@ from textual.widgets import Static
 
 from console.engines.base import EventKind
 from console.logs.sanitize import neutralise
+from console.ui.format import elide_middle
 from console.ui.widgets.chat_message import MessageView
 
 if TYPE_CHECKING:
@@ -25,16 +26,24 @@ if TYPE_CHECKING:
     from console.engines.base import Engine
 
 
+ENGINE_WIDTH, MODEL_WIDTH = 16, 28  # names elided in the middle beyond this: one line even in a compare half
+
+
+def reply_label(model: str, engine: str | None) -> str:
+    label = f"assistant · {elide_middle(model, MODEL_WIDTH)}"
+    return label + (f" on {elide_middle(engine, ENGINE_WIDTH)}" if engine else "")
+
+
 def label_for(entry: Entry) -> str:
     if entry.role == "assistant" and entry.model:
-        return f"assistant · {entry.model}" + (f" on {entry.engine}" if entry.engine else "")
+        return reply_label(entry.model, entry.engine)
     return entry.role
 
 
 class ChatPane(Vertical):
     DEFAULT_CSS = """
     ChatPane { height: 1fr; }
-    ChatPane .pane-title { height: 1; background: $panel; padding: 0 1; }
+    ChatPane .pane-title { height: 1; background: $panel; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     ChatPane .log { height: 1fr; }
     """
 
@@ -74,7 +83,9 @@ class ChatPane(Vertical):
         engine = self.engine.name if self.engine else (c.engine or "no engine")
         params = " ".join(f"{k}={v}" for k, v in c.params.as_dict().items()) or "default parameters"
         system = " · system prompt" if c.system_prompt else ""
-        return Text(neutralise(f"{engine} · {c.model} · {params}{system}"))
+        # Names elided in the middle, so both names show at 80 columns; what does not fit ends in an ellipsis.
+        return Text(neutralise(f"{elide_middle(engine, ENGINE_WIDTH)} · {elide_middle(c.model, MODEL_WIDTH)} · "
+                               f"{params}{system}"))
 
     def refresh_title(self) -> None:
         self.query_one(".pane-title", Static).update(self._title())
@@ -126,7 +137,7 @@ class ChatPane(Vertical):
                 await view.remove()
         if user_text is not None:
             await log.mount(MessageView("user", user_text))
-        view = MessageView("assistant", label=f"assistant · {self.conversation.model} on {turn.engine.name}",
+        view = MessageView("assistant", label=reply_label(self.conversation.model, turn.engine.name),
                            status="partial")
         await log.mount(view)
         warned = self.conversation.store_warning
