@@ -3,12 +3,16 @@
 Measures, over several runs of `enginedeck` with the dashboard live:
 - time to first paint: from spawn until the dashboard header ("enginedeck") has been written to the terminal;
 - RSS a few seconds after start;
-- idle CPU % and terminal output bytes/s over a window with the dashboard polling at 1 Hz.
+- idle CPU % and terminal output bytes/s over a window with the dashboard polling at 1 Hz;
+- with --tour, the same idle figures again after a tour of every screen by keys (2, 3, 4, 5, ?, then 1 back to
+  the dashboard), side by side with the dashboard-only figures of the same run (target: after ≤ 1.1 × before,
+  and ≤ 0.5 %): a screen that is not shown must cost nothing.
 
 Engines: pass --engine URL (repeatable) for engines to connect to; with --contract it starts two Ollama
 contract servers from tests/fakes on loopback so the figure matches the target's "two engines connected".
 
     python bench/tui_startup.py --runs 5 --idle 30 --contract
+    python bench/tui_startup.py --runs 3 --idle 30 --contract --tour
 """
 
 from __future__ import annotations
@@ -63,7 +67,40 @@ def read_for(master: int, seconds: float, until: bytes | None = None) -> tuple[b
     return bytes(buf), seen_at
 
 
-def one_run(engine_args: list[str], idle_s: float, env: dict[str, str]) -> dict[str, float]:
+class Terminal:
+    """What a person would see: the pty's bytes played on an 80x24 screen (pyte, from the test extras)."""
+
+    def __init__(self, cols: int = 80, rows: int = 24) -> None:
+        import pyte
+
+        self.screen = pyte.Screen(cols, rows)
+        self.stream = pyte.ByteStream(self.screen)
+
+    def feed(self, data: bytes) -> None:
+        self.stream.feed(data)
+
+    def text(self) -> str:
+        return "\n".join(self.screen.display)
+
+
+# The keys of the tour, the title each screen shows, and how long each stays shown (long enough to compose it
+# and start its work: a chat pane, the probe form, the logs screen's audit pane).
+TOUR = ((b"2", "Models"), (b"3", "Chat"), (b"4", "Probe"), (b"5", "Logs"), (b"?", "Help"), (b"1", "Dashboard"))
+TOUR_DWELL_S = 2.0
+
+
+def idle_window(proc: subprocess.Popen, master: int, seconds: float) -> tuple[float, float]:
+    """CPU % of one core and terminal output bytes/s of the process over `seconds` of reading its terminal."""
+    p = psutil.Process(proc.pid)
+    cpu0 = sum(p.cpu_times()[:2])
+    w0 = time.monotonic()
+    out, _ = read_for(master, seconds)
+    wall = time.monotonic() - w0
+    cpu = sum(p.cpu_times()[:2]) - cpu0
+    return 100 * cpu / wall, len(out) / wall
+
+
+def one_run(engine_args: list[str], idle_s: float, env: dict[str, str], *, tour: bool = False) -> dict[str, float]:
     cmd = [sys.executable, "-m", "console", "--no-discover", *engine_args]
     t0 = time.monotonic()
     proc, master = spawn(cmd, env)
@@ -72,15 +109,21 @@ def one_run(engine_args: list[str], idle_s: float, env: dict[str, str]) -> dict[
         if painted is None:
             raise SystemExit("the dashboard never painted within 10 s")
         read_for(master, 3.0)  # let start-up work (first polls, discovery) finish
-        p = psutil.Process(proc.pid)
-        rss = p.memory_info().rss
-        cpu0 = sum(p.cpu_times()[:2])
-        w0 = time.monotonic()
-        out, _ = read_for(master, idle_s)
-        wall = time.monotonic() - w0
-        cpu = sum(p.cpu_times()[:2]) - cpu0
-        return {"first_paint_s": painted - t0, "rss_mb": rss / 2**20, "idle_cpu_pct": 100 * cpu / wall,
-                "out_bytes_per_s": len(out) / wall}
+        rss = psutil.Process(proc.pid).memory_info().rss
+        cpu, out = idle_window(proc, master, idle_s)
+        result = {"first_paint_s": painted - t0, "rss_mb": rss / 2**20, "idle_cpu_pct": cpu, "out_bytes_per_s": out}
+        if tour:
+            term = Terminal()
+            for key, title in TOUR:
+                os.write(master, key)
+                term.feed(read_for(master, TOUR_DWELL_S)[0])
+                if title not in term.text().split("\n")[0] and title != "Help":  # help is a dialog over the screen
+                    raise SystemExit(f"the tour's {key.decode()!r} did not show {title}:\n{term.text()}")
+            read_for(master, 3.0)  # the dashboard's catch-up poll and sample on coming back
+            result["tour_cpu_pct"], result["tour_out_bytes_per_s"] = idle_window(proc, master, idle_s)
+            result["tour_ratio"] = result["tour_cpu_pct"] / max(cpu, 1e-9)
+            result["tour_rss_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
+        return result
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -97,6 +140,8 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=1.0, help="engine poll interval, seconds (ui.poll_interval_s)")
     ap.add_argument("--telemetry", type=float, default=1.0,
                     help="telemetry interval, seconds (ui.telemetry_interval_s)")
+    ap.add_argument("--tour", action="store_true",
+                    help="after the idle window, visit every screen by keys, come back and measure idle again")
     args = ap.parse_args()
 
     servers = []
@@ -118,7 +163,7 @@ def main() -> None:
         Path(env["ENGINEDECK_CONFIG"]).write_text(
             f"[ui]\npoll_interval_s = {args.poll}\ntelemetry_interval_s = {args.telemetry}\n")
         engine_args = [a for u in urls for a in ("--engine", u)]
-        results = [one_run(engine_args, args.idle, env) for _ in range(args.runs)]
+        results = [one_run(engine_args, args.idle, env, tour=args.tour) for _ in range(args.runs)]
     for server in servers:
         server.stop()
     print(f"enginedeck TUI on an 80x24 pty, {len(urls)} engine(s), {args.runs} runs, idle window {args.idle:.0f} s")
@@ -126,6 +171,15 @@ def main() -> None:
         values = [r[key] for r in results]
         print(f"  {key:<16} median {statistics.median(values):8.3f}  min {min(values):8.3f}  "
               f"max {max(values):8.3f}  (target ≤ {target})")
+    if args.tour:
+        print(f"  dashboard idle before and after a tour of every screen ({' '.join(k.decode() for k, _ in TOUR)}), "
+              "same run:")
+        for r in results:
+            print(f"    CPU {r['idle_cpu_pct']:.3f} % → {r['tour_cpu_pct']:.3f} % (×{r['tour_ratio']:.2f}, "
+                  f"target ≤ 1.1 and ≤ 0.5 %)  output {r['out_bytes_per_s']:.0f} → {r['tour_out_bytes_per_s']:.0f} "
+                  f"B/s  RSS {r['rss_mb']:.1f} → {r['tour_rss_mb']:.1f} MB")
+        ratios = [r["tour_ratio"] for r in results]
+        print(f"    ratio median {statistics.median(ratios):.2f}  min {min(ratios):.2f}  max {max(ratios):.2f}")
 
 
 if __name__ == "__main__":
