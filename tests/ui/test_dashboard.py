@@ -3,6 +3,8 @@ router, no engine at all, and a dead engine that must not freeze the others."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 import pytest
 from textual.widgets import DataTable, Static
@@ -10,6 +12,7 @@ from textual.widgets import DataTable, Static
 from console.config import EngineConfig, UIConfig
 from tests.fakes.ollama_server import FakeOllama
 from tests.ui.fixtures import (
+    GIB,
     LONG_GGUF,
     LONG_OLLAMA,
     NO_GPU,
@@ -18,6 +21,7 @@ from tests.ui.fixtures import (
     StubRegistry,
     TestContext,
     demo_app,
+    demo_engines,
     long_name_engines,
     make_config,
     screen_text,
@@ -168,3 +172,47 @@ async def test_long_names_are_elided_to_fit_80_columns_and_whole_when_wide(tmp_p
         await pilot.resize_terminal(160, 40)
         await settle(pilot, until=lambda: rows(app, "engines")[0][0] == LONG_OLLAMA)
         assert rows(app, "loaded")[0][1] == LONG_GGUF
+
+
+async def test_unchanged_answers_repaint_nothing_and_a_changed_figure_repaints_its_cell(tmp_path):
+    """Ten engines polled every second must not send every row to the terminal again each time: a poll whose
+    answers are the same touches no table, and one changed figure repaints that cell, not the table."""
+    engines = demo_engines()
+    polls = 0
+    original = engines[0].loaded_models
+
+    async def counting_loaded():
+        nonlocal polls
+        polls += 1
+        return await original()
+
+    engines[0].loaded_models = counting_loaded  # type: ignore[method-assign]
+    app = demo_app(tmp_path, engines=engines, ui=UIConfig(theme="dark", poll_interval_s=0.05,
+                                                          telemetry_interval_s=3600))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, until=lambda: len(rows(app, "loaded")) == 3)
+        await pilot.pause()
+        tables = {t.id: t for t in app.screen.query(DataTable)}
+        calls: list[tuple[str, str]] = []
+
+        def spy(table: DataTable, method: str) -> None:
+            real = getattr(table, method)
+
+            def call(*args, **kwargs):
+                calls.append((table.id, method if method != "refresh" or not args else "refresh-cell"))
+                return real(*args, **kwargs)
+
+            setattr(table, method, call)
+
+        for table in tables.values():
+            for method in ("clear", "add_rows", "refresh"):
+                spy(table, method)
+        seen = polls
+        await settle(pilot, until=lambda: polls >= seen + 5)
+        await pilot.pause()
+        assert calls == []  # five polls with the same answers: no table was touched
+
+        engines[0].loaded[1] = replace(engines[0].loaded[1], size_vram=5 * GIB)  # gemma3 now all on the GPU
+        await settle(pilot, until=lambda: rows(app, "loaded")[1][2] == "100% GPU")
+        assert set(calls) == {("loaded", "refresh-cell")}  # one cell, in place
+        assert rows(app, "loaded")[0] == ["ollama-a", "llama3.2:1b", "100% GPU", "2.0 GB", "forever", "4096"]

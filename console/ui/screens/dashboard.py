@@ -63,15 +63,37 @@ def poll_deadline(interval_s: float) -> float:
     return min(DEFAULT_DEADLINE_S, max(1.0, 2 * interval_s))
 
 
-def engine_row(s: EngineStatus) -> tuple[str | Text, ...]:
+def engine_row(s: EngineStatus) -> tuple[str, ...]:
     m, info = s.metrics, s.info
     run_wait = DASH if m is None or m.running is None else f"{m.running:.0f}/{(m.waiting or 0):.0f}"
-    health = Text(s.health.value, style=HEALTH_STYLES.get(s.health, ""))
     return (
-        neutralise(s.name), health, s.kind, neutralise(info.version or DASH) if info else DASH,
+        neutralise(s.name), s.health.value, s.kind, neutralise(info.version or DASH) if info else DASH,
         latency(info.latency_ms / 1000) if info and info.latency_ms is not None else DASH,
         run_wait, pct(m.kv_cache_usage, ratio=True) if m else DASH,
     )
+
+
+def styled_health(row: tuple[str, ...]) -> tuple[str | Text, ...]:
+    """The engines table's row with its health in colour (column 1)."""
+    return (row[0], Text(row[1], style=HEALTH_STYLES.get(row[1], "")), *row[2:])
+
+
+def set_cell(table: DataTable, row: int, column: int, value: str | Text) -> None:
+    """Change one cell and repaint that cell alone. DataTable's own update_cell repaints the whole table, so every
+    row of every engine would go to the terminal again for one changed figure (the poll column of ten engines
+    changes several times a second). Textual has no public call for this: the table's data and the counter its
+    render caches are keyed on are set here. A value wider than its column goes through update_cell, which
+    widens the column (and so repaints everything)."""
+    from rich.cells import cell_len
+    from textual.coordinate import Coordinate
+
+    row_key, column_key = table.coordinate_to_cell_key(Coordinate(row, column))
+    if cell_len(str(value)) > table.columns[column_key].content_width:
+        table.update_cell(row_key, column_key, value, update_width=True)
+        return
+    table._data[row_key][column_key] = value
+    table._update_count += 1
+    table.refresh_coordinate(Coordinate(row, column))
 
 
 def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
@@ -86,8 +108,8 @@ def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
     return rows
 
 
-def fit_names(rows: list[tuple[str | Text, ...]], headers: tuple[str, ...], names: tuple[int, ...],
-              room: int, *, keep: int | None = None) -> list[tuple[str | Text, ...]]:
+def fit_names(rows: list[tuple[str, ...]], headers: tuple[str, ...], names: tuple[int, ...],
+              room: int, *, keep: int | None = None) -> list[tuple[str, ...]]:
     """Elide the name columns (`names`: engine, model, version) in the middle so that the first `keep` columns
     (all by default; the ones after may go past the right edge, the table scrolls) fit `room` cells: the other
     columns keep their width, the name columns share what is left in proportion to their longest name. Nothing
@@ -101,8 +123,7 @@ def fit_names(rows: list[tuple[str | Text, ...]], headers: tuple[str, ...], name
     if wanted <= left:
         return rows
     caps = {i: max(NAME_FLOOR, len(headers[i]), max(left, 0) * natural[i] // wanted) for i in names}
-    return [tuple(elide_middle(c, caps[i]) if i in caps and isinstance(c, str) else c for i, c in enumerate(r))
-            for r in rows]
+    return [tuple(elide_middle(c, caps[i]) if i in caps else c for i, c in enumerate(r)) for r in rows]
 
 
 def problem_line(s: EngineStatus) -> str | None:
@@ -164,6 +185,11 @@ class DashboardScreen(Screen[None]):
         self._drawn: dict[str, object] = {}  # what each table/text shows now, to skip unchanged repaints
         self._order: list[str] = []  # engine names in registry order
         self._statuses: dict[str, EngineStatus] = {}
+        # Per engine, what its answer puts on screen: its row, its loaded models' rows, its problem line. An answer
+        # that changes none of them costs nothing more.
+        self._rows: dict[str, tuple[tuple[str, ...], list[tuple[str, ...]], str | None]] = {}
+        self._show_pending = False  # a repaint of the engines is queued: answers that arrive meanwhile join it
+        self._listed = False  # the registry's list has been shown (before: "Looking for engines…")
         self._polls: dict[str, asyncio.Task[None]] = {}  # engine name -> its poll in flight (or done)
         self._wake = asyncio.Event()
         self._samples = 0
@@ -283,28 +309,44 @@ class DashboardScreen(Screen[None]):
 
     async def _start_polls(self) -> None:
         entries = list(self.app.ctx.registry().entries)  # type: ignore[attr-defined]
-        self._order = [e.name for e in entries]
-        self._statuses = {n: s for n, s in self._statuses.items() if n in self._order}
+        order = [e.name for e in entries]
+        if order != self._order or not self._listed:
+            self._order, self._listed = order, True
+            self._statuses = {n: s for n, s in self._statuses.items() if n in order}
+            self._rows = {n: r for n, r in self._rows.items() if n in order}
+            self._schedule_show()
         for entry in entries:
             if entry.engine is None:  # it could not even be built: show it with its error
                 from console.engines.poll import EngineStatus
 
-                self._statuses[entry.name] = EngineStatus(name=entry.name, url=entry.url, kind=entry.kind or "?",
-                                                          error=entry.error or "could not be set up")
+                self._take(EngineStatus(name=entry.name, url=entry.url, kind=entry.kind or "?",
+                                        error=entry.error or "could not be set up"))
             elif (task := self._polls.get(entry.name)) is None or task.done():
                 self._polls[entry.name] = asyncio.create_task(self._poll_one(entry.engine),
                                                               name=f"poll {entry.name}")
-        await self._show_engines()
 
     async def _poll_one(self, engine: Engine) -> None:
         from console.engines.poll import poll_engine
 
-        status = await poll_engine(engine, deadline_s=poll_deadline(self._interval),
-                                   previous=self._statuses.get(engine.name))
-        if engine.name in self._order:
-            self._statuses[engine.name] = status
-            self._note_tokens(status)
-            await self._show_engines()
+        self._take(await poll_engine(engine, deadline_s=poll_deadline(self._interval),
+                                     previous=self._statuses.get(engine.name)))
+
+    def _take(self, status: EngineStatus) -> None:
+        """An engine's answer: kept, and shown if it changes what its rows say (each engine's rows go on screen
+        as it answers, never waiting for the others)."""
+        if status.name not in self._order:
+            return
+        self._statuses[status.name] = status
+        self._note_tokens(status)
+        rows = (engine_row(status), loaded_rows(status), problem_line(status))
+        if self._rows.get(status.name) != rows:
+            self._rows[status.name] = rows
+            self._schedule_show()
+
+    def _schedule_show(self) -> None:
+        if not self._show_pending:
+            self._show_pending = True
+            self.call_later(self._show_engines)
 
     def _note_tokens(self, s: EngineStatus) -> None:
         total = s.metrics.generation_tokens_total if s.metrics else None
@@ -317,7 +359,8 @@ class DashboardScreen(Screen[None]):
             self._tok_rates[s.name] = max(0.0, (total - prev[1]) / (s.polled_at - prev[0]))
 
     async def _show_engines(self) -> None:
-        statuses = [self._statuses[n] for n in self._order if n in self._statuses]
+        self._show_pending = False
+        statuses = [self._rows[n] for n in self._order if n in self._rows]
         status_line = self.query_one("#status-line", Static)
         if not self.app.engines_ready:  # type: ignore[attr-defined]
             self._set_text(status_line, "Looking for engines…")
@@ -334,16 +377,14 @@ class DashboardScreen(Screen[None]):
             for widget_id in ("#engines", "#loaded-panel"):
                 show(self.query_one(widget_id), bool(statuses))
             room = self._room = self._table_room()
-            self._update_table("engines", fit_names([engine_row(s) for s in statuses], ENGINE_COLUMNS, (0, 3), room))
-            self._update_table("loaded", fit_names([row for s in statuses for row in loaded_rows(s)], LOADED_COLUMNS,
-                                                   (0, 1), room, keep=5))  # ctx may go past the edge
-        problems = [line for s in statuses if (line := problem_line(s))]
+            engines = fit_names([row for row, _, _ in statuses], ENGINE_COLUMNS, (0, 3), room)
+            self._update_table("engines", [styled_health(row) for row in engines])
+            self._update_table("loaded", fit_names([row for _, loaded, _ in statuses for row in loaded],
+                                                   LOADED_COLUMNS, (0, 1), room, keep=5))  # ctx may go past the edge
+        problems = [line for _, _, line in statuses if line]
         problems_widget = self.query_one("#engine-problems", Static)
         show(problems_widget, bool(problems))
         self._set_text(problems_widget, "\n".join(problems))
-        if self._tok_rates:
-            rate = sum(self._tok_rates.values())
-            self.query_one("#sparks", SparkBar).push("toks", rate, f"{rate:.0f}")
 
     def _table_room(self) -> int:
         """Cells a table may use: the terminal's width less the panel's border and padding and the body's
@@ -374,12 +415,20 @@ class DashboardScreen(Screen[None]):
         await self.query_one("#body").mount(loaded_panel, after="#engines-panel")
 
     def _update_table(self, table_id: str, rows: list[tuple]) -> None:
-        """Replace rows only when something changed: an unchanged table costs no repaint."""
+        """Repaint only what changed: an unchanged table costs nothing, a changed figure repaints its cell, and
+        only a table whose number of rows changed is filled again."""
         key = tuple(tuple(str(c) for c in r) for r in rows)
-        if self._drawn.get(table_id) == key:
+        before = self._drawn.get(table_id)
+        if before == key:
             return
         self._drawn[table_id] = key
         table: DataTable = self.query_one(f"#{table_id}")  # type: ignore[assignment]
+        if isinstance(before, tuple) and len(before) == len(key):
+            for y, (old, new) in enumerate(zip(before, key, strict=True)):
+                for x, (was, cell) in enumerate(zip(old, new, strict=True)):
+                    if was != cell:
+                        set_cell(table, y, x, rows[y][x])
+            return
         cursor = table.cursor_row
         with self.app.batch_update():
             table.clear()
@@ -388,17 +437,16 @@ class DashboardScreen(Screen[None]):
                 table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def _set_text(self, widget: Static, text: str) -> None:
-        """Update a text only when it changed, and ask for a layout pass (~13 ms here) only when its height may
-        change: a different number of lines, or a line that may wrap."""
+        """Update a text only when it changed, and ask for a layout pass (~13 ms here) only when its height
+        changed: the host panel's lines wrap at 80 columns, and a figure in them changes every few seconds."""
         key = widget.id or ""
-        before = self._drawn.get(key)
-        if before == text:
+        if self._drawn.get(key) == text:
             return
         self._drawn[key] = text
-        lines = text.split("\n")
-        same_shape = (isinstance(before, str) and before.count("\n") == len(lines) - 1
-                      and max(map(len, lines)) < widget.content_size.width)
-        widget.update(Text(text), layout=not same_shape)
+        widget.update(Text(text), layout=False)
+        width = widget.content_size.width
+        if not width or widget.get_content_height(self.size, self.app.size, width) != widget.content_size.height:
+            widget.refresh(layout=True)
 
     # -- telemetry -----------------------------------------------------------------------------------
     async def _take_sample(self, urls: frozenset[tuple[str, str]], *, in_thread: bool) -> None:
@@ -453,4 +501,7 @@ class DashboardScreen(Screen[None]):
             sparks.set_shown("gpu", False)
             sparks.set_shown("vram", False)
         sparks.push("cpu", host.cpu_pct, f"{host.cpu_pct:.0f}% of {host.cpu_count}")
+        if self._tok_rates:  # here, once a tick: not once per engine that answers
+            rate = sum(self._tok_rates.values())
+            sparks.push("toks", rate, f"{rate:.0f}")
         self._set_text(self.query_one("#host-text", Static), "\n".join(host_lines(host, processes)))
