@@ -97,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the parser); collecting them only delays the first paint. The TUI turns the collector back on once it
     # has painted (EngineDeckApp.on_mount), a command before it runs.
     gc.disable()
+    # httpx imports its own command-line client when click and rich are installed (rich comes with Textual):
+    # ~40 ms of every start for a program enginedeck never runs. A None in sys.modules makes that import fail,
+    # and httpx then leaves its client out (its __init__ catches the ImportError).
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
     try:
         return _run(parse_args(argv))
     finally:
@@ -116,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         handler = getattr(args, "handler", None)
         if handler is None:
-            from console.ui.app import run_tui
+            from console.ui.start import run_tui
 
             return run_tui(ctx)
         gc.enable()

@@ -7,13 +7,17 @@ engine costs at most its deadline and never delays the others (they are polled c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.engines.base import Engine, EngineInfo, Health, LoadedModel, MetricsSnapshot, Op
 from console.errors import EngineError
+
+if TYPE_CHECKING:
+    from console.engines.registry import EngineEntry, Registry
 
 DEFAULT_DEADLINE_S = 5.0
 # A live dashboard re-reads what is loaded every poll, but an engine's version and health answer rarely change:
@@ -84,3 +88,44 @@ async def poll_engine(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S,
 
 async def poll_all(engines: Sequence[Engine], *, deadline_s: float = DEFAULT_DEADLINE_S) -> list[EngineStatus]:
     return list(await asyncio.gather(*(poll_engine(e, deadline_s=deadline_s) for e in engines)))
+
+
+class FirstPoll:
+    """The registry's first refresh and each engine's first poll, started as early as a process can: the TUI
+    starts them before it imports Textual, so that an engine's row can be on screen before the first frame
+    (console/ui/start.py). Each engine is polled as soon as its entry is built, not once every entry is.
+
+    Create it inside a running event loop; the tasks belong to that loop, and whoever takes over (the dashboard)
+    awaits them instead of asking again.
+    """
+
+    def __init__(self, registry: Registry, *, deadline_s: float = DEFAULT_DEADLINE_S) -> None:
+        self.deadline_s = deadline_s
+        self.polls: dict[str, asyncio.Task[EngineStatus]] = {}  # by engine name, in the order they were found
+        self.refresh: asyncio.Task[list[EngineEntry]] = asyncio.create_task(registry.refresh(on_entry=self._found),
+                                                                            name="first refresh")
+
+    def _found(self, entry: EngineEntry) -> None:
+        if entry.engine is not None:
+            self.polls[entry.name] = asyncio.create_task(poll_engine(entry.engine, deadline_s=self.deadline_s),
+                                                         name=f"first poll {entry.name}")
+
+    def answered(self) -> dict[str, EngineStatus]:
+        """The polls that have answered (or given up) by now."""
+        return {name: task.result() for name, task in self.polls.items() if task.done() and not task.cancelled()}
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Until the list is built and every engine has answered, or `timeout_s`; True when everything is in.
+        A refresh that failed counts as in (whoever takes over reads its error)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(end):
+                await asyncio.wait([self.refresh])
+                if self.polls:
+                    await asyncio.wait(list(self.polls.values()))
+        return self.refresh.done() and all(task.done() for task in self.polls.values())
+
+    def cancel(self) -> None:
+        for task in (self.refresh, *self.polls.values()):
+            task.cancel()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -83,8 +83,12 @@ class Registry:
     def entries(self) -> list[EngineEntry]:
         return list(self._entries)
 
-    async def refresh(self) -> list[EngineEntry]:
-        """Build the list again: configured engines, `--engine` URLs, then (with discovery on) the loopback scan."""
+    async def refresh(self, on_entry: Callable[[EngineEntry], None] | None = None) -> list[EngineEntry]:
+        """Build the list again: configured engines, `--engine` URLs, then (with discovery on) the loopback scan.
+
+        `on_entry` is called with each entry as soon as it is built, before the others (a URL whose kind must be
+        detected, a scan of the default ports) are done: its first poll need not wait for them.
+        """
         from console.engines.detect import DEFAULT_PORTS, require_url, scan_loopback, url_key
 
         async with self._lock:
@@ -98,9 +102,17 @@ class Registry:
             ports = DEFAULT_PORTS if self.scan_ports is None else self.scan_ports
             scan = scan_loopback(ports, skip_urls=frozenset(known), limits=self.config.limits) \
                 if self.config.discover else _nothing()
-            built = asyncio.gather(*(self._entry(cfg, src) for cfg, src in wanted))
+            def told(entry: EngineEntry) -> EngineEntry:
+                if on_entry is not None:
+                    on_entry(entry)
+                return entry
+
+            async def build(cfg: EngineConfig, src: Source) -> EngineEntry:
+                return told(await self._entry(cfg, src))
+
+            built = asyncio.gather(*(build(cfg, src) for cfg, src in wanted))
             entries, detections = await asyncio.gather(built, scan)
-            entries.extend(self._discovered(d) for d in detections)
+            entries.extend(told(self._discovered(d)) for d in detections)
             await self._install(entries)
             self._refreshed = True
             return self.entries

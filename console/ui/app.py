@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ if TYPE_CHECKING:
     from textual.worker import Worker
 
     from console.commands.context import Context
+    from console.engines.poll import FirstPoll
     from console.engines.registry import EngineEntry
     from console.store.db import Store
     from console.telemetry.gpu import GpuMonitor
@@ -109,13 +109,6 @@ def text_field_has_focus(screen: Screen) -> bool:
     return focused is not None and focused.check_consume_key("a", "a")
 
 
-def ascii_wanted(explicit: bool | None, configured: bool) -> bool:
-    """--ascii, the config, or a terminal that cannot draw box characters (Linux console, VT100)."""
-    if explicit is not None:
-        return explicit
-    return configured or os.environ.get("TERM", "") in ("linux", "vt100", "vt220", "dumb")
-
-
 class EnginesRefreshed(Message):
     """The registry finished a refresh: screens showing engines should redraw from it."""
 
@@ -140,21 +133,26 @@ class EngineDeckApp(App[int]):
 
     def __init__(self, ctx: Context, *, ascii_mode: bool = False, theme: str | None = None,
                  gpu_monitor: GpuMonitor | None = None, host_monitor: HostMonitor | None = None,
-                 scan_processes: ProcessScan | None = None) -> None:
+                 scan_processes: ProcessScan | None = None, first_poll: FirstPoll | None = None) -> None:
         """Args:
             ctx: the run's services (config, registry, store, actions).
             ascii_mode: ASCII borders and no glyphs.
             theme: a theme name that wins over the config (whose theme already heeds NO_COLOR).
             gpu_monitor, host_monitor, scan_processes: telemetry sources; the real ones are built on first use
                 (in a worker thread), tests pass fakes with fixed figures.
+            first_poll: the registry's first refresh and the engines' first polls, started before the app
+                (console/ui/start.py): the app takes them over instead of asking again.
         """
         self.ctx = ctx
         self.ascii_mode = ascii_mode
         self._requested_theme = theme
         self.store: Store | None = None
         self.store_problem: str | None = None
-        self.engines_ready = False
+        self.first_poll = first_poll
+        self.engines_ready = first_poll is not None and first_poll.refresh.done() \
+            and not first_poll.refresh.cancelled() and first_poll.refresh.exception() is None
         """True once the registry has finished its first refresh (until then "no engine" would be a lie)."""
+        self._first_refresh = first_poll.refresh if first_poll is not None else None
         self._gpu_monitor = gpu_monitor
         self._host_monitor = host_monitor
         self._scan_processes = scan_processes
@@ -323,8 +321,9 @@ class EngineDeckApp(App[int]):
     async def _refresh_engines(self) -> None:
         from console.errors import EngineDeckError
 
+        first, self._first_refresh = self._first_refresh, None  # the refresh started before the app, once
         try:
-            entries = await self.ctx.registry().refresh()
+            entries = await (first if first is not None else self.ctx.registry().refresh())
         except EngineDeckError as exc:
             self.notify(str(exc), title="Engines", severity="error", timeout=10, markup=False)
             entries = []
@@ -463,7 +462,3 @@ class EngineDeckApp(App[int]):
             screen = self.screen
             screen.call_later(self.run_action, action, screen)
 
-
-def run_tui(ctx: Context) -> int:
-    app = EngineDeckApp(ctx, ascii_mode=ascii_wanted(ctx.ascii, ctx.config.ui.ascii), theme=ctx.theme)
-    return app.run() or 0

@@ -9,7 +9,8 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from console.config import with_environment
-from console.ui.app import SCREENS, EngineDeckApp, ascii_wanted
+from console.ui.app import SCREENS, EngineDeckApp
+from console.ui.start import ascii_wanted
 from tests.ui.fixtures import QUIET, StubRegistry, TestContext, demo_app, make_config, screen_text, settle
 
 

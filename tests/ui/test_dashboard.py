@@ -10,18 +10,23 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from console.config import EngineConfig, UIConfig
+from console.engines.poll import FirstPoll
 from tests.fakes.ollama_server import FakeOllama
 from tests.ui.fixtures import (
     GIB,
+    HOST,
     LONG_GGUF,
     LONG_OLLAMA,
     NO_GPU,
     EngineDeckApp,
+    FixedGpu,
+    FixedHost,
     StubEngine,
     StubRegistry,
     TestContext,
     demo_app,
     demo_engines,
+    fixed_processes,
     long_name_engines,
     make_config,
     screen_text,
@@ -216,3 +221,22 @@ async def test_unchanged_answers_repaint_nothing_and_a_changed_figure_repaints_i
         await settle(pilot, until=lambda: rows(app, "loaded")[1][2] == "100% GPU")
         assert set(calls) == {("loaded", "refresh-cell")}  # one cell, in place
         assert rows(app, "loaded")[0] == ["ollama-a", "llama3.2:1b", "100% GPU", "2.0 GB", "forever", "4096"]
+
+
+async def test_the_engines_polled_before_the_app_are_in_its_first_frame_and_not_polled_again(tmp_path,
+                                                                                             ollama_server):
+    """`enginedeck` polls the engines before it imports Textual (console/ui/start.py); the app takes that poll
+    over: the rows are there as soon as the dashboard is, and neither the registry nor the engine is asked
+    again before the poll interval."""
+    config = make_config(tmp_path, engines=[EngineConfig(name="fake-ollama", url=ollama_server.url, kind="ollama")])
+    ctx = TestContext(config)
+    first = FirstPoll(ctx.registry(), deadline_s=2)
+    assert await first.wait(5)
+    asked = len(ollama_server.requests)
+    app = EngineDeckApp(ctx, first_poll=first, gpu_monitor=FixedGpu(NO_GPU), host_monitor=FixedHost(HOST),
+                        scan_processes=fixed_processes())
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert rows(app, "engines")[0][:4] == ["fake-ollama", "ok", "ollama", "0.12.6"]
+        await settle(pilot)
+        assert app.engines_ready and rows(app, "engines")[0][:4] == ["fake-ollama", "ok", "ollama", "0.12.6"]
+        assert len(ollama_server.requests) == asked

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import subprocess
 import sys
 
@@ -38,3 +39,45 @@ def test_main_leaves_the_garbage_collector_on(argv, capsys):
     with contextlib.suppress(SystemExit):
         main(argv)
     assert gc.isenabled()
+
+
+# What `enginedeck` has imported when the first engine row goes to the terminal: it runs the real entry point
+# (console.cli.main) to the moment console/ui/start.py writes the rows, and stops there.
+FIRST_ROWS = """
+import io, sys
+import console.ui.start as start
+
+written = io.StringIO()
+real_paint = start.paint_first_rows
+
+
+def paint(terminal, first, **kwargs):
+    real_paint(written, first, ascii_mode=True, size=(80, 24))
+    print("\\n".join(sorted(sys.modules)))
+    print("ROWS " + repr(written.getvalue()))
+    sys.stdout.flush()
+    raise SystemExit(0)
+
+
+start.paint_first_rows = paint
+start._paints_here = lambda terminal: True
+from console.cli import main
+
+main(sys.argv[1:])
+print("NO ROWS")
+"""
+
+
+def test_the_first_engine_row_needs_no_textual_no_official_client_no_metrics_parser_no_store(tmp_path, ollama_server):
+    env = {**os.environ, "ENGINEDECK_DATA_DIR": str(tmp_path / "data"), "ENGINEDECK_CONFIG": str(tmp_path / "c.toml")}
+    (tmp_path / "c.toml").write_text("")
+    out = subprocess.run([sys.executable, "-c", FIRST_ROWS, "--no-discover", "--engine", ollama_server.url],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    *modules, rows = out.stdout.split("\n")[:-1]
+    assert rows.startswith("ROWS ") and "0.12.6" in rows and ollama_server.url.removeprefix("http://") in rows
+    loaded = set(modules)
+    for heavy in ("textual", "rich", "ollama", "pydantic", "prometheus_client", "aiosqlite", "sqlite3", "psutil",
+                  "pynvml", "console.store.db", "click"):
+        assert heavy not in loaded, heavy
+    assert not {m for m in loaded if m.startswith(("textual.", "rich.", "console.commands.fleet"))}

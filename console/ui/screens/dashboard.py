@@ -22,9 +22,19 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static
 
-from console.logs.sanitize import neutralise, one_line
+from console.logs.sanitize import neutralise
 from console.ui.app import EnginesRefreshed
-from console.ui.format import DASH, elide_middle, expires_in, human_bytes, human_duration, latency, pct, vram_split
+from console.ui.engine_rows import (
+    ENGINE_COLUMNS,
+    LOADED_COLUMNS,
+    engine_row,
+    fit_names,
+    loaded_rows,
+    poll_deadline,
+    problem_line,
+    table_room,
+)
+from console.ui.format import DASH, human_bytes, human_duration, pct
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.notes import no_engine_message
 from console.ui.widgets.spark import SparkBar
@@ -33,7 +43,7 @@ if TYPE_CHECKING:
     from textual.widgets import DataTable
 
     from console.engines.base import Engine
-    from console.engines.poll import EngineStatus
+    from console.engines.poll import EngineStatus, FirstPoll
     from console.telemetry.gpu import GpuSnapshot
     from console.telemetry.host import HostSnapshot
     from console.telemetry.processes import EngineProcess
@@ -43,34 +53,12 @@ if TYPE_CHECKING:
 PROCESS_SCAN_EVERY_S = 60.0
 # Keyed by Health's values: the engine modules are imported after the first paint, not for it.
 HEALTH_STYLES = {"ok": "green", "loading": "yellow", "sleeping": "cyan", "down": "red"}
-# The verdict first (health; where a model sits and until when), so 80 columns show it whatever the names.
-ENGINE_COLUMNS = ("engine", "health", "kind", "version", "poll", "run/wait", "KV")
-LOADED_COLUMNS = ("engine", "model", "where", "size", "expires/status", "ctx")
-NAME_FLOOR = 10  # a name column is elided to fit the panel, but never narrower than this
 
 
 def show(widget: Widget, visible: bool) -> None:
     """Set `display` only when it changes: even an unchanged assignment costs a full layout pass."""
     if widget.display != visible:
         widget.display = visible
-
-
-def poll_deadline(interval_s: float) -> float:
-    """How long one engine may take to answer a poll: long enough for a busy engine, short enough that a dead
-    one is reported as down within a couple of refreshes."""
-    from console.engines.poll import DEFAULT_DEADLINE_S
-
-    return min(DEFAULT_DEADLINE_S, max(1.0, 2 * interval_s))
-
-
-def engine_row(s: EngineStatus) -> tuple[str, ...]:
-    m, info = s.metrics, s.info
-    run_wait = DASH if m is None or m.running is None else f"{m.running:.0f}/{(m.waiting or 0):.0f}"
-    return (
-        neutralise(s.name), s.health.value, s.kind, neutralise(info.version or DASH) if info else DASH,
-        latency(info.latency_ms / 1000) if info and info.latency_ms is not None else DASH,
-        run_wait, pct(m.kv_cache_usage, ratio=True) if m else DASH,
-    )
 
 
 def styled_health(row: tuple[str, ...]) -> tuple[str | Text, ...]:
@@ -94,41 +82,6 @@ def set_cell(table: DataTable, row: int, column: int, value: str | Text) -> None
     table._data[row_key][column_key] = value
     table._update_count += 1
     table.refresh_coordinate(Coordinate(row, column))
-
-
-def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
-    rows = []
-    for lm in s.loaded:
-        status = lm.status or expires_in(lm.expires_at)
-        if s.metrics is not None and s.metrics.sleeping:
-            status = "sleeping"
-        rows.append((neutralise(s.name), neutralise(lm.name), vram_split(lm.size, lm.size_vram), human_bytes(lm.size),
-                     neutralise(status),
-                     str(lm.context_length) if lm.context_length else DASH))
-    return rows
-
-
-def fit_names(rows: list[tuple[str, ...]], headers: tuple[str, ...], names: tuple[int, ...],
-              room: int, *, keep: int | None = None) -> list[tuple[str, ...]]:
-    """Elide the name columns (`names`: engine, model, version) in the middle so that the first `keep` columns
-    (all by default; the ones after may go past the right edge, the table scrolls) fit `room` cells: the other
-    columns keep their width, the name columns share what is left in proportion to their longest name. Nothing
-    is elided while everything fits (a wide terminal shows the whole names)."""
-    if not rows:
-        return rows
-    keep = len(headers) if keep is None else keep
-    natural = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers[:keep])]
-    left = room - 2 * keep - sum(w for i, w in enumerate(natural) if i not in names)
-    wanted = sum(natural[i] for i in names)
-    if wanted <= left:
-        return rows
-    caps = {i: max(NAME_FLOOR, len(headers[i]), max(left, 0) * natural[i] // wanted) for i in names}
-    return [tuple(elide_middle(c, caps[i]) if i in caps else c for i, c in enumerate(r)) for r in rows]
-
-
-def problem_line(s: EngineStatus) -> str | None:
-    reason = s.error or (s.info.reason if s.info and s.info.health != "ok" else "")
-    return f"{neutralise(s.name)}: {one_line(neutralise(reason), 160)}" if reason else None
 
 
 def gpu_lines(gpu: GpuSnapshot, owners: Mapping[int, str]) -> list[str]:
@@ -190,6 +143,8 @@ class DashboardScreen(Screen[None]):
         self._rows: dict[str, tuple[tuple[str, ...], list[tuple[str, ...]], str | None]] = {}
         self._show_pending = False  # a repaint of the engines is queued: answers that arrive meanwhile join it
         self._listed = False  # the registry's list has been shown (before: "Looking for engines…")
+        self._first_polled = False  # the engines were polled before the app started (console/ui/start.py)
+        self._listed_again = False  # that first refresh's EnginesRefreshed has come
         self._polls: dict[str, asyncio.Task[None]] = {}  # engine name -> its poll in flight (or done)
         self._wake = asyncio.Event()
         self._samples = 0
@@ -198,7 +153,7 @@ class DashboardScreen(Screen[None]):
         self._processes_at = float("-inf")
         self._tokens_seen: dict[str, tuple[float, float]] = {}  # engine -> (polled_at, generation tokens total)
         self._tok_rates: dict[str, float] = {}
-        self._tables: asyncio.Task[None] | None = None  # mounting the tables, then mounted
+        self._tables: asyncio.Future[None] | None = None  # mounting the tables, then mounted
         self._gpu_seen = False  # the last sample found a GPU: sample in a thread
         self._room = 0  # the width the tables' names were fitted to
         self._shown = asyncio.Event()  # clear while another screen is shown: no polls, no samples
@@ -206,13 +161,23 @@ class DashboardScreen(Screen[None]):
         self._back = False  # shown again after a pause: poll and sample now
 
     def compose(self) -> ComposeResult:
+        # Engines that answered before the app started (console/ui/start.py) are in its first frame: the tables
+        # come with the screen. Otherwise they join it with the first engine to show (_mount_tables).
+        first = self.app.first_poll if self.app.engines_ready else None  # type: ignore[attr-defined]
+        tables = self._tables_widgets() if first is not None and first.answered() else None
         yield TitleBar()
         with VerticalScroll(id="body"):
             engines = Vertical(classes="panel", id="engines-panel")
             engines.border_title = "Engines"
             with engines:
                 yield Static("Looking for engines…", id="status-line")
+                if tables is not None:
+                    yield tables[0]
                 yield Static("", id="engine-problems")
+            if tables is not None:
+                yield tables[1]
+                self._tables = asyncio.get_running_loop().create_future()
+                self._tables.set_result(None)
             with Horizontal(id="columns"):
                 gpu = Vertical(classes="panel", id="gpu-panel")
                 gpu.border_title = "GPU"
@@ -226,12 +191,31 @@ class DashboardScreen(Screen[None]):
                        id="sparks")
         yield KeyBar()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.query_one("#engine-problems").display = False
         ui = self.app.ctx.config.ui  # type: ignore[attr-defined]
         self._interval, self._telemetry_interval = ui.poll_interval_s, ui.telemetry_interval_s
+        if self.app.first_poll is not None and self.app.engines_ready:  # type: ignore[attr-defined]
+            await self._take_first_poll(self.app.first_poll)  # type: ignore[attr-defined]
         # After the first paint: importing psutil/pynvml and starting NVML must not delay it.
         self.call_after_refresh(self._tick_loop)
+
+    async def _take_first_poll(self, first: FirstPoll) -> None:
+        """The polls started before the app: answers so far are drawn now (before the first frame), the others
+        are awaited like the dashboard's own polls, and the next poll is one interval later."""
+        self._order, self._listed = [e.name for e in first.refresh.result()], True
+        self._show_pending = True  # drawn below, not through the queue
+        answered = first.answered()
+        for name, task in first.polls.items():
+            if name in answered:
+                self._take(answered[name])
+            else:
+                self._polls[name] = asyncio.create_task(self._await_poll(task), name=f"poll {name}")
+        self._first_polled = True
+        await self._show_engines()
+
+    async def _await_poll(self, poll: asyncio.Task[EngineStatus]) -> None:
+        self._take(await poll)
 
     @property
     def quiet(self) -> bool:
@@ -241,6 +225,9 @@ class DashboardScreen(Screen[None]):
 
     # -- engines -------------------------------------------------------------------------------------
     def on_engines_refreshed(self, message: EnginesRefreshed) -> None:
+        if self._first_polled and not self._listed_again:  # the refresh the first poll came from: polled already
+            self._listed_again = True
+            return
         self.poll_engines()
 
     def action_refresh(self) -> None:
@@ -272,7 +259,8 @@ class DashboardScreen(Screen[None]):
     @work(exclusive=True, group="dashboard-tick", name="dashboard-tick-loop", exit_on_error=False)
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        next_poll = next_sample = loop.time()
+        next_sample = loop.time()
+        next_poll = next_sample + (self._interval if self._first_polled else 0)
         telemetry: asyncio.Task[None] | None = None
         try:
             while True:
@@ -387,9 +375,7 @@ class DashboardScreen(Screen[None]):
         self._set_text(problems_widget, "\n".join(problems))
 
     def _table_room(self) -> int:
-        """Cells a table may use: the terminal's width less the panel's border and padding and the body's
-        scrollbar (counted even while the body fits: the tables must not change when it comes)."""
-        return self.app.size.width - 4 - 2
+        return table_room(self.app.size.width)
 
     async def _refit(self) -> None:
         if self._table_room() != self._room:
@@ -402,7 +388,13 @@ class DashboardScreen(Screen[None]):
 
     async def _mount_tables(self) -> None:
         """The engines and loaded-models tables join the screen with the first engine to show: hidden, they
-        would still be styled for the first paint, which happens before any engine has answered."""
+        would still be styled for a first paint that has no engine to show."""
+        engines, loaded_panel = self._tables_widgets()
+        await self.query_one("#engines-panel").mount(engines, after="#status-line")
+        await self.query_one("#body").mount(loaded_panel, after="#engines-panel")
+
+    @staticmethod
+    def _tables_widgets() -> tuple[DataTable, Vertical]:
         from textual.widgets import DataTable
 
         engines = DataTable(id="engines", cursor_type="row", zebra_stripes=False)
@@ -411,8 +403,7 @@ class DashboardScreen(Screen[None]):
         loaded.add_columns(*LOADED_COLUMNS)
         loaded_panel = Vertical(loaded, classes="panel", id="loaded-panel")
         loaded_panel.border_title = "Loaded models"
-        await self.query_one("#engines-panel").mount(engines, after="#status-line")
-        await self.query_one("#body").mount(loaded_panel, after="#engines-panel")
+        return engines, loaded_panel
 
     def _update_table(self, table_id: str, rows: list[tuple]) -> None:
         """Repaint only what changed: an unchanged table costs nothing, a changed figure repaints its cell, and

@@ -1,0 +1,79 @@
+"""The engine rows as plain text: what the dashboard's tables show, and what the first frame shows before Textual
+has been imported (console/ui/start.py), so that both draw the same rows in the same place.
+
+Nothing here imports textual or rich: the first frame is written while Textual is still to be imported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from console.logs.sanitize import neutralise, one_line
+from console.ui.format import DASH, elide_middle, expires_in, human_bytes, latency, pct, vram_split
+
+if TYPE_CHECKING:
+    from console.engines.poll import EngineStatus
+
+# The verdict first (health; where a model sits and until when), so 80 columns show it whatever the names.
+ENGINE_COLUMNS = ("engine", "health", "kind", "version", "poll", "run/wait", "KV")
+LOADED_COLUMNS = ("engine", "model", "where", "size", "expires/status", "ctx")
+NAME_FLOOR = 10  # a name column is elided to fit the panel, but never narrower than this
+
+
+def poll_deadline(interval_s: float) -> float:
+    """How long one engine may take to answer a poll: long enough for a busy engine, short enough that a dead
+    one is reported as down within a couple of refreshes."""
+    from console.engines.poll import DEFAULT_DEADLINE_S
+
+    return min(DEFAULT_DEADLINE_S, max(1.0, 2 * interval_s))
+
+
+def engine_row(s: EngineStatus) -> tuple[str, ...]:
+    m, info = s.metrics, s.info
+    run_wait = DASH if m is None or m.running is None else f"{m.running:.0f}/{(m.waiting or 0):.0f}"
+    return (
+        neutralise(s.name), s.health.value, s.kind, neutralise(info.version or DASH) if info else DASH,
+        latency(info.latency_ms / 1000) if info and info.latency_ms is not None else DASH,
+        run_wait, pct(m.kv_cache_usage, ratio=True) if m else DASH,
+    )
+
+
+def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
+    rows = []
+    for lm in s.loaded:
+        status = lm.status or expires_in(lm.expires_at)
+        if s.metrics is not None and s.metrics.sleeping:
+            status = "sleeping"
+        rows.append((neutralise(s.name), neutralise(lm.name), vram_split(lm.size, lm.size_vram), human_bytes(lm.size),
+                     neutralise(status),
+                     str(lm.context_length) if lm.context_length else DASH))
+    return rows
+
+
+def fit_names(rows: list[tuple[str, ...]], headers: tuple[str, ...], names: tuple[int, ...],
+              room: int, *, keep: int | None = None) -> list[tuple[str, ...]]:
+    """Elide the name columns (`names`: engine, model, version) in the middle so that the first `keep` columns
+    (all by default; the ones after may go past the right edge, the table scrolls) fit `room` cells: the other
+    columns keep their width, the name columns share what is left in proportion to their longest name. Nothing
+    is elided while everything fits (a wide terminal shows the whole names)."""
+    if not rows:
+        return rows
+    keep = len(headers) if keep is None else keep
+    natural = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers[:keep])]
+    left = room - 2 * keep - sum(w for i, w in enumerate(natural) if i not in names)
+    wanted = sum(natural[i] for i in names)
+    if wanted <= left:
+        return rows
+    caps = {i: max(NAME_FLOOR, len(headers[i]), max(left, 0) * natural[i] // wanted) for i in names}
+    return [tuple(elide_middle(c, caps[i]) if i in caps else c for i, c in enumerate(r)) for r in rows]
+
+
+def problem_line(s: EngineStatus) -> str | None:
+    reason = s.error or (s.info.reason if s.info and s.info.health != "ok" else "")
+    return f"{neutralise(s.name)}: {one_line(neutralise(reason), 160)}" if reason else None
+
+
+def table_room(width: int) -> int:
+    """Cells a table may use in a terminal `width` wide: less the panel's border and padding and the body's
+    scrollbar (counted even while the body fits: the tables must not change when it comes)."""
+    return width - 4 - 2

@@ -1,0 +1,132 @@
+"""Opening the TUI: the engines' rows on screen before Textual is even imported.
+
+What a person waits for is the engine rows, not an empty frame. Importing Textual and building the first frame
+take ~0.25 s on the 2-core box, while finding a local engine and polling it takes ~0.1 s once the engine modules
+are imported. So the registry's first refresh and each engine's first poll start first, in the event loop the app
+will run in (console/engines/poll.py `FirstPoll`); as soon as they are in (or FIRST_ROWS_WAIT_S has passed) the
+rows that answered are written straight to the terminal, laid out where the dashboard will draw them
+(console/ui/engine_rows.py builds both), and only then is Textual imported. The app takes over the same registry
+and the polls still in flight, and its first frame has the same rows.
+
+Nothing here imports textual or rich before the rows are written (tests/ui/test_startup_path.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from console.ui.engine_rows import (
+    ENGINE_COLUMNS,
+    LOADED_COLUMNS,
+    engine_row,
+    fit_names,
+    loaded_rows,
+    poll_deadline,
+    table_room,
+)
+
+if TYPE_CHECKING:
+    from console.commands.context import Context
+    from console.engines.poll import EngineStatus, FirstPoll
+
+# How long the first frame waits for engines that are slow to answer: the rows that answered by then are shown,
+# the rest join the dashboard as they answer. A local engine answers in milliseconds.
+FIRST_ROWS_WAIT_S = 0.25
+TITLE = "enginedeck"
+
+
+def ascii_wanted(explicit: bool | None, configured: bool) -> bool:
+    """--ascii, the config, or a terminal that cannot draw box characters (Linux console, VT100)."""
+    if explicit is not None:
+        return explicit
+    return configured or os.environ.get("TERM", "") in ("linux", "vt100", "vt220", "dumb")
+
+
+def run_tui(ctx: Context) -> int:
+    return asyncio.run(_run(ctx)) or 0
+
+
+async def _run(ctx: Context) -> int | None:
+    ascii_mode = ascii_wanted(ctx.ascii, ctx.config.ui.ascii)
+    terminal = sys.__stderr__  # where Textual's terminal driver writes
+    first = await show_first_rows(ctx, terminal if terminal is not None and _paints_here(terminal) else None,
+                                  ascii_mode=ascii_mode)
+    from console.ui.app import EngineDeckApp
+
+    app = EngineDeckApp(ctx, ascii_mode=ascii_mode, theme=ctx.theme, first_poll=first)
+    try:
+        return await app.run_async()
+    finally:
+        first.cancel()
+
+
+async def show_first_rows(ctx: Context, terminal: TextIO | None, *, ascii_mode: bool,
+                          size: tuple[int, int] | None = None) -> FirstPoll:
+    """Start the first refresh and polls; once they are in (or FIRST_ROWS_WAIT_S has passed), write the rows
+    that answered to `terminal` (None: nowhere), `size` columns by lines (default: the terminal's)."""
+    from console.engines.poll import FirstPoll
+
+    first = FirstPoll(ctx.registry(), deadline_s=poll_deadline(ctx.config.ui.poll_interval_s))
+    await first.wait(FIRST_ROWS_WAIT_S)
+    if terminal is not None and first.refresh.done() and not first.refresh.exception() and first.answered():
+        paint_first_rows(terminal, first, ascii_mode=ascii_mode, size=size)
+    return first
+
+
+def _paints_here(terminal: TextIO) -> bool:
+    """Only on a real terminal that Textual's own terminal driver will take over (not `textual serve` or
+    `textual run --dev`, whose driver is chosen from the environment)."""
+    try:
+        return terminal.isatty() and os.environ.get("TERM", "") != "dumb" and not os.environ.get("TEXTUAL_DRIVER")
+    except ValueError:  # closed
+        return False
+
+
+def first_rows_frame(statuses: list[EngineStatus], width: int, *, ascii_mode: bool) -> list[str]:
+    """The top of the dashboard as plain lines: the title bar, the engines panel and the loaded-models panel,
+    each cell where the dashboard's DataTables put it (a panel's border, one cell of padding, then columns one
+    cell apart with a cell of padding each side)."""
+    tl, tr, bl, br, h, v = ("+", "+", "+", "+", "-", "|") if ascii_mode else ("╭", "╮", "╰", "╯", "─", "│")
+    icon, dash = ("*", "-") if ascii_mode else ("⭘", "—")
+    title = f"{TITLE} {dash} Dashboard"
+    left = f" {icon} "
+    lines = [f"{left}{' ' * max(0, (width - len(title)) // 2 - len(left))}{title}"]
+    room = table_room(width)
+
+    def panel(name: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+        widths = [max([len(hd), *(len(r[i]) for r in rows)]) for i, hd in enumerate(headers)]
+        lines.append(f"{tl}{h} {name} ".ljust(width - 1, h) + tr)
+        for cells in (headers, *rows):
+            text = " " + "".join(f" {c.ljust(w)} " for c, w in zip(cells, widths, strict=True))
+            lines.append(v + text[: width - 2].ljust(width - 2) + v)
+        lines.append(bl + h * (width - 2) + br)
+
+    panel("Engines", ENGINE_COLUMNS, fit_names([engine_row(s) for s in statuses], ENGINE_COLUMNS, (0, 3), room))
+    loaded = [row for s in statuses for row in loaded_rows(s)]
+    panel("Loaded models", LOADED_COLUMNS, fit_names(loaded, LOADED_COLUMNS, (0, 1), room, keep=5))
+    return lines
+
+
+def paint_first_rows(terminal: TextIO, first: FirstPoll, *, ascii_mode: bool,
+                     size: tuple[int, int] | None = None) -> None:
+    """Write the rows that answered, in the registry's order, on the alternate screen that Textual is about to
+    take over (so the shell's screen comes back untouched when the app ends)."""
+    from console.logs.sanitize import neutralise
+
+    answered = first.answered()
+    statuses = [answered[e.name] for e in first.refresh.result() if e.name in answered]
+    if size is None:
+        try:
+            size = os.get_terminal_size(terminal.fileno())
+        except OSError:
+            return
+    width, height = size
+    lines = first_rows_frame(statuses, width, ascii_mode=ascii_mode)[:height]
+    # The rows' text is neutralised where it is built (engine_rows.py); the whole frame once more, as it goes
+    # to a terminal: a control byte here would reach it before Textual's own escaping could.
+    body = "".join(f"\x1b[{y};1H{neutralise(line)}" for y, line in enumerate(lines, 1))
+    terminal.write(f"\x1b[?1049h\x1b[?25l\x1b[2J{body}")
+    terminal.flush()
