@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 # the rest join the dashboard as they answer. A local engine answers in milliseconds.
 FIRST_ROWS_WAIT_S = 0.25
 TITLE = "enginedeck"
+ENTER_SCREEN = "\x1b[?1049h\x1b[?25l\x1b[2J"  # the alternate screen, cursor hidden, cleared
+LEAVE_SCREEN = "\x1b[?25h\x1b[?1049l"
 
 
 def ascii_wanted(explicit: bool | None, configured: bool) -> bool:
@@ -52,12 +54,18 @@ def run_tui(ctx: Context) -> int:
 async def _run(ctx: Context) -> int | None:
     ascii_mode = ascii_wanted(ctx.ascii, ctx.config.ui.ascii)
     terminal = sys.__stderr__  # where Textual's terminal driver writes
-    first = await show_first_rows(ctx, terminal if terminal is not None and _paints_here(terminal) else None,
-                                  ascii_mode=ascii_mode)
-    from console.ui.app import EngineDeckApp
-
-    app = EngineDeckApp(ctx, ascii_mode=ascii_mode, theme=ctx.theme, first_poll=first)
+    painting = terminal if terminal is not None and _paints_here(terminal) else None
+    first = await show_first_rows(ctx, painting, ascii_mode=ascii_mode)
     try:
+        try:
+            from console.ui.app import EngineDeckApp
+
+            app = EngineDeckApp(ctx, ascii_mode=ascii_mode, theme=ctx.theme, first_poll=first)
+        except BaseException:  # Ctrl-C or a failure before Textual took the terminal over: give the shell its own
+            if painting is not None:
+                painting.write(LEAVE_SCREEN)
+                painting.flush()
+            raise
         return await app.run_async()
     finally:
         first.cancel()
@@ -85,7 +93,12 @@ def _paints_here(terminal: TextIO) -> bool:
         return False
 
 
-def first_rows_frame(statuses: list[EngineStatus], width: int, *, ascii_mode: bool) -> list[str]:
+# Below the two panels the dashboard has at least a GPU panel (3 lines), a host panel (5) and the sparkline and key
+# bars: when the whole does not fit, the body scrolls, and its scrollbar takes the panels' last two columns.
+BELOW_PANELS = 3 + 5 + 2
+
+
+def first_rows_frame(statuses: list[EngineStatus], width: int, height: int, *, ascii_mode: bool) -> list[str]:
     """The top of the dashboard as plain lines: the title bar, the engines panel and the loaded-models panel,
     each cell where the dashboard's DataTables put it (a panel's border, one cell of padding, then columns one
     cell apart with a cell of padding each side)."""
@@ -93,20 +106,25 @@ def first_rows_frame(statuses: list[EngineStatus], width: int, *, ascii_mode: bo
     icon, dash = ("*", "-") if ascii_mode else ("⭘", "—")
     title = f"{TITLE} {dash} Dashboard"
     left = f" {icon} "
-    lines = [f"{left}{' ' * max(0, (width - len(title)) // 2 - len(left))}{title}"]
     room = table_room(width)
+    engines = fit_names([engine_row(s) for s in statuses], ENGINE_COLUMNS, (0, 3), room)
+    loaded = fit_names([row for s in statuses for row in loaded_rows(s)], LOADED_COLUMNS, (0, 1), room, keep=5)
+    used = 1 + len(engines) + 3 + len(loaded) + 3
+    inner = width - 2 - (2 if used + BELOW_PANELS > height else 0)  # inside a panel's borders
+    lines = [f"{left}{' ' * max(0, (width - len(title)) // 2 - len(left))}{title}"]
 
     def panel(name: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
         widths = [max([len(hd), *(len(r[i]) for r in rows)]) for i, hd in enumerate(headers)]
-        lines.append(f"{tl}{h} {name} ".ljust(width - 1, h) + tr)
+        lines.append(f"{tl}{h} {name} ".ljust(inner + 1, h) + tr)
         for cells in (headers, *rows):
             text = " " + "".join(f" {c.ljust(w)} " for c, w in zip(cells, widths, strict=True))
-            lines.append(v + text[: width - 2].ljust(width - 2) + v)
-        lines.append(bl + h * (width - 2) + br)
+            lines.append(v + text[: inner - 1].ljust(inner) + v)  # the right padding stays blank
+        if sum(widths) + 2 * len(widths) > inner - 2:  # the table scrolls sideways: its scrollbar takes a line
+            lines.append(v + " " * inner + v)
+        lines.append(bl + h * inner + br)
 
-    panel("Engines", ENGINE_COLUMNS, fit_names([engine_row(s) for s in statuses], ENGINE_COLUMNS, (0, 3), room))
-    loaded = [row for s in statuses for row in loaded_rows(s)]
-    panel("Loaded models", LOADED_COLUMNS, fit_names(loaded, LOADED_COLUMNS, (0, 1), room, keep=5))
+    panel("Engines", ENGINE_COLUMNS, engines)
+    panel("Loaded models", LOADED_COLUMNS, loaded)
     return lines
 
 
@@ -124,9 +142,9 @@ def paint_first_rows(terminal: TextIO, first: FirstPoll, *, ascii_mode: bool,
         except OSError:
             return
     width, height = size
-    lines = first_rows_frame(statuses, width, ascii_mode=ascii_mode)[:height]
+    lines = first_rows_frame(statuses, width, height, ascii_mode=ascii_mode)[:height]
     # The rows' text is neutralised where it is built (engine_rows.py); the whole frame once more, as it goes
     # to a terminal: a control byte here would reach it before Textual's own escaping could.
     body = "".join(f"\x1b[{y};1H{neutralise(line)}" for y, line in enumerate(lines, 1))
-    terminal.write(f"\x1b[?1049h\x1b[?25l\x1b[2J{body}")
+    terminal.write(ENTER_SCREEN + body)
     terminal.flush()

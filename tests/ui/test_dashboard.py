@@ -3,6 +3,7 @@ router, no engine at all, and a dead engine that must not freeze the others."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import httpx
@@ -11,6 +12,7 @@ from textual.widgets import DataTable, Static
 
 from console.config import EngineConfig, UIConfig
 from console.engines.poll import FirstPoll
+from console.ui.start import first_rows_frame
 from tests.fakes.ollama_server import FakeOllama
 from tests.ui.fixtures import (
     GIB,
@@ -240,3 +242,18 @@ async def test_the_engines_polled_before_the_app_are_in_its_first_frame_and_not_
         await settle(pilot)
         assert app.engines_ready and rows(app, "engines")[0][:4] == ["fake-ollama", "ok", "ollama", "0.12.6"]
         assert len(ollama_server.requests) == asked
+
+
+@pytest.mark.parametrize(("ascii_mode", "many"), [(False, False), (True, False), (False, True)])
+async def test_the_rows_written_before_textual_are_where_the_dashboard_draws_them(tmp_path, ascii_mode, many):
+    """console/ui/start.py writes the first rows itself, before Textual is imported; when the dashboard's first
+    frame replaces them, the text must not move: the same lines, long names elided the same way, and room for the
+    scrollbar when the dashboard will need one."""
+    engines = [*demo_engines(), *long_name_engines()] if many else demo_engines()[:1]
+    app = demo_app(tmp_path, engines=engines, ascii_mode=ascii_mode)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        statuses = [app.screen._statuses[name] for name in app.screen._order]
+        drawn = [re.sub("[▁-▐━]", " ", line).rstrip() for line in screen_text(app).splitlines()]  # scrollbars
+        first = [line.rstrip() for line in first_rows_frame(statuses, 80, 24, ascii_mode=ascii_mode)]
+        assert drawn[: len(first)] == first
