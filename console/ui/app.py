@@ -98,6 +98,13 @@ SCREENS: dict[str, ScreenSpec] = {
 }
 
 
+# The garbage collector after start-up. CPython's full collection stops every thread, the UI loop's included, for
+# as long as it takes to walk every tracked object (~25 ms for this app's ~50,000 on the 2-core box): a followed
+# log growing at 20 MiB/s triggered six in five seconds, each a stall. A young generation of 10,000 objects
+# instead of 700 (a young collection then takes ~1-3 ms) makes full collections about fourteen times rarer, and
+# freezing start-up's objects once it has settled takes them out of every later walk (docs/performance.md).
+GC_YOUNG_THRESHOLD = 10_000
+
 # Screens that say "no engine" in a notice when opened rather than in a line of their own: the logs screen has
 # work without any engine (the audit trail, files, journald units) and needs its height for the panes.
 NOTE_AS_NOTICE = frozenset({"logs"})
@@ -153,6 +160,8 @@ class EngineDeckApp(App[int]):
             and not first_poll.refresh.cancelled() and first_poll.refresh.exception() is None
         """True once the registry has finished its first refresh (until then "no engine" would be a lie)."""
         self._first_refresh = first_poll.refresh if first_poll is not None else None
+        self._gc_thresholds: tuple[int, int, int] | None = None  # the collector's, before the app's own
+        self._start_work = {"store", "engines"}  # start-up work still running (see _started)
         self._gpu_monitor = gpu_monitor
         self._host_monitor = host_monitor
         self._scan_processes = scan_processes
@@ -299,10 +308,22 @@ class EngineDeckApp(App[int]):
         # The collector was off for start-up (console.cli.main). Freezing first moves everything allocated so
         # far out of its reach, so the collections the idle dashboard triggers stay small.
         gc.freeze()
+        self._gc_thresholds = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *self._gc_thresholds[1:])
         gc.enable()
         self.run_worker(self._open_store(), name="open-store", group="store", exclusive=True,
                         exit_on_error=False)
         self.refresh_engines()
+
+    def _started(self, work: str) -> None:
+        """`work` ("store", "engines") of start-up is done. Once both are (the modules they import, the store,
+        the first refresh and polls), collect once, while nothing else is going on, and freeze what is left, so
+        that a full collection later walks only what the app made since."""
+        if work in self._start_work:
+            self._start_work.discard(work)
+            if not self._start_work:
+                gc.collect()
+                gc.freeze()
 
     async def _open_store(self) -> None:
         from console.errors import StoreError
@@ -312,6 +333,8 @@ class EngineDeckApp(App[int]):
         except StoreError as exc:
             self.store_problem = str(exc)
             self.notify(f"History is off: {exc}", title="Store", severity="warning", timeout=10, markup=False)
+        finally:
+            self._started("store")
 
     def refresh_engines(self) -> None:
         """Rediscover and re-poll every engine off the UI thread; screens get EnginesRefreshed."""
@@ -331,12 +354,15 @@ class EngineDeckApp(App[int]):
         self.engines_changed.publish(entries)
         for screen in self._each_screen():
             screen.post_message(EnginesRefreshed(entries))
+        self._started("engines")
 
     def _each_screen(self) -> Iterable[Screen]:
         for stack in self._screen_stacks.values():
             yield from stack
 
     async def on_unmount(self) -> None:
+        if self._gc_thresholds is not None:  # another app in this process (a test) starts from the defaults
+            gc.set_threshold(*self._gc_thresholds)
         if self._gpu_monitor is not None:
             self._gpu_monitor.close()
         self.crash_reporter.close()

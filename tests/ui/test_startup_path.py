@@ -12,6 +12,8 @@ import sys
 import pytest
 
 from console.cli import main
+from console.ui.app import GC_YOUNG_THRESHOLD
+from tests.ui.fixtures import demo_app, settle
 
 
 def imported_after(code: str) -> set[str]:
@@ -81,3 +83,16 @@ def test_the_first_engine_row_needs_no_textual_no_official_client_no_metrics_par
                   "pynvml", "console.store.db", "click"):
         assert heavy not in loaded, heavy
     assert not {m for m in loaded if m.startswith(("textual.", "rich.", "console.commands.fleet"))}
+
+
+async def test_once_started_the_collector_runs_young_collections_less_often_and_is_restored_on_exit(tmp_path):
+    """The app's garbage-collector policy (console/ui/app.py): after the first paint, a young generation of
+    GC_YOUNG_THRESHOLD objects; once the store and the first refresh are done, start-up's objects frozen out of
+    every later full collection. Another app in the same process starts from the thresholds it found."""
+    before = gc.get_threshold()
+    app = demo_app(tmp_path)
+    async with app.run_test() as pilot:
+        await settle(pilot, until=lambda: not app._start_work)
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0 and gc.isenabled()
+    assert gc.get_threshold() == before
