@@ -55,14 +55,14 @@ async def _run(ctx: Context) -> int | None:
     ascii_mode = ascii_wanted(ctx.ascii, ctx.config.ui.ascii)
     terminal = sys.__stderr__  # where Textual's terminal driver writes
     painting = terminal if terminal is not None and _paints_here(terminal) else None
-    first = await show_first_rows(ctx, painting, ascii_mode=ascii_mode)
+    first, painted = await show_first_rows(ctx, painting, ascii_mode=ascii_mode)
     try:
         try:
             from console.ui.app import EngineDeckApp
 
             app = EngineDeckApp(ctx, ascii_mode=ascii_mode, theme=ctx.theme, first_poll=first)
         except BaseException:  # Ctrl-C or a failure before Textual took the terminal over: give the shell its own
-            if painting is not None:
+            if painting is not None and painted:
                 painting.write(LEAVE_SCREEN)
                 painting.flush()
             raise
@@ -72,16 +72,17 @@ async def _run(ctx: Context) -> int | None:
 
 
 async def show_first_rows(ctx: Context, terminal: TextIO | None, *, ascii_mode: bool,
-                          size: tuple[int, int] | None = None) -> FirstPoll:
+                          size: tuple[int, int] | None = None) -> tuple[FirstPoll, bool]:
     """Start the first refresh and polls; once they are in (or FIRST_ROWS_WAIT_S has passed), write the rows
-    that answered to `terminal` (None: nowhere), `size` columns by lines (default: the terminal's)."""
+    that answered to `terminal` (None: nowhere), `size` columns by lines (default: the terminal's). Returns the
+    polls and whether rows were written."""
     from console.engines.poll import FirstPoll
 
     first = FirstPoll(ctx.registry(), deadline_s=poll_deadline(ctx.config.ui.poll_interval_s))
     await first.wait(FIRST_ROWS_WAIT_S)
     if terminal is not None and first.refresh.done() and not first.refresh.exception() and first.answered():
-        paint_first_rows(terminal, first, ascii_mode=ascii_mode, size=size)
-    return first
+        return first, paint_first_rows(terminal, first, ascii_mode=ascii_mode, size=size)
+    return first, False
 
 
 def _paints_here(terminal: TextIO) -> bool:
@@ -129,9 +130,10 @@ def first_rows_frame(statuses: list[EngineStatus], width: int, height: int, *, a
 
 
 def paint_first_rows(terminal: TextIO, first: FirstPoll, *, ascii_mode: bool,
-                     size: tuple[int, int] | None = None) -> None:
+                     size: tuple[int, int] | None = None) -> bool:
     """Write the rows that answered, in the registry's order, on the alternate screen that Textual is about to
-    take over (so the shell's screen comes back untouched when the app ends)."""
+    take over (so the shell's screen comes back untouched when the app ends). False: nothing was written (the
+    terminal's size could not be read)."""
     from console.logs.sanitize import neutralise
 
     answered = first.answered()
@@ -140,7 +142,7 @@ def paint_first_rows(terminal: TextIO, first: FirstPoll, *, ascii_mode: bool,
         try:
             size = os.get_terminal_size(terminal.fileno())
         except OSError:
-            return
+            return False
     width, height = size
     lines = first_rows_frame(statuses, width, height, ascii_mode=ascii_mode)[:height]
     # The rows' text is neutralised where it is built (engine_rows.py); the whole frame once more, as it goes
@@ -148,3 +150,4 @@ def paint_first_rows(terminal: TextIO, first: FirstPoll, *, ascii_mode: bool,
     body = "".join(f"\x1b[{y};1H{neutralise(line)}" for y, line in enumerate(lines, 1))
     terminal.write(ENTER_SCREEN + body)
     terminal.flush()
+    return True
