@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Input, ProgressBar, Select, Static, Tabbe
 
 from console.commands.probe import LEVEL_HEADERS, compare_rows, level_row, parse_slo, verdict_lines
 from console.config import EngineConfig
-from console.errors import EngineDeckError
+from console.errors import EngineDeckError, ProbeError
 from console.logs.sanitize import neutralise, one_line
 from console.ui.app import EnginesRefreshed
 from console.ui.calm import QuietWhenHidden
@@ -277,12 +277,17 @@ class ProbeScreen(QuietWhenHidden):
         status = "error"
         result: ProbeResult | None = None
         try:
-            version = await engine_version(resolved)
+            try:
+                version, down = await engine_version(resolved), None
+            except ProbeError as exc:  # down or silent: kept as an error run, as the CLI keeps it
+                down = exc
             env = await environment(resolved, version)
             if store is not None:
                 run_id = await store.probes.start(
                     engine=resolved.name, engine_kind=resolved.kind, engine_version=version, model=model,
                     params=params.to_dict(), slo=asdict(slo), environment=env)
+            if down is not None:
+                raise down
             result = await self._in_thread(cfg, resolved.kind, model, params, slo, run_id)
             status = result.status
         except EngineDeckError as exc:
