@@ -19,7 +19,7 @@ from console.errors import AuditError
 from console.logs.sanitize import neutralise
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
+    from console.services import Context
 
 # The audit modules are imported when the command runs: `enginedeck` builds every parser at start-up.
 # Line numbers listed in text output before "and N more" (all of them are in --json).

@@ -19,10 +19,10 @@ from console.logs.sanitize import one_line
 from console.ui.format import expires_in, vram_split
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.engines.base import Engine, LoadedModel, ModelInfo
     from console.engines.poll import EngineStatus
     from console.engines.registry import EngineEntry
+    from console.services import Context
 
 T = TypeVar("T")
 

@@ -34,7 +34,7 @@ from console.logs.sanitize import one_line
 from console.ui.format import cell_width, elide_end
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
+    from console.services import Context
     from console.store.sessions import Message, SearchHit, Session
 
 HIT_MARKS = ("«", "»")

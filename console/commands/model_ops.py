@@ -28,8 +28,8 @@ from console.logs.sanitize import neutralise, one_line
 
 if TYPE_CHECKING:
     from console.actions import Actions
-    from console.commands.context import Context
     from console.engines.base import Engine, PullProgress, SwapResult
+    from console.services import Context
 
 ENGINE_HELP = "a configured name, a name from `enginedeck engines`, or a URL"
 KEEP_ALIVE_HELP = "how long the model stays loaded: 5m, 1h, 0 (unload after use), -1 (forever); Ollama only"

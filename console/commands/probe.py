@@ -23,10 +23,10 @@ from console.errors import ConfigError, EngineDeckError, ProbeError, ReadOnlyErr
 from console.logs.sanitize import neutralise, one_line
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.probe.figures import LevelFigures
     from console.probe.ladder import LevelProgress
     from console.probe.report import RunView
+    from console.services import Context
 
 SUBCOMMANDS = ("history", "show", "compare")
 USAGE = ("enginedeck probe ENGINE MODEL [options] | probe history | probe show RUN_ID | "

@@ -12,7 +12,7 @@ Conventions every screen follows (chat, probe and logs too):
   Set `AUTO_FOCUS` to a widget that is not a text field, so that a digit typed on arrival switches screens.
 - A screen that is not shown costs nothing: subclass `console.ui.calm.QuietWhenHidden` when its widgets
   have timers, and pause the screen's own loops in `on_screen_suspend` (work that must go on runs in workers).
-- Services come from the app, never from globals: `self.app.ctx` (a `console.commands.context.Context`:
+- Services come from the app, never from globals: `self.app.ctx` (a `console.services.Context`:
   `config`, `registry()`, `engine(ref)`, `store()`, `actions()`), `self.app.read_only`, `self.app.store`
   (None until opened, `self.app.store_problem` says why), and the telemetry sources `self.app.gpu_monitor`,
   `self.app.host_monitor`, `self.app.scan_processes`. Tests inject stubs through the constructor.
@@ -62,8 +62,8 @@ if TYPE_CHECKING:
     from textual.driver import Driver
     from textual.worker import Worker
 
-    from console.commands.context import Context
     from console.engines.registry import EngineEntry
+    from console.services import Context
     from console.store.db import Store
     from console.telemetry.gpu import GpuMonitor
     from console.telemetry.host import HostMonitor

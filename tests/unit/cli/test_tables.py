@@ -10,8 +10,8 @@ import re
 import pytest
 
 from console.cli import main
-from console.commands.context import Context
 from console.commands.output import Col, print_table
+from console.services import Context
 from console.ui.format import cell_width, elide_middle
 from tests.fakes.ollama_server import FakeModel, FakeOllama
 
