@@ -22,9 +22,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.actions import ActionCancelledError
-from console.commands.output import human_bytes, print_json, rewrite_line
+from console.commands.output import print_json, rewrite_line
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
+from console.present.format import human_bytes
 
 if TYPE_CHECKING:
     from console.actions import Actions

@@ -28,9 +28,9 @@ from console.commands.probe import LEVEL_HEADERS, compare_rows, level_row, parse
 from console.config import EngineConfig
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
+from console.present.format import elide_middle
 from console.ui.app import EnginesRefreshed
 from console.ui.calm import QuietWhenHidden
-from console.ui.format import elide_middle
 from console.ui.widgets.bars import KeyBar, TitleBar
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ import pytest
 
 from console.cli import main
 from console.commands.output import Col, print_table
+from console.present.format import cell_width, elide_middle
 from console.services import Context
-from console.ui.format import cell_width, elide_middle
 from tests.fakes.ollama_server import FakeModel, FakeOllama
 
 LONG_ENGINE = "gpu-node-17-ollama-production-primary"
