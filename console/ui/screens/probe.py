@@ -29,8 +29,8 @@ from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 from console.present.format import elide_middle
 from console.present.probe import LEVEL_HEADERS, change, level_row, number, or_dash, verdict_lines
-from console.ui.app import EnginesRefreshed
 from console.ui.calm import QuietWhenHidden
+from console.ui.messages import EnginesRefreshed
 from console.ui.widgets.bars import KeyBar, TitleBar
 
 if TYPE_CHECKING:
