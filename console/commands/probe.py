@@ -115,7 +115,8 @@ class _Progress:
 async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model: str) -> int:
     from console.engines.registry import build_engine
     from console.probe.environment import engine_version, environment
-    from console.probe.ladder import Probe, ProbeParams, parse_levels
+    from console.probe.ladder import Probe
+    from console.probe.params import ProbeParams, parse_levels
     from console.probe.report import RunView
     from console.probe.slo import parse_slo
     from console.probe.workers import EngineSource

@@ -36,7 +36,8 @@ from console.ui.widgets.bars import KeyBar, TitleBar
 if TYPE_CHECKING:
     from console.engines.base import Engine
     from console.probe.figures import LevelFigures
-    from console.probe.ladder import LevelProgress, Probe, ProbeParams, ProbeResult
+    from console.probe.ladder import LevelProgress, Probe, ProbeResult
+    from console.probe.params import ProbeParams
     from console.probe.report import RunView
 
 HISTORY_LIMIT = 200
@@ -220,7 +221,7 @@ class ProbeScreen(QuietWhenHidden):
         self.query_one("#status", Static).update(Text(text))
 
     def _params(self) -> tuple[str, str, ProbeParams, Any]:
-        from console.probe.ladder import ProbeParams, parse_levels
+        from console.probe.params import ProbeParams, parse_levels
         from console.probe.slo import parse_slo
 
         engine = self.query_one("#engine", Select).value
