@@ -93,7 +93,7 @@ class Context:
         if self._audit is None:
             from console.audit.trail import AuditTrail
 
-            self._audit = AuditTrail.for_config(self.config, store=await self.store())
+            self._audit = AuditTrail.for_config(self.config, (await self.store()).audit)
         return self._audit
 
     async def actions(self) -> Actions:

@@ -58,8 +58,8 @@ def _numbers(numbers: list[int]) -> str:
 
 
 async def _verify_signed(args: argparse.Namespace) -> int:
+    from console.audit.mark import Mark
     from console.audit.signed import verify_file
-    from console.logs.line import Mark
 
     key = read_key(args)
     if key is None:

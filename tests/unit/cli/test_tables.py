@@ -149,7 +149,7 @@ def test_audit_list_and_doctor_fit_80_columns(isolated, capsys):
         config = load_config(None)
         store = await Store.open(config.db_path)
         try:
-            await AuditTrail.for_config(config, store).record(
+            await AuditTrail.for_config(config, store.audit).record(
                 "swap", engine=LONG_ENGINE, target=LONG_MODEL, params={}, result="error: " + "no room " * 20,
                 duration_s=12.5)
         finally:
