@@ -10,7 +10,7 @@ CORE = [
     "console.engines.lmstudio", "console.engines.metrics", "console.store.db", "console.actions",
     "console.conversation", "console.telemetry.gpu", "console.telemetry.host", "console.telemetry.processes",
     "console.logs.sanitize", "console.audit.trail", "console.probe", "console.cli", "console.services",
-    "console.present.format",
+    "console.present.format", "console.present.probe",
 ]
 
 
@@ -31,8 +31,9 @@ def test_core_imports_no_ui_library():
     assert out.stdout.strip() == "", f"core imported UI modules: {out.stdout.strip()}"
 
 
-def test_import_linter_contract():
-    """The same rule, as a static contract over every module (catches imports inside functions too)."""
+def test_import_linter_contracts():
+    """The contracts of pyproject.toml (layers, who may import textual, rich, HTTP and SQL, no circles), checked
+    statically over every module: imports inside functions and under TYPE_CHECKING count too."""
     out = subprocess.run([sys.executable, "-m", "importlinter.cli", "--no-cache"], capture_output=True, text=True)
     if "No module named" in out.stderr:
         out = subprocess.run(["lint-imports", "--no-cache"], capture_output=True, text=True)
