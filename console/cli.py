@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     from console.errors import ConfigError, EngineDeckError
 
     try:
-        from console.commands.context import Context
+        from console.services import Context
 
         try:
             ctx = Context.from_args(args)

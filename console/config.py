@@ -4,7 +4,7 @@ The settings are the frozen dataclasses below. A field's metadata (`setting()`) 
 it, the least value it takes, whether it is a byte size and which environment variable sets it; one reader
 checks a file against them, so an unknown table or key, a value of the wrong type or a number under its floor
 is a ConfigError that names the file, the line, the key and, for a misspelling, the nearest valid name. The
-file and the environment are applied here (`load_config`); flags by console/commands/context.py.
+file and the environment are applied here (`load_config`); flags by console/services.py.
 
 Not pydantic: on the 2-core development box, importing it and building validators for these classes add
 0.1-0.2 s to every start (bench/config_load.py), against a TUI first paint of ~0.25 s; reading a file here

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: bash scripts/test.sh
-# Builds or reuses .venv and the engine lab (scripts/lab.py), runs ruff, then pytest in three phases: everything
+# Builds or reuses .venv and the engine lab (scripts/lab.py), runs ruff and lint-imports (the import contracts in
+# pyproject.toml: layers, no circles; docs/architecture.md), then pytest in three phases: everything
 # but vLLM and the installed package first; then the installed package (tests/installed: one wheel built from
 # the source, installed offline from a wheelhouse into a clean venv, run from outside the checkout); then the vLLM
 # tests alone, so vLLM's heavy CPU use cannot disturb timing-sensitive tests.
@@ -41,6 +42,10 @@ note lab-setup $?
 say "ruff check ."
 .venv/bin/ruff check .
 note ruff $?
+
+say "lint-imports (who may import whom, no circles: pyproject.toml, docs/architecture.md)"
+.venv/bin/lint-imports --no-cache
+note lint-imports $?
 
 say "pytest, phase 1: everything but vLLM and the installed package"
 .venv/bin/python -m pytest -m "not vllm and not installed"

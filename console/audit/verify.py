@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from console.audit.mark import Mark
 from console.audit.record import GENESIS, HASHED_FIELDS, AuditEvent, record_hash, signature_ok
 from console.audit.trail import read_head, trail_files
 from console.errors import AuditError
-from console.logs.line import Mark
 
 
 class IssueKind(enum.Enum):

@@ -18,8 +18,8 @@ from console.errors import EngineDeckError, StoreError
 from console.logs.sanitize import one_line
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.conversation import Conversation, Turn
+    from console.services import Context
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -13,16 +13,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from console.commands.output import Col, human_bytes, print_json, print_table, to_jsonable
+from console.commands.output import Col, print_json, print_table, to_jsonable
 from console.engines.poll import DEFAULT_DEADLINE_S
 from console.logs.sanitize import one_line
-from console.ui.format import expires_in, vram_split
+from console.present.format import expires_in, human_bytes, vram_split
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.engines.base import Engine, LoadedModel, ModelInfo
     from console.engines.poll import EngineStatus
     from console.engines.registry import EngineEntry
+    from console.services import Context
 
 T = TypeVar("T")
 

@@ -22,14 +22,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.actions import ActionCancelledError
-from console.commands.output import human_bytes, print_json, rewrite_line
+from console.commands.output import print_json, rewrite_line
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
+from console.present.format import human_bytes
 
 if TYPE_CHECKING:
     from console.actions import Actions
-    from console.commands.context import Context
     from console.engines.base import Engine, PullProgress, SwapResult
+    from console.services import Context
 
 ENGINE_HELP = "a configured name, a name from `enginedeck engines`, or a URL"
 KEEP_ALIVE_HELP = "how long the model stays loaded: 5m, 1h, 0 (unload after use), -1 (forever); Ollama only"

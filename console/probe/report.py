@@ -116,3 +116,28 @@ class RunView:
             "environment": dict(self.environment),
             "definitions": dict(DEFINITIONS),
         }
+
+
+def compare_rows(a: RunView, b: RunView) -> list[dict[str, Any]]:
+    """Per concurrency level in either run: A, B and the change from A to B (percent) of the key figures."""
+    def pick(f: LevelFigures | None, key: str) -> float | None:
+        if f is None:
+            return None
+        if key == "ttft_p90_s":
+            return f.ttft_s.p90 if f.ttft_s else None
+        if key == "decode_p10_tok_s":
+            return f.decode_tok_s.p10 if f.decode_tok_s else None
+        if key == "tpot_p50_s":
+            return f.tpot_s.p50 if f.tpot_s else None
+        return getattr(f, key)
+
+    rows = []
+    for n in sorted({f.concurrency for f in a.levels} | {f.concurrency for f in b.levels}):
+        fa, fb = a.level(n), b.level(n)
+        row: dict[str, Any] = {"concurrency": n}
+        for key in ("ttft_p90_s", "tpot_p50_s", "decode_p10_tok_s", "agg_tok_s", "req_s", "error_rate"):
+            va, vb = pick(fa, key), pick(fb, key)
+            delta = (vb - va) / va * 100.0 if va and vb is not None else None
+            row[key] = {"a": va, "b": vb, "delta_pct": delta}
+        rows.append(row)
+    return rows

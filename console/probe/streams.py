@@ -22,7 +22,7 @@ from console.probe.record import RequestRecord
 from console.probe.request import measure
 
 if TYPE_CHECKING:
-    from console.probe.ladder import ProbeParams
+    from console.probe.params import ProbeParams
 
 CONTINUOUS_USAGE_KINDS = ("vllm",)
 

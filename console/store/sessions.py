@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from console.errors import StoreError
-from console.store.db import Db
+from console.store.connection import Db
 
 ROLES = ("system", "user", "assistant", "tool")
 STATUSES = ("complete", "partial", "cancelled", "error")

@@ -23,8 +23,8 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from console.logs.sanitize import neutralise, one_line
-from console.ui.app import EnginesRefreshed
-from console.ui.format import DASH, elide_middle, expires_in, human_bytes, human_duration, latency, pct, vram_split
+from console.present.format import DASH, elide_middle, expires_in, human_bytes, human_duration, latency, pct, vram_split
+from console.ui.messages import EnginesRefreshed
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.notes import no_engine_message
 from console.ui.widgets.spark import SparkBar
