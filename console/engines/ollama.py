@@ -89,15 +89,14 @@ class OllamaEngine(Engine):
 
     @property
     def _client(self) -> ollama.AsyncClient:
-        """The official client, built on first use and handed this engine's pool."""
+        """The official client, built on first use, whose every request goes out through this engine's pool."""
         if self._official is None:
             import ollama
 
-            client = ollama.AsyncClient(host=self.base_url)
-            # The client keeps its httpx.AsyncClient in `_client` and sends every call through it; the one it just
-            # built has not opened a connection, so swapping it for this engine's pool loses nothing.
-            client._client = self._http
-            self._official = client
+            # AsyncClient hands its keywords on to the httpx.AsyncClient it builds (its documented way to set
+            # httpx options). follow_redirects=False: the pool follows none, so the official calls follow none.
+            self._official = ollama.AsyncClient(host=self.base_url, transport=PoolTransport(self._http),
+                                                follow_redirects=False, trust_env=False)
         return self._official
 
     @property
@@ -105,7 +104,7 @@ class OllamaEngine(Engine):
         return CAPABILITIES
 
     async def aclose(self) -> None:
-        await self._http.aclose()  # the official client, if built, shares it
+        await self._http.aclose()  # the official client, if built, sends through it
 
     # --- reading ------------------------------------------------------------------------------------------------
 
@@ -294,6 +293,29 @@ class OllamaEngine(Engine):
             # unpacks without looking (`null` where it expects an object): the engine's fault, in words.
             raise BadResponseError(f"answered something that is not Ollama's API when asked to {what} "
                                    f"({type(exc).__name__})", engine=self.name) from None
+
+
+class PoolTransport(httpx.AsyncBaseTransport):
+    """The official client's way out: each of its requests is sent again through this engine's pool client.
+
+    So the official calls get what every other call gets: the pool's connections, its headers (the configured key,
+    never the $OLLAMA_API_KEY the official client adds from the environment), its timeouts, and the bounds of
+    console/engines/transport.py. Of the official request only the method, the URL (the same engine: the client
+    was given this engine's address) and the body with its content type go on.
+    """
+
+    def __init__(self, pool: httpx.AsyncClient) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()  # show, pull and delete send small JSON bodies
+        kind = request.headers.get("content-type")
+        resend = self._pool.build_request(request.method, request.url, content=body,
+                                          headers={"Content-Type": kind} if body and kind else None)
+        return await self._pool.send(resend, stream=True)
+
+    async def aclose(self) -> None:
+        """Nothing of its own to close: the engine closes the pool."""
 
 
 # --- translation helpers (pure; unit-tested directly) ----------------------------------------------------------------
