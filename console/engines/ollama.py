@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -54,6 +54,7 @@ from console.errors import (
 
 if TYPE_CHECKING:
     import ollama
+    from ollama import ProgressResponse
 
 # How long unload() waits for /api/ps to stop listing the model (the server answers before memory is freed).
 UNLOAD_WAIT_S = 30.0
@@ -194,7 +195,9 @@ class OllamaEngine(Engine):
     async def pull(self, model: str) -> AsyncIterator[PullProgress]:
         finished = False
         with self._mapped(f"pull {model}", model=model):
-            stream = await self._client.pull(model, stream=True)
+            # Annotated as an AsyncIterator, it is an async generator (closing it closes the response); the pull
+            # tests fail if a release changes that.
+            stream = cast("AsyncGenerator[ProgressResponse, None]", await self._client.pull(model, stream=True))
             async with contextlib.aclosing(stream):
                 async for part in stream:
                     finished = finished or part.status == "success"
@@ -212,7 +215,7 @@ class OllamaEngine(Engine):
 
     # --- chat ---------------------------------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         """Stream /api/chat. Failures before the stream opens raise; failures after it yield one ERROR event."""
         async with self._streams.open("POST", "/api/chat", json_body=chat_body(request),
                                       what=f"chat with {request.model}", model=request.model) as resp:
@@ -248,7 +251,7 @@ class OllamaEngine(Engine):
         if part.get("error"):
             return [self._stream_error(f"reported an error mid-reply: {part['error']}", t_ns)], True
         events: list[ChatEvent] = []
-        msg = part.get("message") if isinstance(part.get("message"), dict) else {}
+        msg = m if isinstance(m := part.get("message"), dict) else {}
         if isinstance(thinking := msg.get("thinking"), str) and thinking:
             events.append(ChatEvent(EventKind.REASONING, t_ns, text=thinking))
         if isinstance(content := msg.get("content"), str) and content:
@@ -384,7 +387,7 @@ def usage_from_final(part: Mapping[str, Any]) -> Usage:
 
 
 def _model_info(raw: Mapping[str, Any]) -> ModelInfo:
-    details = raw.get("details") if isinstance(raw.get("details"), dict) else {}
+    details = d if isinstance(d := raw.get("details"), dict) else {}
     extra = {k: details[k] for k in ("format", "families", "parent_model") if details.get(k)}
     if isinstance(raw.get("capabilities"), list):
         extra["capabilities"] = tuple(raw["capabilities"])
