@@ -91,12 +91,13 @@ def verify_trail(directory: Path, key: bytes, db_events: Sequence[AuditEvent] | 
                 if rec is not None:
                     recs.append(rec)
         if partial.strip():
-            where = len(lines) + 1
+            last_line = len(lines) + 1
             if fi == len(files) - 1:
-                issues.append(Issue(IssueKind.TRUNCATED, f"{path.name}:{where}: the last line is cut off",
-                                    path.name, where))
+                issues.append(Issue(IssueKind.TRUNCATED, f"{path.name}:{last_line}: the last line is cut off",
+                                    path.name, last_line))
             else:
-                issues.append(Issue(IssueKind.EDITED, f"{path.name}:{where}: unterminated line", path.name, where))
+                issues.append(Issue(IssueKind.EDITED, f"{path.name}:{last_line}: unterminated line", path.name,
+                                    last_line))
 
     try:
         head = read_head(directory, key)

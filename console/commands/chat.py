@@ -42,7 +42,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _prompt(args: argparse.Namespace) -> str:
-    prompt = args.prompt
+    prompt: str = args.prompt
     if prompt == "-":
         prompt = sys.stdin.read()
     if not prompt.strip():

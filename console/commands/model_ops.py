@@ -39,7 +39,7 @@ EXIT_CANCELLED = 130  # like a shell's 128 + SIGINT: the action was stopped by c
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     def engine_command(name: str, help: str, handler: Any, *models: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help)
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help)
         p.add_argument("engine", metavar="ENGINE", help=ENGINE_HELP)
         for dest in models:
             p.add_argument(dest, metavar=dest.upper())

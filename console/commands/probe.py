@@ -80,7 +80,7 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def _arity(target: Sequence[str], n: int, *, what: str | None = None) -> None:
     if len(target) != n:
-        shown = what or " ".join(target[:1] + ["…"] * (n - 1))
+        shown = what or " ".join([*target[:1], *["…"] * (n - 1)])
         raise ConfigError(f"probe: expected {shown} ({n} argument{'s' if n > 1 else ''}), got {len(target)}",
                           hint=USAGE)
 
@@ -116,7 +116,7 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
     from console.engines.registry import build_engine
     from console.probe.environment import engine_version, environment
     from console.probe.ladder import Probe
-    from console.probe.params import ProbeParams, parse_levels
+    from console.probe.params import DEFAULT_LEVELS, ProbeParams, parse_levels
     from console.probe.report import RunView
     from console.probe.slo import parse_slo
     from console.probe.workers import EngineSource
@@ -124,7 +124,7 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
     if ctx.config.read_only:
         raise ReadOnlyError("probe refused: enginedeck runs with --read-only (a probe loads the engine)")
     params = ProbeParams(
-        **({"levels": parse_levels(args.levels)} if args.levels else {}),
+        levels=parse_levels(args.levels) if args.levels else DEFAULT_LEVELS,
         requests=args.requests, max_tokens=args.max_tokens, prompt_tokens=args.prompt_tokens,
         timeout_s=args.request_timeout, ignore_eos=args.ignore_eos, workers=args.workers,
     )

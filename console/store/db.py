@@ -96,7 +96,7 @@ class Store:
             async with self.db.transaction(f"upgrade the history database to version {current + 1}") as conn:
                 # Re-read inside the write lock: another process may have just run this step.
                 row = await (await conn.execute("PRAGMA user_version")).fetchone()
-                if row[0] != current:
+                if (row[0] if row else 0) != current:  # as schema_version reads it
                     continue
                 for statement in split_statements(STEPS[current]):
                     await conn.execute(statement)
