@@ -153,6 +153,7 @@ class InertWriter(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    # TextIOBase declares encoding as a plain attribute; here it is the wrapped stream's, read when asked.
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.stream, "encoding", "utf-8")
