@@ -23,17 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fakes.wire_attacks import ATTACKS, attack_server
+from tests.fakes.wire_attacks import ATTACKS, COMMANDS, attack_server
 
 RSS_TARGET_MB = 300
 EXIT_MARGIN_S = 2.0
-COMMANDS = {
-    "engines": ["engines"],
-    "models": ["models"],
-    "ps": ["ps"],
-    "chat": ["chat", "bad", "m", "hi", "--max-tokens", "8"],
-    "probe": ["probe", "bad", "m", "--levels", "1", "--requests", "2", "--max-tokens", "8", "--workers", "1"],
-}
 
 
 def run_one(exe: str, attack: str, kind: str, command: list[str], timeout_s: float, work: Path) -> tuple[int, float,

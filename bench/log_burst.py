@@ -56,8 +56,8 @@ print(block.count(b"\n") * mb + 1)
 
 
 async def burst(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
-    from console.commands.context import Context
     from console.config import Config, EngineConfig, UIConfig
+    from console.services import Context
     from console.ui.app import EngineDeckApp
     from console.ui.widgets.log_pane import LogPane
 

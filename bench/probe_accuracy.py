@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from console.config import SLO, EngineConfig
 from console.engines.openai import OpenAICompatEngine
-from console.probe.ladder import Probe, ProbeParams
+from console.probe.ladder import Probe
+from console.probe.params import ProbeParams
 from console.probe.stats import Dist
 from console.probe.workers import EngineSource
 from tests.fakes.synthetic_engine import MODEL, Knobs, Sent, SyntheticEngine

@@ -195,6 +195,7 @@ class Actions:
                 await self._failed(attempt, engine, params, started, exc)
                 raise
             if isinstance(result, SwapResult):
+                # T is SwapResult here (swap's call returns one), which mypy does not infer from the isinstance.
                 return await self._swap_done(engine, params, started, result)  # type: ignore[return-value]
             await self._record(op, engine, model, params, time.perf_counter() - started, None)
             return result

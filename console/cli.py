@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from console import __version__
 from console.argtypes import seconds
@@ -24,7 +25,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own exit code is 2 too; keep its one-line form
+    def error(self, message: str) -> NoReturn:  # argparse's own exit code is 2 too; keep its one-line form
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # httpx imports its own command-line client when click and rich are installed (rich comes with Textual):
     # ~40 ms of every start for a program enginedeck never runs. A None in sys.modules makes that import fail,
     # and httpx then leaves its client out (its __init__ catches the ImportError).
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None is what makes the import fail
     try:
         return _run(parse_args(argv))
     finally:
@@ -111,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     from console.errors import ConfigError, EngineDeckError
 
     try:
-        from console.commands.context import Context
+        from console.services import Context
 
         try:
             ctx = Context.from_args(args)

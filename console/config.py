@@ -4,7 +4,7 @@ The settings are the frozen dataclasses below. A field's metadata (`setting()`) 
 it, the least value it takes, whether it is a byte size and which environment variable sets it; one reader
 checks a file against them, so an unknown table or key, a value of the wrong type or a number under its floor
 is a ConfigError that names the file, the line, the key and, for a misspelling, the nearest valid name. The
-file and the environment are applied here (`load_config`); flags by console/commands/context.py.
+file and the environment are applied here (`load_config`); flags by console/services.py.
 
 Not pydantic: on the 2-core development box, importing it and building validators for these classes add
 0.1-0.2 s to every start (bench/config_load.py), against a TUI first paint of ~0.25 s; reading a file here
@@ -26,10 +26,13 @@ from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from console.errors import ConfigError
 from console.secrets import remember
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ENGINE_KINDS = ("auto", "ollama", "vllm", "llamacpp", "sglang", "tgi", "lmstudio", "openai")
 ENV_CONFIG = "ENGINEDECK_CONFIG"
@@ -244,17 +247,21 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = Non
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
     reader = _Reader(path, text)
-    config = reader.table(Config, raw, (), {})
+    config: Config = reader.table(Config, raw, (), {})
     return with_environment(replace(config, path=path, engines=reader.engines(config.engines)), env)
 
 
-def with_environment(settings: Any, env: Mapping[str, str]) -> Any:
+Settings = TypeVar("Settings", bound="DataclassInstance")
+
+
+def with_environment(settings: Settings, env: Mapping[str, str]) -> Settings:
     """`settings` (a settings dataclass) with every field whose variable is set (and not empty) taken from it."""
     changes: dict[str, Any] = {}
     hints = _hints(type(settings))
     for f in fields(settings):
         current = getattr(settings, f.name)
-        if is_dataclass(current) and (nested := with_environment(current, env)) is not current:
+        if is_dataclass(current) and not isinstance(current, type) and \
+                (nested := with_environment(current, env)) is not current:
             changes[f.name] = nested
         var, also = f.metadata.get("env"), f.metadata.get("env_also")
         if var and env.get(var):
@@ -323,7 +330,7 @@ def file_keys() -> dict[str, str]:
         for key, (f, _, owner) in _keys(cls).items():
             homes.setdefault(key, shown)
             typ = _strip_none(_hints(owner)[f.name])
-            if is_dataclass(typ):
+            if isinstance(typ, type) and is_dataclass(typ):  # a hint is a class, not an instance
                 walk(typ, f"[{key}]")
             elif get_origin(typ) is tuple:
                 walk(get_args(typ)[0], f"[[{key}]]")
@@ -424,7 +431,7 @@ class _Reader:
         typ = _strip_none(typ)
         meta = f.metadata
         where = _name(loc)
-        if is_dataclass(typ):
+        if isinstance(typ, type) and is_dataclass(typ):  # a hint is a class, not an instance
             if not isinstance(value, dict):
                 self.fail(loc, f"{where} must be a table ([{where}]), not {value!r}")
             return self.table(typ, value, loc, {})

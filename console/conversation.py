@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -319,13 +319,13 @@ class Turn:
     def message_id(self) -> int | None:
         return self.reply.message_id if self.reply else None
 
-    def __aiter__(self) -> AsyncIterator[ChatEvent]:
+    def __aiter__(self) -> AsyncGenerator[ChatEvent, None]:
         if self._started:
             raise RuntimeError("a turn runs once")
         self._started = True
         return self._run()
 
-    async def _run(self) -> AsyncIterator[ChatEvent]:
+    async def _run(self) -> AsyncGenerator[ChatEvent, None]:
         conv = self.conversation
         self.engine.capabilities.require(Op.CHAT, self.engine.name)  # before anything is written
         await conv.check_model(self.engine)

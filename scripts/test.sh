@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command: bash scripts/test.sh
-# Builds or reuses .venv and the engine lab (scripts/lab.py), runs ruff, then pytest in three phases: everything
-# but vLLM and the installed package first; then the installed package (tests/installed: one wheel built from
-# the source, installed offline from a wheelhouse into a clean venv, run from outside the checkout); then the vLLM
-# tests alone, so vLLM's heavy CPU use cannot disturb timing-sensitive tests.
+# Builds or reuses .venv and the engine lab (scripts/lab.py), runs ruff, lint-imports (the import contracts in
+# pyproject.toml: layers, no circles; docs/architecture.md) and mypy (pyproject.toml's [tool.mypy]), then pytest in
+# three phases: everything but vLLM and the installed package first; then the installed package (tests/installed:
+# one wheel built from the source, installed offline from a wheelhouse into a clean venv, run from outside the
+# checkout); then the vLLM tests alone, so vLLM's heavy CPU use cannot disturb timing-sensitive tests.
 # Under CI=true a missing engine lab fails the engine tests instead of skipping them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,14 @@ note lab-setup $?
 say "ruff check ."
 .venv/bin/ruff check .
 note ruff $?
+
+say "lint-imports (who may import whom, no circles: pyproject.toml, docs/architecture.md)"
+.venv/bin/lint-imports --no-cache
+note lint-imports $?
+
+say "mypy (strict over console/; console/ui/'s known errors are listed in pyproject.toml)"
+.venv/bin/mypy
+note mypy $?
 
 say "pytest, phase 1: everything but vLLM and the installed package"
 .venv/bin/python -m pytest -m "not vllm and not installed"

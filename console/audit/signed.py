@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.audit.mark import Mark
 from console.errors import AuditError
-from console.logs.line import Mark
 
 SIGNATURE_FIELD = "signature"
 # (name, separators, ensure_ascii), most likely first.

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from console.audit.keys import load_or_create_key
 from console.audit.record import GENESIS, AuditEvent, sign, signature_ok, strip_secrets
@@ -31,7 +31,6 @@ from console.secrets import redact, redact_data
 
 if TYPE_CHECKING:
     from console.config import Config
-    from console.store.db import Store
 
 ACTIVE_NAME = "audit.jsonl"
 ROTATED_GLOB = "audit-*.jsonl"
@@ -126,19 +125,28 @@ def _ssh_origin() -> str | None:
     return f"{parts[0]}:{parts[1]}" if len(parts) >= 2 else None
 
 
+class AuditCopy(Protocol):
+    """Where the trail keeps its database copy: the store's audit repository (console/store/audit.py), passed in
+    by whoever built both (console/services.py), so the trail does not depend on the store."""
+
+    async def insert(self, event: AuditEvent) -> None: ...
+
+    async def delete_through(self, seq: int) -> int: ...
+
+
 class AuditTrail:
-    def __init__(self, directory: Path, *, key_file: Path, store: Store | None = None,
+    def __init__(self, directory: Path, *, key_file: Path, db_copy: AuditCopy | None = None,
                  retention_days: int = 365, max_file_bytes: int = 10 * 1024 * 1024) -> None:
         self.directory = directory
         self.key_file = key_file
-        self.store = store
+        self.db_copy = db_copy
         self.retention_days = retention_days
         self.max_file_bytes = max_file_bytes
         self._key: bytes | None = None
 
     @classmethod
-    def for_config(cls, config: Config, store: Store | None) -> AuditTrail:
-        return cls(config.data_dir, key_file=config.audit.key_file or config.data_dir / "audit.key", store=store,
+    def for_config(cls, config: Config, db_copy: AuditCopy | None) -> AuditTrail:
+        return cls(config.data_dir, key_file=config.audit.key_file or config.data_dir / "audit.key", db_copy=db_copy,
                    retention_days=config.audit.retention_days, max_file_bytes=config.audit.max_file_bytes)
 
     @property
@@ -163,10 +171,10 @@ class AuditTrail:
                            result=redact(result),
                            duration_s=None if duration_s is None else round(float(duration_s), 6))
         event, pruned_through = await asyncio.to_thread(self._append, draft)
-        if self.store is not None:
-            await self.store.audit.insert(event)
+        if self.db_copy is not None:
+            await self.db_copy.insert(event)
             if pruned_through:
-                await self.store.audit.delete_through(pruned_through)
+                await self.db_copy.delete_through(pruned_through)
         return event
 
     @contextlib.contextmanager

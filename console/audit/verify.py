@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from console.audit.mark import Mark
 from console.audit.record import GENESIS, HASHED_FIELDS, AuditEvent, record_hash, signature_ok
 from console.audit.trail import read_head, trail_files
 from console.errors import AuditError
-from console.logs.line import Mark
 
 
 class IssueKind(enum.Enum):
@@ -91,12 +91,13 @@ def verify_trail(directory: Path, key: bytes, db_events: Sequence[AuditEvent] | 
                 if rec is not None:
                     recs.append(rec)
         if partial.strip():
-            where = len(lines) + 1
+            last_line = len(lines) + 1
             if fi == len(files) - 1:
-                issues.append(Issue(IssueKind.TRUNCATED, f"{path.name}:{where}: the last line is cut off",
-                                    path.name, where))
+                issues.append(Issue(IssueKind.TRUNCATED, f"{path.name}:{last_line}: the last line is cut off",
+                                    path.name, last_line))
             else:
-                issues.append(Issue(IssueKind.EDITED, f"{path.name}:{where}: unterminated line", path.name, where))
+                issues.append(Issue(IssueKind.EDITED, f"{path.name}:{last_line}: unterminated line", path.name,
+                                    last_line))
 
     try:
         head = read_head(directory, key)

@@ -19,7 +19,7 @@ from console.errors import AuditError
 from console.logs.sanitize import neutralise
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
+    from console.services import Context
 
 # The audit modules are imported when the command runs: `enginedeck` builds every parser at start-up.
 # Line numbers listed in text output before "and N more" (all of them are in --json).
@@ -58,8 +58,8 @@ def _numbers(numbers: list[int]) -> str:
 
 
 async def _verify_signed(args: argparse.Namespace) -> int:
+    from console.audit.mark import Mark
     from console.audit.signed import verify_file
-    from console.logs.line import Mark
 
     key = read_key(args)
     if key is None:

@@ -18,8 +18,8 @@ from console.errors import EngineDeckError, StoreError
 from console.logs.sanitize import one_line
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.conversation import Conversation, Turn
+    from console.services import Context
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _prompt(args: argparse.Namespace) -> str:
-    prompt = args.prompt
+    prompt: str = args.prompt
     if prompt == "-":
         prompt = sys.stdin.read()
     if not prompt.strip():

@@ -13,18 +13,19 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from console.commands.output import Col, human_bytes, print_json, print_table, to_jsonable
+from console.commands.output import Col, print_json, print_table, to_jsonable
 from console.engines.poll import DEFAULT_DEADLINE_S
 from console.logs.sanitize import one_line
-from console.ui.format import expires_in, vram_split
+from console.present.format import expires_in, human_bytes, vram_split
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.engines.base import Engine, LoadedModel, ModelInfo
     from console.engines.poll import EngineStatus
     from console.engines.registry import EngineEntry
+    from console.services import Context
 
 T = TypeVar("T")
+Item = TypeVar("Item", "ModelInfo", "LoadedModel")  # what `models` and `ps` list
 
 # At 80 columns the names give way first (elided in the middle), then the columns with the lowest `keep`. An
 # engine's name is what other commands take, so it keeps room for the names enginedeck makes (kind@host:port).
@@ -163,8 +164,8 @@ def _finish(args: argparse.Namespace, errors: list[dict[str, str]], answered: in
     return 1 if errors and not answered else 0
 
 
-async def _list_view(args: argparse.Namespace, ctx: Context, call: Callable[[Engine], Awaitable[list[T]]],
-                     key: str, headers: tuple[Col, ...], row: Callable[[Engine, T], tuple[Any, ...]]) -> int:
+async def _list_view(args: argparse.Namespace, ctx: Context, call: Callable[[Engine], Awaitable[list[Item]]],
+                     key: str, headers: tuple[Col, ...], row: Callable[[Engine, Item], tuple[Any, ...]]) -> int:
     """`models` and `ps`: the items of ENGINE or of every engine, as JSON under `key` or as a table."""
     gathered = await _gather(args, ctx, call)
     if gathered is None:

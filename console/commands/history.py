@@ -31,10 +31,10 @@ from console.commands.output import (
 )
 from console.errors import EngineDeckError, StoreError
 from console.logs.sanitize import one_line
-from console.ui.format import cell_width, elide_end
+from console.present.format import cell_width, elide_end
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
+    from console.services import Context
     from console.store.sessions import Message, SearchHit, Session
 
 HIT_MARKS = ("«", "»")

@@ -18,9 +18,9 @@ from console.logs.sanitize import neutralise
 
 # The log and audit modules are imported when the command runs: `enginedeck` builds every parser at start-up.
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.logs.line import LogLine
     from console.logs.sources import Notice
+    from console.services import Context
 
 MARK_TEXT = {"valid": "[valid]", "invalid": "[INVALID]", "unsigned": "[unsigned]"}
 

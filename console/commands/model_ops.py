@@ -22,14 +22,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.actions import ActionCancelledError
-from console.commands.output import human_bytes, print_json, rewrite_line
+from console.commands.output import print_json, rewrite_line
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
+from console.present.format import human_bytes
 
 if TYPE_CHECKING:
     from console.actions import Actions
-    from console.commands.context import Context
     from console.engines.base import Engine, PullProgress, SwapResult
+    from console.services import Context
 
 ENGINE_HELP = "a configured name, a name from `enginedeck engines`, or a URL"
 KEEP_ALIVE_HELP = "how long the model stays loaded: 5m, 1h, 0 (unload after use), -1 (forever); Ollama only"
@@ -38,7 +39,7 @@ EXIT_CANCELLED = 130  # like a shell's 128 + SIGINT: the action was stopped by c
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     def engine_command(name: str, help: str, handler: Any, *models: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help)
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help)
         p.add_argument("engine", metavar="ENGINE", help=ENGINE_HELP)
         for dest in models:
             p.add_argument(dest, metavar=dest.upper())

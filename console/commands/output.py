@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from console.logs.sanitize import neutralise
+from console.present.format import cell_width, elide_end, elide_middle
 from console.secrets import redact, redact_data
-from console.ui.format import cell_width, elide_end, elide_middle, human_bytes
 
-__all__ = ["Col", "InertWriter", "cell", "human_bytes", "installed", "json_text", "print_json", "print_table",
+__all__ = ["Col", "InertWriter", "cell", "installed", "json_text", "print_json", "print_table",
            "rewrite_line", "stdout_closed", "styled", "table_width", "to_jsonable", "visible"]
 
 BOLD, PLAIN = "\x1b[1m", "\x1b[0m"
@@ -153,6 +153,7 @@ class InertWriter(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    # TextIOBase declares encoding as a plain attribute; here it is the wrapped stream's, read when asked.
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.stream, "encoding", "utf-8")

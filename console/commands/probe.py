@@ -9,24 +9,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.argtypes import seconds
-from console.config import SLO, EngineConfig
+from console.config import EngineConfig
 from console.errors import ConfigError, EngineDeckError, ProbeError, ReadOnlyError
 from console.logs.sanitize import neutralise, one_line
+from console.present.probe import LEVEL_HEADERS, change, level_row, millis, number, or_dash, rate, verdict_lines
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.probe.figures import LevelFigures
     from console.probe.ladder import LevelProgress
     from console.probe.report import RunView
+    from console.services import Context
 
 SUBCOMMANDS = ("history", "show", "compare")
 USAGE = ("enginedeck probe ENGINE MODEL [options] | probe history | probe show RUN_ID | "
@@ -80,7 +80,7 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def _arity(target: Sequence[str], n: int, *, what: str | None = None) -> None:
     if len(target) != n:
-        shown = what or " ".join(target[:1] + ["…"] * (n - 1))
+        shown = what or " ".join([*target[:1], *["…"] * (n - 1)])
         raise ConfigError(f"probe: expected {shown} ({n} argument{'s' if n > 1 else ''}), got {len(target)}",
                           hint=USAGE)
 
@@ -89,42 +89,6 @@ def _run_id(text: str) -> int:
     if not text.isdigit():
         raise ConfigError(f"probe: run ids are numbers (see `enginedeck probe history`), not {text!r}")
     return int(text)
-
-
-# -- SLO --------------------------------------------------------------------------------------------------
-
-_DURATION = re.compile(r"^([0-9]*\.?[0-9]+)\s*(ms|s)?$")
-
-
-def parse_slo(spec: str | None, base: SLO) -> SLO:
-    """`ttft_p90=1s,decode_p10=10,errors=1%` over the config's SLO; unknown keys are a clear error."""
-    if not spec:
-        return base
-    slo = base
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        key, sep, value = part.partition("=")
-        key, value = key.strip().lower(), value.strip().lower()
-        if not sep or not value:
-            raise ConfigError(f"--slo: {part!r} is not KEY=VALUE", hint="e.g. ttft_p90=1s,decode_p10=10,errors=1%")
-        try:
-            if key in ("ttft_p90", "ttft"):
-                m = _DURATION.match(value)
-                if not m:
-                    raise ValueError
-                slo = replace(slo, ttft_p90_s=float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0))
-            elif key in ("decode_p10", "decode"):
-                slo = replace(slo, decode_p10_tok_s=float(value.removesuffix("tok/s")))
-            elif key in ("errors", "error_rate"):
-                rate = float(value.removesuffix("%")) / 100.0 if value.endswith("%") else float(value)
-                if not 0.0 <= rate <= 1.0:
-                    raise ValueError
-                slo = replace(slo, max_error_rate=rate)
-            else:
-                raise ConfigError(f"--slo: unknown key {key!r}", hint="use ttft_p90, decode_p10 and errors")
-        except ValueError:
-            raise ConfigError(f"--slo: cannot read {part!r}",
-                              hint="e.g. ttft_p90=800ms, decode_p10=10, errors=1% (or 0.01)") from None
-    return slo
 
 
 # -- running a probe ----------------------------------------------------------------------------------------
@@ -151,14 +115,16 @@ class _Progress:
 async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model: str) -> int:
     from console.engines.registry import build_engine
     from console.probe.environment import engine_version, environment
-    from console.probe.ladder import Probe, ProbeParams, parse_levels
+    from console.probe.ladder import Probe
+    from console.probe.params import DEFAULT_LEVELS, ProbeParams, parse_levels
     from console.probe.report import RunView
+    from console.probe.slo import parse_slo
     from console.probe.workers import EngineSource
 
     if ctx.config.read_only:
         raise ReadOnlyError("probe refused: enginedeck runs with --read-only (a probe loads the engine)")
     params = ProbeParams(
-        **({"levels": parse_levels(args.levels)} if args.levels else {}),
+        levels=parse_levels(args.levels) if args.levels else DEFAULT_LEVELS,
         requests=args.requests, max_tokens=args.max_tokens, prompt_tokens=args.prompt_tokens,
         timeout_s=args.request_timeout, ignore_eos=args.ignore_eos, workers=args.workers,
     )
@@ -266,6 +232,7 @@ async def _show(args: argparse.Namespace, ctx: Context, run_id: int) -> int:
 
 async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int) -> int:
     from console.commands.output import Col, print_json, print_table
+    from console.probe.report import compare_rows
 
     a, b = await _load(ctx, a_id), await _load(ctx, b_id)
     rows = compare_rows(a, b)
@@ -274,8 +241,9 @@ async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int)
         return 0
     print(f"A = run {a.run_id}: {_who(a)}")
     print(f"B = run {b.run_id}: {_who(b)}")
-    print(f"max usable concurrency: A {_v(a.verdict.max_usable_concurrency)}  B {_v(b.verdict.max_usable_concurrency)}"
-          f"   knee: A {_v(a.verdict.knee)}  B {_v(b.verdict.knee)}")
+    print(f"max usable concurrency: A {or_dash(a.verdict.max_usable_concurrency)}  "
+          f"B {or_dash(b.verdict.max_usable_concurrency)}   knee: A {or_dash(a.verdict.knee)}  "
+          f"B {or_dash(b.verdict.knee)}")
     # A figure's A, B and Δ share a priority, so at 80 columns a figure goes whole (rightmost first).
     headers = [Col("C", keep=10, right=True),
                *(Col(h, keep=keep, right=True) for keep, group in (
@@ -284,80 +252,22 @@ async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int)
     table = []
     for r in rows:
         table.append([
-            r["concurrency"], _ms(r["ttft_p90_s"]["a"]), _ms(r["ttft_p90_s"]["b"]), _pct(r["ttft_p90_s"]["delta_pct"]),
-            _num(r["agg_tok_s"]["a"]), _num(r["agg_tok_s"]["b"]), _pct(r["agg_tok_s"]["delta_pct"]),
-            _num(r["decode_p10_tok_s"]["a"]), _num(r["decode_p10_tok_s"]["b"]),
-            _pct(r["decode_p10_tok_s"]["delta_pct"]), _rate(r["error_rate"]["a"]), _rate(r["error_rate"]["b"]),
+            r["concurrency"], millis(r["ttft_p90_s"]["a"]), millis(r["ttft_p90_s"]["b"]),
+            change(r["ttft_p90_s"]["delta_pct"]),
+            number(r["agg_tok_s"]["a"]), number(r["agg_tok_s"]["b"]), change(r["agg_tok_s"]["delta_pct"]),
+            number(r["decode_p10_tok_s"]["a"]), number(r["decode_p10_tok_s"]["b"]),
+            change(r["decode_p10_tok_s"]["delta_pct"]), rate(r["error_rate"]["a"]), rate(r["error_rate"]["b"]),
         ])
     print_table(headers, table)
     return 0
 
 
-def compare_rows(a: RunView, b: RunView) -> list[dict[str, Any]]:
-    """Per concurrency level in either run: A, B and the change from A to B (percent) of the key figures."""
-    def pick(f: LevelFigures | None, key: str) -> float | None:
-        if f is None:
-            return None
-        if key == "ttft_p90_s":
-            return f.ttft_s.p90 if f.ttft_s else None
-        if key == "decode_p10_tok_s":
-            return f.decode_tok_s.p10 if f.decode_tok_s else None
-        if key == "tpot_p50_s":
-            return f.tpot_s.p50 if f.tpot_s else None
-        return getattr(f, key)
-
-    rows = []
-    for n in sorted({f.concurrency for f in a.levels} | {f.concurrency for f in b.levels}):
-        fa, fb = a.level(n), b.level(n)
-        row: dict[str, Any] = {"concurrency": n}
-        for key in ("ttft_p90_s", "tpot_p50_s", "decode_p10_tok_s", "agg_tok_s", "req_s", "error_rate"):
-            va, vb = pick(fa, key), pick(fb, key)
-            delta = (vb - va) / va * 100.0 if va and vb is not None else None
-            row[key] = {"a": va, "b": vb, "delta_pct": delta}
-        rows.append(row)
-    return rows
-
-
 # -- printing ---------------------------------------------------------------------------------------------
 
-LEVEL_HEADERS = ["C", "OK", "ERR", "TTFT p50", "p90", "p99", "TPOT p50", "ITL p50", "ITL p99", "DECODE p10",
-                 "TOK/S", "REQ/S", "ACHIEVED", "SLO"]
 # The text table: the verdict's figures (TTFT p90, decode p10, errors, SLO) stay at 80 columns; each TTFT
 # column names its figure, since the one before it may be left out. (keep, right-aligned) by LEVEL_HEADERS.
 LEVEL_KEEP = (10, 7, 9, 4, 9, 3, 5, 2, 1, 8, 7, 3, 6, 10)
 LEVEL_TITLES = ("C", "OK", "ERR", "TTFT p50", "TTFT p90", "TTFT p99", *LEVEL_HEADERS[6:])
-
-
-def level_row(f: LevelFigures, passed: bool | None) -> list[str]:
-    itl = "ICL" if f.itl_kind == "inter-chunk" else ""
-    return [
-        str(f.concurrency), str(f.ok), str(f.attempted - f.ok),
-        _ms(f.ttft_s.p50 if f.ttft_s else None), _ms(f.ttft_s.p90 if f.ttft_s else None),
-        _ms(f.ttft_s.p99 if f.ttft_s else None), _ms(f.tpot_s.p50 if f.tpot_s else None),
-        _ms(f.itl_s.p50 if f.itl_s else None) + (f" {itl}" if itl and f.itl_s else ""),
-        _ms(f.itl_s.p99 if f.itl_s else None), _num(f.decode_tok_s.p10 if f.decode_tok_s else None),
-        _num(f.agg_tok_s), _num(f.req_s, 2), _num(f.achieved_concurrency, 2),
-        "—" if passed is None else "pass" if passed else "FAIL",
-    ]
-
-
-def verdict_lines(view: RunView) -> list[str]:
-    v = view.verdict
-    slo = view.slo
-    crit = (f"TTFT p90 ≤ {_ms(slo.get('ttft_p90_s'))}, decode p10 ≥ {slo.get('decode_p10_tok_s', 0):g} tok/s, "
-            f"errors ≤ {_rate(slo.get('max_error_rate'))}")
-    lines = [f"Max usable concurrency: {_v(v.max_usable_concurrency)} ({crit})",
-             f"Knee: {_v(v.knee)}" + ("" if v.knee else " (throughput kept rising or TTFT did not jump)")]
-    if v.queueing:
-        lines.append(v.queueing)
-    if v.stopped:
-        lines.append(f"Ladder {v.stopped}")
-    failing = [lv for lv in v.levels if not lv.passed]
-    lines.extend(f"c={lv.concurrency} fails: {'; '.join(lv.reasons)}" for lv in failing)
-    src = view.token_source
-    lines.append(f"Token counts: {src or 'none'}" + (" (approximate)" if any(
-        f.tokens_approximate for f in view.levels) else ""))
-    return lines
 
 
 def _print_view(args: argparse.Namespace, view: RunView, out: TextIO | None = None) -> None:
@@ -375,13 +285,13 @@ def _print_view(args: argparse.Namespace, view: RunView, out: TextIO | None = No
             writer.writerow(level_row(f, judged.get(f.concurrency)))
         return
     if getattr(args, "markdown", False):
-        out.write(f"**{_who(view)}** — run {_v(view.run_id)}, {view.status}\n\n")
+        out.write(f"**{_who(view)}** — run {or_dash(view.run_id)}, {view.status}\n\n")
         out.write("| " + " | ".join(LEVEL_HEADERS) + " |\n|" + "---|" * len(LEVEL_HEADERS) + "\n")
         for f in view.levels:
             out.write("| " + " | ".join(level_row(f, judged.get(f.concurrency))) + " |\n")
         out.write("\n" + "\n".join(f"- {line}" for line in verdict_lines(view)) + "\n")
         return
-    out.write(f"{_who(view)} — run {_v(view.run_id)}, {view.status}\n")
+    out.write(f"{_who(view)} — run {or_dash(view.run_id)}, {view.status}\n")
     from console.commands.output import Col
 
     columns = [Col(title, keep=keep, right=title != "SLO")
@@ -410,23 +320,3 @@ def _iso(ts: float, *, short: bool = False) -> str:
     return when.strftime("%Y-%m-%d %H:%M") if short else when.isoformat(timespec="seconds")
 
 
-def _v(value: Any) -> str:
-    return "—" if value is None else str(value)
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds * 1000:.0f} ms" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
-
-
-def _num(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:+.0f}%"
-
-
-def _rate(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -272,7 +272,9 @@ class Engine(ABC):
     async def loaded_models(self) -> list[LoadedModel]: ...
 
     @abstractmethod
-    def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]: ...
+    def chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
+        """An async generator (not just an iterator): a caller that stops early closes it (contextlib.aclosing),
+        which closes the stream."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""

@@ -166,8 +166,8 @@ class LlamaCppEngine(OpenAICompatEngine):
     # -- models -------------------------------------------------------------------------------------------
 
     def _model_info(self, entry: Mapping[str, Any]) -> ModelInfo:
-        meta = entry.get("meta") if isinstance(entry.get("meta"), Mapping) else {}
-        status = entry.get("status") if isinstance(entry.get("status"), Mapping) else {}
+        meta = m if isinstance(m := entry.get("meta"), Mapping) else {}
+        status = s if isinstance(s := entry.get("status"), Mapping) else {}
         n_ctx = meta.get("n_ctx") if isinstance(meta.get("n_ctx"), int) else _ctx_from_args(status.get("args"))
         state = status.get("value") if isinstance(status.get("value"), str) else None
         if state == "unloaded" and status.get("failed"):

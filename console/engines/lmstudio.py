@@ -137,7 +137,7 @@ class LMStudioEngine(OpenAICompatEngine):
             for inst in e.get("loaded_instances") or ():
                 if not isinstance(inst, Mapping):
                     continue
-                config = inst.get("config") if isinstance(inst.get("config"), Mapping) else {}
+                config = c if isinstance(c := inst.get("config"), Mapping) else {}
                 loaded.append(LoadedModel(
                     name=e["key"], size=_int(e.get("size_bytes")), context_length=_int(config.get("context_length")),
                     status="loaded", details={"instance_id": inst.get("id"), "config": dict(config)},

@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -54,6 +54,7 @@ from console.errors import (
 
 if TYPE_CHECKING:
     import ollama
+    from ollama import ProgressResponse
 
 # How long unload() waits for /api/ps to stop listing the model (the server answers before memory is freed).
 UNLOAD_WAIT_S = 30.0
@@ -89,15 +90,14 @@ class OllamaEngine(Engine):
 
     @property
     def _client(self) -> ollama.AsyncClient:
-        """The official client, built on first use and handed this engine's pool."""
+        """The official client, built on first use, whose every request goes out through this engine's pool."""
         if self._official is None:
             import ollama
 
-            client = ollama.AsyncClient(host=self.base_url)
-            # The client keeps its httpx.AsyncClient in `_client` and sends every call through it; the one it just
-            # built has not opened a connection, so swapping it for this engine's pool loses nothing.
-            client._client = self._http
-            self._official = client
+            # AsyncClient hands its keywords on to the httpx.AsyncClient it builds (its documented way to set
+            # httpx options). follow_redirects=False: the pool follows none, so the official calls follow none.
+            self._official = ollama.AsyncClient(host=self.base_url, transport=PoolTransport(self._http),
+                                                follow_redirects=False, trust_env=False)
         return self._official
 
     @property
@@ -105,7 +105,7 @@ class OllamaEngine(Engine):
         return CAPABILITIES
 
     async def aclose(self) -> None:
-        await self._http.aclose()  # the official client, if built, shares it
+        await self._http.aclose()  # the official client, if built, sends through it
 
     # --- reading ------------------------------------------------------------------------------------------------
 
@@ -195,7 +195,9 @@ class OllamaEngine(Engine):
     async def pull(self, model: str) -> AsyncIterator[PullProgress]:
         finished = False
         with self._mapped(f"pull {model}", model=model):
-            stream = await self._client.pull(model, stream=True)
+            # Annotated as an AsyncIterator, it is an async generator (closing it closes the response); the pull
+            # tests fail if a release changes that.
+            stream = cast("AsyncGenerator[ProgressResponse, None]", await self._client.pull(model, stream=True))
             async with contextlib.aclosing(stream):
                 async for part in stream:
                     finished = finished or part.status == "success"
@@ -213,7 +215,7 @@ class OllamaEngine(Engine):
 
     # --- chat ---------------------------------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         """Stream /api/chat. Failures before the stream opens raise; failures after it yield one ERROR event."""
         async with self._streams.open("POST", "/api/chat", json_body=chat_body(request),
                                       what=f"chat with {request.model}", model=request.model) as resp:
@@ -249,7 +251,7 @@ class OllamaEngine(Engine):
         if part.get("error"):
             return [self._stream_error(f"reported an error mid-reply: {part['error']}", t_ns)], True
         events: list[ChatEvent] = []
-        msg = part.get("message") if isinstance(part.get("message"), dict) else {}
+        msg = m if isinstance(m := part.get("message"), dict) else {}
         if isinstance(thinking := msg.get("thinking"), str) and thinking:
             events.append(ChatEvent(EventKind.REASONING, t_ns, text=thinking))
         if isinstance(content := msg.get("content"), str) and content:
@@ -294,6 +296,29 @@ class OllamaEngine(Engine):
             # unpacks without looking (`null` where it expects an object): the engine's fault, in words.
             raise BadResponseError(f"answered something that is not Ollama's API when asked to {what} "
                                    f"({type(exc).__name__})", engine=self.name) from None
+
+
+class PoolTransport(httpx.AsyncBaseTransport):
+    """The official client's way out: each of its requests is sent again through this engine's pool client.
+
+    So the official calls get what every other call gets: the pool's connections, its headers (the configured key,
+    never the $OLLAMA_API_KEY the official client adds from the environment), its timeouts, and the bounds of
+    console/engines/transport.py. Of the official request only the method, the URL (the same engine: the client
+    was given this engine's address) and the body with its content type go on.
+    """
+
+    def __init__(self, pool: httpx.AsyncClient) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()  # show, pull and delete send small JSON bodies
+        kind = request.headers.get("content-type")
+        resend = self._pool.build_request(request.method, request.url, content=body,
+                                          headers={"Content-Type": kind} if body and kind else None)
+        return await self._pool.send(resend, stream=True)
+
+    async def aclose(self) -> None:
+        """Nothing of its own to close: the engine closes the pool."""
 
 
 # --- translation helpers (pure; unit-tested directly) ----------------------------------------------------------------
@@ -362,7 +387,7 @@ def usage_from_final(part: Mapping[str, Any]) -> Usage:
 
 
 def _model_info(raw: Mapping[str, Any]) -> ModelInfo:
-    details = raw.get("details") if isinstance(raw.get("details"), dict) else {}
+    details = d if isinstance(d := raw.get("details"), dict) else {}
     extra = {k: details[k] for k in ("format", "families", "parent_model") if details.get(k)}
     if isinstance(raw.get("capabilities"), list):
         extra["capabilities"] = tuple(raw["capabilities"])

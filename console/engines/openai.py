@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -244,7 +244,7 @@ class OpenAICompatEngine(Engine):
         return [e for e in data if isinstance(e, Mapping) and isinstance(e.get("id"), str) and e["id"]]
 
     def _model_info(self, entry: Mapping[str, Any]) -> ModelInfo:
-        meta = entry.get("meta") if isinstance(entry.get("meta"), Mapping) else {}
+        meta = m if isinstance(m := entry.get("meta"), Mapping) else {}
         parent = entry.get("parent")
         return ModelInfo(
             name=entry["id"],
@@ -344,7 +344,7 @@ class OpenAICompatEngine(Engine):
     def _stream_error(self, message: str) -> StreamError:
         return StreamError(message, engine=self.name)
 
-    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         """Stream one chat. See the module docstring for the raise-before / yield-after error convention."""
         payload = self._chat_payload(request)
         async with self._streams.open("POST", self.chat_path, json_body=payload,
@@ -367,12 +367,11 @@ class OpenAICompatEngine(Engine):
             raise self._bad(f"answered the chat with an error: {error_text(data['error'])}")
         state = StreamState()
         choices = data.get("choices")
-        message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(
-            choices[0], Mapping) else None
-        if not isinstance(message, Mapping):
+        first = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(first, Mapping) or not isinstance(message := first.get("message"), Mapping):
             raise self._bad("answered the chat with JSON that has no choices[0].message")
         # A whole message reads like one big delta.
-        chunk = {**data, "choices": [{"delta": message, "finish_reason": choices[0].get("finish_reason")}]}
+        chunk = {**data, "choices": [{"delta": message, "finish_reason": first.get("finish_reason")}]}
         for event in self._events_from_chunk(chunk, t_ns, state):
             yield event
         yield usage_from(state, t_ns)

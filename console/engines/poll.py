@@ -72,7 +72,7 @@ async def poll_engine(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S,
     except (EngineError, TimeoutError) as exc:
         if reuse:  # the reused info may be stale now: ask everything again
             return await poll_engine(engine, deadline_s=deadline_s)
-        problems.append(f"loaded models: {exc or 'timed out'}")
+        problems.append(f"loaded models: {str(exc) or 'timed out'}")  # TimeoutError says nothing
     else:
         if reuse:  # the poll column shows the latency of this poll, not of the reused one
             info = replace(info, latency_ms=(time.perf_counter() - t0) * 1000)
@@ -81,7 +81,7 @@ async def poll_engine(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S,
             async with asyncio.timeout(deadline_s):
                 metrics = await engine.metrics()
         except (EngineError, TimeoutError) as exc:
-            problems.append(f"metrics: {exc or 'timed out'}")
+            problems.append(f"metrics: {str(exc) or 'timed out'}")
     return EngineStatus(**base, info=info, loaded=loaded, metrics=metrics,
                         error="; ".join(problems) or None)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 import httpx
 
@@ -282,8 +283,10 @@ class BoundedTransport(httpx.AsyncBaseTransport):
             raise
         headers = response.headers.raw if decoder is None else [
             (k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
-        body = _BoundedBody(response.stream, engine=self._engine, endpoint=endpoint, decoder=decoder,
-                            limit_name=limit_name, limit=limit, deadline=deadline, deadline_s=total, key=key)
+        # An async transport answers with an async stream (httpx's client asserts as much).
+        body = _BoundedBody(cast(httpx.AsyncByteStream, response.stream), engine=self._engine, endpoint=endpoint,
+                            decoder=decoder, limit_name=limit_name, limit=limit, deadline=deadline, deadline_s=total,
+                            key=key)
         if streaming:
             body.idle = (t.load_s, "load_timeout") if path in LONG_STREAMS else (t.idle_s, "idle_timeout")
             body.line_bytes = self._limits.line_bytes

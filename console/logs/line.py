@@ -6,6 +6,8 @@ import enum
 from datetime import datetime
 from typing import NamedTuple
 
+from console.audit.mark import Mark
+
 
 class Level(enum.IntEnum):
     """Severity, ordered so that `--level warn` means `level >= Level.WARN`."""
@@ -36,14 +38,6 @@ _NAMES: dict[str, Level] = {
     "fatal": Level.FATAL, "critical": Level.FATAL, "crit": Level.FATAL, "panic": Level.FATAL,
     "emerg": Level.FATAL, "alert": Level.FATAL, "f": Level.FATAL,
 }
-
-
-class Mark(enum.Enum):
-    """Signature state of a line from a signed JSONL file (None on ordinary lines)."""
-
-    VALID = "valid"
-    INVALID = "invalid"
-    UNSIGNED = "unsigned"
 
 
 class LogLine(NamedTuple):

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from console.logs.line import Level, LogLine, Mark
+from console.audit.mark import Mark
+from console.logs.line import Level, LogLine
 from console.logs.sanitize import neutralise
 
 # journald PRIORITY (syslog severity) → Level.

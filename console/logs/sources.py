@@ -21,7 +21,7 @@ import shutil
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain, pairwise, repeat
 from pathlib import Path
@@ -99,7 +99,7 @@ class LogSource(ABC):
         self._go.set()
 
     @abstractmethod
-    def batches(self, *, off_loop: bool = True) -> AsyncIterator[list[Event]]:
+    def batches(self, *, off_loop: bool = True) -> AsyncGenerator[list[Event], None]:
         """Lists of events until the source ends (never, for a followed file) or the consumer stops; never
         empty. `off_loop`: read and parse in worker threads, so the caller's loop (a UI's) stays free; False: on
         the caller's loop, a batch per turn, which is faster where nothing else waits on the loop (the CLI:
@@ -142,7 +142,7 @@ class FileSource(LogSource):
         self.poll_s = poll_s
         self.keep = keep
 
-    async def batches(self, *, off_loop: bool = True) -> AsyncIterator[list[Event]]:
+    async def batches(self, *, off_loop: bool = True) -> AsyncGenerator[list[Event], None]:
         self._check_path()
         opened = await asyncio.to_thread(self._initial)
         if opened is None:
@@ -423,7 +423,7 @@ class CommandSource(LogSource):
         except OSError as exc:
             raise LogSourceError(f"cannot start {self.argv[0]}: {exc.strerror}") from None
 
-    async def batches(self, *, off_loop: bool = True) -> AsyncIterator[list[Event]]:
+    async def batches(self, *, off_loop: bool = True) -> AsyncGenerator[list[Event], None]:
         proc = await self._start()
         queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(self.queue_size)
         dropped = 0

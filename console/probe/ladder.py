@@ -25,9 +25,8 @@ import asyncio
 import gc
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from console.config import SLO
 from console.engines.base import Engine
@@ -35,59 +34,16 @@ from console.errors import ConfigError
 from console.logs.sanitize import one_line
 from console.probe.figures import LevelFigures, LevelTrace, summarise
 from console.probe.overhead import OverheadMeter, combine
+from console.probe.params import GC_THRESHOLD_DURING_PROBE, ProbeParams
 from console.probe.record import ErrorKind, RequestRecord
 from console.probe.request import measure
 from console.probe.sampler import MetricsSampler
 from console.probe.slo import Verdict, judge, verdict
 from console.probe.streams import LevelStreams, build_request
-from console.probe.workers import MAX_WORKERS, EngineSource, WorkerPool, workers_for
+from console.probe.workers import EngineSource, WorkerPool, workers_for
 
-DEFAULT_LEVELS = (1, 2, 4, 8, 16, 32)
 STOP_AFTER_FAILING = 2
 STOP_ERROR_RATE = 0.10
-MAX_LEVEL = 4096
-
-GC_THRESHOLD_DURING_PROBE = 50_000  # measured: halves p99 client lag at 64 and 256 streams (docs/probe.md)
-
-@dataclass(frozen=True)
-class ProbeParams:
-    levels: tuple[int, ...] = DEFAULT_LEVELS
-    requests: int = 20  # measured per level; raised to 2 per stream at high levels
-    max_tokens: int = 128
-    prompt_tokens: int = 64
-    warmup: bool = True
-    timeout_s: float = 120.0  # a whole reply; a stalled stream becomes a "timeout" error
-    temperature: float = 0.0
-    seed: int = 1234
-    ignore_eos: bool = False  # ask engines that support it (vLLM, llama.cpp, SGLang) for exactly max_tokens
-    workers: int = 0  # processes per large level; 0 = by level size and free cores; 1 = the probe's own loop
-
-    def __post_init__(self) -> None:
-        if not self.levels:
-            raise ConfigError("probe levels: give at least one concurrency level")
-        if any(n < 1 or n > MAX_LEVEL for n in self.levels):
-            raise ConfigError(f"probe levels must be between 1 and {MAX_LEVEL}, not {list(self.levels)}")
-        if list(self.levels) != sorted(set(self.levels)):
-            raise ConfigError(f"probe levels must rise without repeats, not {list(self.levels)}")
-        if self.requests < 1 or self.max_tokens < 1 or self.prompt_tokens < 1:
-            raise ConfigError("probe --requests, --max-tokens and --prompt-tokens must be at least 1")
-        if self.timeout_s <= 0:
-            raise ConfigError("probe timeout must be positive")
-        if not 0 <= self.workers <= MAX_WORKERS:
-            raise ConfigError(f"probe workers must be between 0 (automatic) and {MAX_WORKERS}, not {self.workers}")
-
-    def requests_for(self, level: int) -> int:
-        return max(self.requests, 2 * level)
-
-    @property
-    def connections(self) -> int:
-        """Connection pool the engine client needs: every stream in flight plus the metrics scraper."""
-        return max(self.levels) + 4
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["levels"] = list(self.levels)
-        return out
 
 
 @dataclass(frozen=True)
@@ -268,10 +224,3 @@ def refused(records: Sequence[RequestRecord], *, first: bool) -> str | None:
             return one_line(records[0].error_message)
     return None
 
-
-def parse_levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
-    except ValueError:
-        raise ConfigError(f"--levels wants numbers separated by commas, like 1,2,4,8; not {text!r}") from None
-    return levels

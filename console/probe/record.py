@@ -133,11 +133,10 @@ class RequestRecord:
     @property
     def queue_ms(self) -> float | None:
         """Ollama: the time the request waited for a slot ≈ total − load − prompt eval − eval."""
-        parts = (self.total_ms, self.load_ms, self.prompt_ms, self.generation_ms)
-        if any(p is None for p in parts):
+        total, load, prompt, gen = self.total_ms, self.load_ms, self.prompt_ms, self.generation_ms
+        if total is None or load is None or prompt is None or gen is None:
             return None
-        total, load, prompt, gen = parts
-        return max(0.0, total - load - prompt - gen)  # type: ignore[operator]
+        return max(0.0, total - load - prompt - gen)
 
     @property
     def server_decode_tok_s(self) -> float | None:

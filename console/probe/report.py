@@ -6,7 +6,7 @@ and a live one look the same everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -116,3 +116,29 @@ class RunView:
             "environment": dict(self.environment),
             "definitions": dict(DEFINITIONS),
         }
+
+
+# The figures two runs are compared on, in the order shown: key -> the figure of one level.
+COMPARED: dict[str, Callable[[LevelFigures], float | None]] = {
+    "ttft_p90_s": lambda f: f.ttft_s.p90 if f.ttft_s else None,
+    "tpot_p50_s": lambda f: f.tpot_s.p50 if f.tpot_s else None,
+    "decode_p10_tok_s": lambda f: f.decode_tok_s.p10 if f.decode_tok_s else None,
+    "agg_tok_s": lambda f: f.agg_tok_s,
+    "req_s": lambda f: f.req_s,
+    "error_rate": lambda f: f.error_rate,
+}
+
+
+def compare_rows(a: RunView, b: RunView) -> list[dict[str, Any]]:
+    """Per concurrency level in either run: A, B and the change from A to B (percent) of the key figures."""
+    rows = []
+    for n in sorted({f.concurrency for f in a.levels} | {f.concurrency for f in b.levels}):
+        fa, fb = a.level(n), b.level(n)
+        row: dict[str, Any] = {"concurrency": n}
+        for key, pick in COMPARED.items():
+            va = pick(fa) if fa is not None else None
+            vb = pick(fb) if fb is not None else None
+            delta = (vb - va) / va * 100.0 if va and vb is not None else None
+            row[key] = {"a": va, "b": vb, "delta_pct": delta}
+        rows.append(row)
+    return rows

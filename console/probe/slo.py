@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from console.config import SLO
+from console.errors import ConfigError
 from console.probe.figures import LevelFigures
 
 KNEE_TOK_S_GAIN = 0.10
@@ -130,3 +132,39 @@ def verdict(levels: Sequence[LevelFigures], slo: SLO, *, engine_kind: str = "", 
 
 def _ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+# -- the SLO from a spec -----------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^([0-9]*\.?[0-9]+)\s*(ms|s)?$")
+
+
+def parse_slo(spec: str | None, base: SLO) -> SLO:
+    """`ttft_p90=1s,decode_p10=10,errors=1%` over the config's SLO; unknown keys are a clear error."""
+    if not spec:
+        return base
+    slo = base
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        key, value = key.strip().lower(), value.strip().lower()
+        if not sep or not value:
+            raise ConfigError(f"--slo: {part!r} is not KEY=VALUE", hint="e.g. ttft_p90=1s,decode_p10=10,errors=1%")
+        try:
+            if key in ("ttft_p90", "ttft"):
+                m = _DURATION.match(value)
+                if not m:
+                    raise ValueError
+                slo = replace(slo, ttft_p90_s=float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0))
+            elif key in ("decode_p10", "decode"):
+                slo = replace(slo, decode_p10_tok_s=float(value.removesuffix("tok/s")))
+            elif key in ("errors", "error_rate"):
+                rate = float(value.removesuffix("%")) / 100.0 if value.endswith("%") else float(value)
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError
+                slo = replace(slo, max_error_rate=rate)
+            else:
+                raise ConfigError(f"--slo: unknown key {key!r}", hint="use ttft_p90, decode_p10 and errors")
+        except ValueError:
+            raise ConfigError(f"--slo: cannot read {part!r}",
+                              hint="e.g. ttft_p90=800ms, decode_p10=10, errors=1% (or 0.01)") from None
+    return slo

@@ -63,4 +63,5 @@ class Dist:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Dist | None:
         if not data:
             return None
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}  # JSON from the store
+        return cls(**values)

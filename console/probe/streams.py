@@ -22,7 +22,7 @@ from console.probe.record import RequestRecord
 from console.probe.request import measure
 
 if TYPE_CHECKING:
-    from console.probe.ladder import ProbeParams
+    from console.probe.params import ProbeParams
 
 CONTINUOUS_USAGE_KINDS = ("vllm",)
 
@@ -95,8 +95,8 @@ class LevelStreams:
             while not all_done.is_set():
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for t in finished:
-                    if not t.cancelled() and t.exception() is not None:
-                        raise t.exception()  # type: ignore[misc]
+                    if not t.cancelled() and (exc := t.exception()) is not None:
+                        raise exc
         finally:
             for t in (waiter, *tasks):
                 t.cancel()

@@ -44,11 +44,12 @@ from console.config import EngineConfig
 from console.errors import EngineDeckError, ProbeError
 from console.probe.figures import LevelTrace
 from console.probe.overhead import MeterState, OverheadMeter
+from console.probe.params import GC_THRESHOLD_DURING_PROBE
 from console.probe.record import RequestRecord
 from console.probe.streams import LevelStreams
 
 if TYPE_CHECKING:
-    from console.probe.ladder import ProbeParams
+    from console.probe.params import ProbeParams
 
 # Measured on a 16-core host, 5 ms per token (docs/probe.md): one process holds p99 added latency under 1 ms up to
 # about 16 fast streams; at 32 per process it drifts to 2-3 ms. Levels up to 32 streams stay in-process (no start-up
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 # engine under test needs CPU too (15 workers at 256 streams beside the engine did worse than 8).
 IN_PROCESS_UP_TO = 32
 STREAMS_PER_WORKER = 16
-MAX_WORKERS = 64
 START_TIMEOUT_S = 60.0  # a spawned interpreter imports the engine adapter; a loaded box can take seconds
 STOP_TIMEOUT_S = 5.0
 
@@ -272,8 +272,6 @@ def main(argv: list[str]) -> None:
     """Entry point of a worker process: `python -m console.probe.workers FD`."""
     # Ctrl-C reaches the whole process group; the parent decides, and terminates the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from console.probe.ladder import GC_THRESHOLD_DURING_PROBE
-
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD_DURING_PROBE, *gc.get_threshold()[1:])
     asyncio.run(_serve(socket.socket(fileno=int(argv[0]))))

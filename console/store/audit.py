@@ -10,7 +10,7 @@ from console.audit.record import AuditEvent
 if TYPE_CHECKING:
     import sqlite3
 
-    from console.store.db import Db
+    from console.store.connection import Db
 
 _COLUMNS = ("id, ts, os_user, ssh_origin, host, action, engine, target, params_json, result, duration_s, "
             "prev_hash, hash, hmac")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from console.store.db import Db
+from console.store.connection import Db
 
 OPS = ("load", "unload", "swap", "pull", "delete")
 # The table is an operations log, not an archive: past this many rows the oldest go.

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from console.store.db import Db
+from console.store.connection import Db
 
 STATUSES = ("running", "complete", "cancelled", "error")
 # Runs are small (a few KB each) but still bounded: past this many the oldest go, with their levels.

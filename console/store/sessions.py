@@ -5,6 +5,7 @@ Text is stored exactly as the engine sent it; making it safe for a terminal is t
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import json
 import re
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from console.errors import StoreError
-from console.store.db import Db
+from console.store.connection import Db
 
 ROLES = ("system", "user", "assistant", "tool")
 STATUSES = ("complete", "partial", "cancelled", "error")
@@ -309,7 +310,7 @@ class SessionsRepo:
             raise StoreError(f"no session {session_id} in the history", hint="enginedeck history list")
 
     # -- messages ----------------------------------------------------------------------------------------
-    async def messages(self, session_id: int) -> list[Message]:
+    async def messages(self, session_id: int) -> builtins.list[Message]:  # `list` here is the method above
         rows = await self._db.fetchall("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,))
         return [_message(r) for r in rows]
 
@@ -404,8 +405,9 @@ class SessionsRepo:
             ],
         }
 
-    async def import_session(self, data: Mapping[str, Any]) -> int:
-        """A session from `export` output, as a new session (new ids, same text, times and figures)."""
+    async def import_session(self, data: object) -> int:
+        """A session from `export` output (any JSON a file held: checked here), as a new session (new ids, same
+        text, times and figures)."""
         session, messages = _validated(data)
         async with self._db.transaction("import the session") as conn:
             cursor = await conn.execute(
@@ -427,7 +429,7 @@ class SessionsRepo:
         return int(session_id or 0)
 
 
-def _validated(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Mapping[str, Any]]]:
+def _validated(data: object) -> tuple[Mapping[str, Any], list[Mapping[str, Any]]]:
     """Check an import document's shape, naming the first thing that is wrong."""
 
     def bad(what: str) -> StoreError:

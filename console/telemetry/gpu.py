@@ -105,18 +105,24 @@ class GpuMonitor:
                 return GpuSnapshot(available=False, reason="NVML found no NVIDIA GPU")
             return GpuSnapshot(
                 available=True,
-                driver=self._optional(nvml, nvml.nvmlSystemGetDriverVersion),
-                nvml_version=self._optional(nvml, nvml.nvmlSystemGetNVMLVersion),
+                driver=self._optional_text(nvml, nvml.nvmlSystemGetDriverVersion),
+                nvml_version=self._optional_text(nvml, nvml.nvmlSystemGetNVMLVersion),
                 gpus=gpus,
             )
 
     @staticmethod
     def _optional(nvml: Any, fn: Callable[..., T], *args: Any) -> T | None:
+        """What fn(*args) answers; None when NVML cannot say (a reading this GPU or driver does not have)."""
         try:
-            value = fn(*args)
+            return fn(*args)
         except nvml.NVMLError:
             return None
-        return _text(value) if isinstance(value, bytes) else value  # type: ignore[return-value]
+
+    @classmethod
+    def _optional_text(cls, nvml: Any, fn: Callable[[], object]) -> str | None:
+        """The same, as text: older bindings answer bytes."""
+        value = cls._optional(nvml, fn)
+        return None if value is None else _text(value)
 
     def _sample_one(self, nvml: Any, index: int) -> GpuSample:
         h = nvml.nvmlDeviceGetHandleByIndex(index)

@@ -12,7 +12,7 @@ Conventions every screen follows (chat, probe and logs too):
   Set `AUTO_FOCUS` to a widget that is not a text field, so that a digit typed on arrival switches screens.
 - A screen that is not shown costs nothing: subclass `console.ui.calm.QuietWhenHidden` when its widgets
   have timers, and pause the screen's own loops in `on_screen_suspend` (work that must go on runs in workers).
-- Services come from the app, never from globals: `self.app.ctx` (a `console.commands.context.Context`:
+- Services come from the app, never from globals: `self.app.ctx` (a `console.services.Context`:
   `config`, `registry()`, `engine(ref)`, `store()`, `actions()`), `self.app.read_only`, `self.app.store`
   (None until opened, `self.app.store_problem` says why), and the telemetry sources `self.app.gpu_monitor`,
   `self.app.host_monitor`, `self.app.scan_processes`. Tests inject stubs through the constructor.
@@ -38,20 +38,20 @@ Conventions every screen follows (chat, probe and logs too):
 from __future__ import annotations
 
 import gc
-import importlib
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.widget import Widget
 
+from console.ui.focus import text_field_has_focus
 from console.ui.guard import CrashReporter, guard_screen, screen_name
+from console.ui.messages import EnginesRefreshed
+from console.ui.screens import SCREENS, ScreenSpec
 from console.ui.themes import load_themes
 
 if TYPE_CHECKING:
@@ -61,41 +61,15 @@ if TYPE_CHECKING:
     from textual.driver import Driver
     from textual.worker import Worker
 
-    from console.commands.context import Context
     from console.engines.poll import FirstPoll
     from console.engines.registry import EngineEntry
+    from console.services import Context
     from console.store.db import Store
     from console.telemetry.gpu import GpuMonitor
     from console.telemetry.host import HostMonitor
     from console.telemetry.processes import EngineProcess
 
     ProcessScan = Callable[[Mapping[int, str]], list[EngineProcess]]
-
-
-@dataclass(frozen=True)
-class ScreenSpec:
-    key: str
-    title: str
-    target: str  # "module:Class"
-    description: str
-
-    def load(self) -> type[Screen]:
-        module, _, cls = self.target.partition(":")
-        return getattr(importlib.import_module(module), cls)
-
-
-SCREENS: dict[str, ScreenSpec] = {
-    "dashboard": ScreenSpec("1", "Dashboard", "console.ui.screens.dashboard:DashboardScreen",
-                            "Engines, loaded models, GPU and host at a glance"),
-    "models": ScreenSpec("2", "Models", "console.ui.screens.models:ModelsScreen",
-                         "Every model of every engine: load, unload, swap, pull, delete"),
-    "chat": ScreenSpec("3", "Chat", "console.ui.screens.chat:ChatScreen",
-                       "Chat sessions with per-message figures, history and compare"),
-    "probe": ScreenSpec("4", "Probe", "console.ui.screens.probe:ProbeScreen",
-                        "Concurrency probe: how many users can this engine serve"),
-    "logs": ScreenSpec("5", "Logs", "console.ui.screens.logs:LogsScreen",
-                       "Engine logs, journald units and the audit trail in panes"),
-}
 
 
 # The garbage collector after start-up. CPython's full collection stops every thread, the UI loop's included, for
@@ -108,20 +82,6 @@ GC_YOUNG_THRESHOLD = 10_000
 # Screens that say "no engine" in a notice when opened rather than in a line of their own: the logs screen has
 # work without any engine (the audit trail, files, journald units) and needs its height for the panes.
 NOTE_AS_NOTICE = frozenset({"logs"})
-
-
-def text_field_has_focus(screen: Screen) -> bool:
-    """A focused widget that takes printable keys as text (an Input, a TextArea): digits, `?` and `q` are its."""
-    focused = screen.focused
-    return focused is not None and focused.check_consume_key("a", "a")
-
-
-class EnginesRefreshed(Message):
-    """The registry finished a refresh: screens showing engines should redraw from it."""
-
-    def __init__(self, entries: list[EngineEntry]) -> None:
-        super().__init__()
-        self.entries = entries
 
 
 class EngineDeckApp(App[int]):

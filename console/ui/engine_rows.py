@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from console.logs.sanitize import neutralise, one_line
-from console.ui.format import DASH, elide_middle, expires_in, human_bytes, latency, pct, vram_split
+from console.present.format import DASH, elide_middle, expires_in, human_bytes, latency, pct, vram_split
 
 if TYPE_CHECKING:
     from console.engines.poll import EngineStatus
@@ -39,7 +39,7 @@ def engine_row(s: EngineStatus) -> tuple[str, ...]:
 
 
 def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for lm in s.loaded:
         status = lm.status or expires_in(lm.expires_at)
         if s.metrics is not None and s.metrics.sleeping:

@@ -29,8 +29,8 @@ from console.ui.engine_rows import (
 )
 
 if TYPE_CHECKING:
-    from console.commands.context import Context
     from console.engines.poll import EngineStatus, FirstPoll
+    from console.services import Context
 
 # How long the first frame waits for engines that are slow to answer: the rows that answered by then are shown,
 # the rest join the dashboard as they answer. A local engine answers in milliseconds.

@@ -16,11 +16,9 @@ streams with chunked transfer encoding like uvicorn and llama-server do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.fakes.http_fake import LAST_CHUNK, chunk_frame, parse_head, sse_frame
+from tests.fakes.http_fake import LAST_CHUNK, LoopServer, chunk_frame, parse_head, sse_frame
 
 Body = bytes | str
 
@@ -147,17 +145,15 @@ def _presets() -> dict[str, dict[tuple[str, str], Reply]]:
 PRESETS = _presets()
 
 
-class HostileServer:
+class HostileServer(LoopServer):
     """The server. Start with `start()` (or the fixture), stop with `stop()`; `.url` is its base URL."""
 
+    thread_name = "hostile-server"
+
     def __init__(self) -> None:
+        super().__init__()
         self.routes: dict[tuple[str, str], Handler] = {}
         self.seen: list[Seen] = []
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="hostile-server", daemon=True)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def route(self, method: str, path: str, handler: Handler) -> None:
         self.routes[(method.upper(), path)] = handler
@@ -169,52 +165,18 @@ class HostileServer:
     def requests_to(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]
 
-    def start(self) -> HostileServer:
-        self._thread.start()
-        fut = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
-        port = fut.result(timeout=5)
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def _start(self) -> int:
-        self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-
-    async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            seen = await _read_request(reader)
-            if seen is None:
-                return
-            self.seen.append(seen)
-            handler = self.routes.get((seen.method, seen.path))
-            if handler is None:
-                reply = Reply(status=404, body=b'{"error":{"message":"File Not Found","type":"not_found_error",'
-                                               b'"code":404}}')
-            else:
-                reply = handler(seen) if callable(handler) else handler
-            await _answer(writer, reply)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            with contextlib.suppress(Exception):
-                writer.close()
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen = await _read_request(reader)
+        if seen is None:
+            return
+        self.seen.append(seen)
+        handler = self.routes.get((seen.method, seen.path))
+        if handler is None:
+            reply = Reply(status=404, body=b'{"error":{"message":"File Not Found","type":"not_found_error",'
+                                           b'"code":404}}')
+        else:
+            reply = handler(seen) if callable(handler) else handler
+        await _answer(writer, reply)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Seen | None:

@@ -3,11 +3,13 @@
 Threaded fakes (ollama_server, openai_family): `ThreadedFake` runs a `FakeHandler` subclass on a free loopback
 port in a daemon thread, keeps the request log and a stop event that streaming handlers honour; `FakeHandler`
 reads bodies and writes heads, bodies, chunked frames and hard drops. The asyncio fakes (hostile_server,
-synthetic_engine) write HTTP by hand and share `parse_head`, `chunk_frame` and `sse_frame` from here.
+wire_attacks, synthetic_engine) write HTTP by hand and share `parse_head`, `chunk_frame` and `sse_frame` from
+here; `LoopServer` runs one of them on its own event loop in a daemon thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import sys
@@ -192,3 +194,57 @@ class ThreadedFake:
     def requests_to(self, path: str) -> list[Recorded]:
         with self.lock:
             return [r for r in self.requests if r.path == path]
+
+
+class LoopServer:
+    """An asyncio server on a free loopback port, on its own event loop in a daemon thread, so sync tests, async
+    tests and CLI subprocesses can all point at `.url`. Subclasses answer a connection in `handle`; a connection
+    still open at `stop()` is cancelled."""
+
+    thread_name = "loop-server"
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=self.thread_name, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._thread.start()
+        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=5)
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def _start(self) -> int:
+        self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self.handle(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            with contextlib.suppress(Exception):
+                writer.close()

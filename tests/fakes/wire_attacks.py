@@ -19,6 +19,8 @@ import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 
+from tests.fakes.http_fake import LoopServer
+
 Writer = asyncio.StreamWriter
 Attack = Callable[[Writer, str], Awaitable[None]]
 
@@ -150,50 +152,30 @@ async def redirect_loop(w: Writer, path: str) -> None:
     await w.drain()
 
 
+# What the CLI test and bench/hostile_wire.py run against an attack (engine "bad", configured with a kind).
+COMMANDS = {
+    "engines": ["engines"],
+    "models": ["models"],
+    "ps": ["ps"],
+    "chat": ["chat", "bad", "m", "hi", "--max-tokens", "8"],
+    "probe": ["probe", "bad", "m", "--levels", "1", "--requests", "2", "--max-tokens", "8", "--workers", "1"],
+}
+
 ATTACKS: dict[str, Attack] = {f.__name__: f for f in (
     endless_json, endless_lines, huge_line, drip, drip_head, gzip_bomb, invalid_utf8, deep_json, huge_number,
     short_length, long_length, broken_chunked, not_http, endless_head, interim_storm, redirect_loop)}
 
 
-class AttackServer:
-    """Serves ATTACKS[name] to every request, from a daemon thread with its own event loop."""
+class AttackServer(LoopServer):
+    """Serves ATTACKS[name] to every request."""
 
     def __init__(self, name: str) -> None:
+        self.thread_name = f"attack-{name}"
+        super().__init__()
         self.attack = ATTACKS[name]
-        self.url = ""
         self.requests: list[tuple[str, str]] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"attack-{name}", daemon=True)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self) -> AttackServer:
-        self._thread.start()
-        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=5)
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def _start(self) -> int:
-        self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-
-    async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: Writer) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def handle(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             request_line, _, rest = head.decode("latin-1").partition("\r\n")
@@ -202,16 +184,11 @@ class AttackServer:
                            if line.lower().startswith("content-length:")), 0)
             if length:
                 await reader.readexactly(length)
-            path = target.split("?", 1)[0]
-            self.requests.append((method, path))
-            await self.attack(writer, path)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError,
-                ValueError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            with contextlib.suppress(Exception):
-                writer.close()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            return
+        path = target.split("?", 1)[0]
+        self.requests.append((method, path))
+        await self.attack(writer, path)
 
 
 @contextlib.contextmanager

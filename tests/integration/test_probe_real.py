@@ -6,7 +6,8 @@ import pytest
 from console.config import SLO, EngineConfig
 from console.engines.registry import build_engine
 from console.probe.figures import ITL_PER_TOKEN
-from console.probe.ladder import Probe, ProbeParams
+from console.probe.ladder import Probe
+from console.probe.params import ProbeParams
 
 
 async def probe(url, kind, model, params):

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from console.actions import Actions
-from console.commands.context import Context
 from console.config import Config, EngineConfig, UIConfig
 from console.engine_lock import LOCKS_DIR
 from console.engines.base import (
@@ -32,6 +31,7 @@ from console.engines.base import (
     Op,
 )
 from console.engines.registry import EngineEntry
+from console.services import Context
 from console.telemetry.gpu import GpuProcess, GpuSample, GpuSnapshot
 from console.telemetry.host import DiskUsage, HostSnapshot
 from console.telemetry.processes import Endpoint, EngineProcess

@@ -9,7 +9,8 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from console.config import with_environment
-from console.ui.app import SCREENS, EngineDeckApp
+from console.ui.app import EngineDeckApp
+from console.ui.screens import SCREENS, ScreenSpec
 from console.ui.start import ascii_wanted
 from tests.ui.fixtures import QUIET, StubRegistry, TestContext, demo_app, make_config, screen_text, settle
 
@@ -37,10 +38,8 @@ async def test_digits_switch_screens(tmp_path):
 
 
 async def test_a_screen_that_cannot_be_imported_is_reported_not_fatal(tmp_path, monkeypatch):
-    from console.ui import app as app_module
-
-    broken = app_module.ScreenSpec("5", "Logs", "console.ui.screens.no_such_screen:Nope", "missing")
-    monkeypatch.setitem(app_module.SCREENS, "logs", broken)
+    broken = ScreenSpec("5", "Logs", "console.ui.screens.no_such_screen:Nope", "missing")
+    monkeypatch.setitem(SCREENS, "logs", broken)
     notes = []
     app = demo_app(tmp_path)
     hook = lambda m: notes.append(m.notification) if type(m).__name__ == "Notify" else None  # noqa: E731

@@ -9,7 +9,9 @@ import pytest
 from textual.binding import Binding
 
 from console.config import EngineConfig
-from console.ui.app import SCREENS, EngineDeckApp, text_field_has_focus
+from console.ui.app import EngineDeckApp
+from console.ui.focus import text_field_has_focus
+from console.ui.screens import SCREENS
 from tests.ui.fixtures import (
     HOST,
     NO_GPU,

@@ -9,7 +9,9 @@ import pytest
 from textual.widgets import Input
 
 from console.config import EngineConfig
-from console.ui.app import SCREENS, EngineDeckApp, text_field_has_focus
+from console.ui.app import EngineDeckApp
+from console.ui.focus import text_field_has_focus
+from console.ui.screens import SCREENS
 from console.ui.widgets.prompt import PromptArea
 from tests.ui.fixtures import StubRegistry, TestContext, demo_app, make_config, screen_text, settle
 

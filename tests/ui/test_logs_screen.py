@@ -12,8 +12,9 @@ import pytest
 from textual import events
 from textual.widgets import Input
 
+from console.audit.mark import Mark
 from console.config import EngineConfig
-from console.logs.line import Level, Mark
+from console.logs.line import Level
 from console.ui.app import EngineDeckApp
 from console.ui.screens.logs import LogsScreen
 from console.ui.widgets.dialogs import TextDialog

@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from console.ui.format import expires_in, human_bytes, human_duration, vram_split
+from console.present.format import expires_in, human_bytes, human_duration, vram_split
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

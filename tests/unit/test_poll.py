@@ -17,6 +17,7 @@ class Counting(Engine):
         self.info_calls = self.loaded_calls = 0
         self.down = False
         self.hang = False
+        self.hang_loaded = False
 
     @property
     def capabilities(self) -> Capabilities:
@@ -33,6 +34,8 @@ class Counting(Engine):
 
     async def loaded_models(self) -> list[LoadedModel]:
         self.loaded_calls += 1
+        if self.hang_loaded:
+            await asyncio.Event().wait()
         if self.down:
             raise UnreachableError("cannot connect", engine=self.name)
         return [LoadedModel("m")]
@@ -57,3 +60,11 @@ async def test_a_hung_engine_costs_its_deadline_and_says_so():
     engine.hang = True
     status = await asyncio.wait_for(poll_engine(engine, deadline_s=0.2), timeout=5)
     assert status.health is Health.DOWN and status.error == "no answer within 0.2 s"
+
+
+async def test_a_list_that_runs_out_of_time_says_timed_out():
+    # asyncio's TimeoutError has no text of its own: the error said "loaded models: " and nothing more.
+    engine = Counting()
+    engine.hang_loaded = True
+    status = await asyncio.wait_for(poll_engine(engine, deadline_s=0.2), timeout=5)
+    assert status.error == "loaded models: timed out"

@@ -20,8 +20,8 @@ from textual.widgets.option_list import Option
 
 from console.errors import EngineDeckError, StoreError
 from console.logs.sanitize import neutralise, one_line
-from console.ui.app import text_field_has_focus
 from console.ui.calm import QuietWhenHidden
+from console.ui.focus import text_field_has_focus
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.chat_message import MessageView, last_code_block
 from console.ui.widgets.chat_pane import ChatPane

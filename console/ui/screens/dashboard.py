@@ -23,7 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from console.logs.sanitize import neutralise
-from console.ui.app import EnginesRefreshed
+from console.present.format import DASH, human_bytes, human_duration, pct
 from console.ui.engine_rows import (
     ENGINE_COLUMNS,
     LOADED_COLUMNS,
@@ -34,7 +34,7 @@ from console.ui.engine_rows import (
     problem_line,
     table_room,
 )
-from console.ui.format import DASH, human_bytes, human_duration, pct
+from console.ui.messages import EnginesRefreshed
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.notes import no_engine_message
 from console.ui.widgets.spark import SparkBar

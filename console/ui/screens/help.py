@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from console.logs.sanitize import escape_markup
+from console.ui.screens import SCREENS
 
 
 def _rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
@@ -26,8 +27,6 @@ def _rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
 def _digit_bindings() -> list[BindingType]:
     """The digits work here too: they close the help and open the screen (the app's own bindings stop at a
     modal screen)."""
-    from console.ui.app import SCREENS
-
     return [Binding(spec.key, f"app.open_screen('{name}')", spec.title, show=False, id=f"help-screen-{name}")
             for name, spec in SCREENS.items()]
 
@@ -45,13 +44,11 @@ class HelpScreen(ModalScreen[None]):
     """
 
     def compose(self) -> ComposeResult:
-        from console.ui.app import SCREENS, EngineDeckApp
-
         lines = ["[b]enginedeck — keys[/b]", "",
                  "A text field (the chat prompt, a filter, a form field) takes letters and digits as text:",
                  "[b]esc[/b] leaves it, and then the keys below work again. In a dialog esc cancels.",
                  "", "[b]Everywhere[/b]"]
-        lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(EngineDeckApp.BINDINGS)]
+        lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(self.app.BINDINGS)]
         lines.append(f"  {'esc':<12} Leave a text field; close a dialog or this help")
         lines.append(f"  {'ctrl+p':<12} Command palette: every action of every screen, by name")
         for spec in SCREENS.values():

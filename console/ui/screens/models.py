@@ -29,8 +29,8 @@ from console.engine_lock import ActionInProgressError
 from console.engines.base import Engine, ModelInfo, Op
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
-from console.ui.app import EnginesRefreshed
-from console.ui.format import DASH, elide_middle, human_bytes, ms
+from console.present.format import DASH, elide_middle, human_bytes, ms
+from console.ui.messages import EnginesRefreshed
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog, TextDialog
 

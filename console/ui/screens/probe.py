@@ -24,19 +24,20 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent, TabPane
 
-from console.commands.probe import LEVEL_HEADERS, compare_rows, level_row, parse_slo, verdict_lines
 from console.config import EngineConfig
-from console.errors import EngineDeckError
+from console.errors import EngineDeckError, ProbeError
 from console.logs.sanitize import neutralise, one_line
-from console.ui.app import EnginesRefreshed
+from console.present.format import elide_middle
+from console.present.probe import LEVEL_HEADERS, change, level_row, number, or_dash, verdict_lines
 from console.ui.calm import QuietWhenHidden
-from console.ui.format import elide_middle
+from console.ui.messages import EnginesRefreshed
 from console.ui.widgets.bars import KeyBar, TitleBar
 
 if TYPE_CHECKING:
     from console.engines.base import Engine
     from console.probe.figures import LevelFigures
-    from console.probe.ladder import LevelProgress, Probe, ProbeParams, ProbeResult
+    from console.probe.ladder import LevelProgress, Probe, ProbeResult
+    from console.probe.params import ProbeParams
     from console.probe.report import RunView
 
 HISTORY_LIMIT = 200
@@ -220,7 +221,8 @@ class ProbeScreen(QuietWhenHidden):
         self.query_one("#status", Static).update(Text(text))
 
     def _params(self) -> tuple[str, str, ProbeParams, Any]:
-        from console.probe.ladder import ProbeParams, parse_levels
+        from console.probe.params import ProbeParams, parse_levels
+        from console.probe.slo import parse_slo
 
         engine = self.query_one("#engine", Select).value
         model = self.query_one("#model", Input).value.strip()
@@ -277,12 +279,17 @@ class ProbeScreen(QuietWhenHidden):
         status = "error"
         result: ProbeResult | None = None
         try:
-            version = await engine_version(resolved)
+            try:
+                version, down = await engine_version(resolved), None
+            except ProbeError as exc:  # down or silent: kept as an error run, as the CLI keeps it
+                down = exc
             env = await environment(resolved, version)
             if store is not None:
                 run_id = await store.probes.start(
                     engine=resolved.name, engine_kind=resolved.kind, engine_version=version, model=model,
                     params=params.to_dict(), slo=asdict(slo), environment=env)
+            if down is not None:
+                raise down
             result = await self._in_thread(cfg, resolved.kind, model, params, slo, run_id)
             status = result.status
         except EngineDeckError as exc:
@@ -382,7 +389,7 @@ class ProbeScreen(QuietWhenHidden):
 
     def _add_level(self, fig: LevelFigures) -> None:
         from console.config import SLO
-        from console.probe.slo import judge
+        from console.probe.slo import judge, parse_slo
 
         try:
             slo = parse_slo(self.query_one("#slo", Input).value, self.app.ctx.config.slo)  # type: ignore[attr-defined]
@@ -449,7 +456,7 @@ class ProbeScreen(QuietWhenHidden):
             table.add_row(str(r.id), time.strftime("%m-%d %H:%M", time.localtime(r.started_at)),
                           _name(r.engine), _name(r.model), r.status,
                           ",".join(str(n) for n in (r.params or {}).get("levels", [])),
-                          _dash(verdict.get("max_usable_concurrency")), _dash(verdict.get("knee")))
+                          or_dash(verdict.get("max_usable_concurrency")), or_dash(verdict.get("knee")))
 
     def action_history(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "tab-history"
@@ -503,18 +510,20 @@ class ProbeScreen(QuietWhenHidden):
         then(views)
 
     def _compare(self, views: list[RunView]) -> None:
+        from console.probe.report import compare_rows
+
         a, b = views
         head = (f"A = run {a.run_id}: {_name(a.engine)} · {_name(a.model)} · usable "
-                f"{_dash(a.verdict.max_usable_concurrency)}\nB = run {b.run_id}: {_name(b.engine)} · "
-                f"{_name(b.model)} · usable {_dash(b.verdict.max_usable_concurrency)}")
+                f"{or_dash(a.verdict.max_usable_concurrency)}\nB = run {b.run_id}: {_name(b.engine)} · "
+                f"{_name(b.model)} · usable {or_dash(b.verdict.max_usable_concurrency)}")
         self.query_one("#compare-head", Static).update(Text(head))
         table = self.query_one("#compare", DataTable)
         table.clear()
         for r in compare_rows(a, b):
             t, k, d = r["ttft_p90_s"], r["agg_tok_s"], r["decode_p10_tok_s"]
-            table.add_row(str(r["concurrency"]), _ms(t["a"]), _ms(t["b"]), _pct(t["delta_pct"]),
-                          _num(k["a"]), _num(k["b"]), _pct(k["delta_pct"]),
-                          _num(d["a"]), _num(d["b"]), _pct(d["delta_pct"]))
+            table.add_row(str(r["concurrency"]), _ms(t["a"]), _ms(t["b"]), change(t["delta_pct"]),
+                          number(k["a"]), number(k["b"]), change(k["delta_pct"]),
+                          number(d["a"]), number(d["b"]), change(d["delta_pct"]))
         self.query_one("#tabs", TabbedContent).active = "tab-compare"
 
     def leave_field(self) -> None:
@@ -535,18 +544,5 @@ def _name(name: str) -> str:
     return elide_middle(neutralise(name), NAME_WIDTH)
 
 
-def _dash(value: Any) -> str:
-    return "—" if value is None else str(value)
-
-
 def _ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1000:.0f} ms"
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:+.0f}%"
-

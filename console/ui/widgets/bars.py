@@ -13,7 +13,7 @@ from textual import events
 from textual.content import Content
 from textual.widget import Widget
 
-from console.ui.app import text_field_has_focus
+from console.ui.focus import text_field_has_focus
 
 
 class TitleBar(Widget):

@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from console.engines.base import EventKind
 from console.logs.sanitize import neutralise
-from console.ui.format import elide_middle
+from console.present.format import elide_middle
 from console.ui.widgets.chat_message import MessageView
 
 if TYPE_CHECKING:

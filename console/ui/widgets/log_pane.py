@@ -35,10 +35,11 @@ from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import Static
 
+from console.audit.mark import Mark
 from console.errors import EngineDeckError
 from console.logs.filter import LogFilter
 from console.logs.index import FileIndex
-from console.logs.line import Level, LogLine, Mark
+from console.logs.line import Level, LogLine
 from console.logs.parse import LineParser
 from console.logs.sanitize import inert, neutralise, one_line
 from console.logs.sources import FileSource, LogSource, Notice, NoticeKind

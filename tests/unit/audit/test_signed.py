@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from console.audit.mark import Mark
 from console.audit.signed import SignedMarker, verify_file, verify_line
-from console.logs.line import Mark
 
 KEY = b"proxy-secret"
 

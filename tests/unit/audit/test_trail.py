@@ -7,12 +7,12 @@ import sys
 import pytest
 
 from console import secrets
+from console.audit.mark import Mark
 from console.audit.record import GENESIS, REDACTED, AuditEvent, strip_secrets
 from console.audit.trail import AuditTrail, trail_files
 from console.audit.verify import IssueKind, TrailMarker, verify_trail
 from console.config import AuditConfig, Config, EngineConfig
 from console.errors import ConfigError
-from console.logs.line import Mark
 from console.logs.parse import LineParser
 
 DAY = 86400
@@ -20,7 +20,7 @@ DAY = 86400
 
 def trail_for(tmp_path, store=None, **audit):
     config = Config(data_dir=tmp_path / "data", audit=AuditConfig(**audit))
-    return AuditTrail.for_config(config, store)
+    return AuditTrail.for_config(config, store.audit if store is not None else None)
 
 
 async def record_n(trail, n, start=0):

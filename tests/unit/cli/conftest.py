@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from console.cli import main
-from console.commands.context import Context
+from console.services import Context
 from tests.unit.test_conversation import ScriptedEngine, words
 
 WriteConfig = Callable[..., Path]

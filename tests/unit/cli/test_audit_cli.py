@@ -57,7 +57,7 @@ def test_own_trail_verify_and_list(tmp_path, capsys):
     import asyncio
 
     from console.audit.trail import AuditTrail
-    from console.commands.context import Context
+    from console.services import Context
 
     assert main(["audit", "verify"]) == 1
     assert "no audit trail" in capsys.readouterr().err

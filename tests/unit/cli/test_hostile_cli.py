@@ -15,18 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.wire_attacks import attack_server
+from tests.fakes.wire_attacks import COMMANDS, attack_server
 
 EXE = str(Path(sys.executable).with_name("enginedeck"))
 TIMEOUT_S = 2.0
 GENEROUS_S = 20.0  # an unbounded read runs for minutes or forever; a busy box must not fail this
-COMMANDS = {
-    "engines": ["engines"],
-    "models": ["models"],
-    "ps": ["ps"],
-    "chat": ["chat", "bad", "m", "hi", "--max-tokens", "8"],
-    "probe": ["probe", "bad", "m", "--levels", "1", "--requests", "2", "--max-tokens", "8", "--workers", "1"],
-}
 
 
 def run(tmp_path: Path, url: str, kind: str, command: list[str]) -> tuple[int, str, float]:

@@ -97,7 +97,7 @@ def hostile_history(engine_url: str, tmp_path: Path) -> None:
         config = load_config(None)
         store = await Store.open(config.db_path)
         try:
-            await AuditTrail.for_config(config, store).record(
+            await AuditTrail.for_config(config, store.audit).record(
                 "load", engine=HOSTILE_NAME, target=HOSTILE_NAME, params={}, result=f"error: {HOSTILE_NAME}",
                 duration_s=0.1)
         finally:

@@ -10,9 +10,9 @@ import re
 import pytest
 
 from console.cli import main
-from console.commands.context import Context
 from console.commands.output import Col, print_table
-from console.ui.format import cell_width, elide_middle
+from console.present.format import cell_width, elide_middle
+from console.services import Context
 from tests.fakes.ollama_server import FakeModel, FakeOllama
 
 LONG_ENGINE = "gpu-node-17-ollama-production-primary"
@@ -149,7 +149,7 @@ def test_audit_list_and_doctor_fit_80_columns(isolated, capsys):
         config = load_config(None)
         store = await Store.open(config.db_path)
         try:
-            await AuditTrail.for_config(config, store).record(
+            await AuditTrail.for_config(config, store.audit).record(
                 "swap", engine=LONG_ENGINE, target=LONG_MODEL, params={}, result="error: " + "no room " * 20,
                 duration_s=12.5)
         finally:

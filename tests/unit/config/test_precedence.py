@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from console.cli import parse_args
-from console.commands.context import Context
 from console.config import Config, Timeouts, data_dir
 from console.errors import ConfigError
+from console.services import Context
 
 
 @dataclass(frozen=True)

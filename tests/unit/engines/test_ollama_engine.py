@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from console.config import EngineConfig, Timeouts
@@ -261,6 +260,10 @@ async def test_ollama_api_key_from_environment_is_not_sent(monkeypatch: pytest.M
     async with make_engine(fake.url) as eng:
         await eng.loaded_models()
         await eng.list_models()
+        await eng.show("llama3.2:1b")  # the official client, which adds that key to its own requests
+        _ = [p async for p in eng.pull("tinyllama")]
+        await eng.delete("tinyllama")
+    assert {"/api/show", "/api/pull", "/api/delete"} <= {r.path for r in fake.requests}
     assert all("authorization" not in r.headers for r in fake.requests)
 
 
@@ -295,10 +298,24 @@ async def test_a_silent_pull_times_out_on_the_load_deadline_and_a_slow_load_is_n
             assert fake.loaded_names() == ["big:latest"]
 
 
-async def test_raw_calls_share_the_clients_pool(engine: OllamaEngine) -> None:
-    # The raw calls reach into ollama.AsyncClient._client; an ollama upgrade that moves it must fail here.
-    assert isinstance(engine._http, httpx.AsyncClient) and engine._http is engine._client._client
-    assert engine._http.trust_env is False
+async def test_the_official_clients_calls_go_out_through_the_engines_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """show, pull and delete go through the official client, which is handed the engine's pool through httpx's public
+    `transport` keyword. An ollama release that stops passing that keyword on to httpx sends them on a pool of its
+    own: with its own User-Agent and a new connection (and $OLLAMA_API_KEY, the next test); each fails here."""
+    monkeypatch.setenv("BOX_OLLAMA_KEY", "s3cret")
+    with ollama_contract_server(require_token="s3cret") as fake:
+        async with make_engine(fake.url, api_key_env="BOX_OLLAMA_KEY") as eng:
+            assert eng._http.trust_env is False
+            await eng.list_models()
+            assert (await eng.show("llama3.2:1b")).family == "llama"
+            assert [p async for p in eng.pull("tinyllama")][-1].status == "success"
+            await eng.delete("tinyllama")
+            await eng.list_models()
+    assert [r.path for r in fake.requests] == ["/api/tags", "/api/show", "/api/tags", "/api/pull", "/api/delete",
+                                               "/api/tags"]
+    assert all(r.headers["user-agent"] == "enginedeck" and r.headers["authorization"] == "Bearer s3cret"
+               for r in fake.requests)
+    assert len({r.peer for r in fake.requests}) == 1  # one kept connection, the pool's, for raw and official calls
 
 
 async def test_max_connections_bounds_concurrent_streams() -> None:

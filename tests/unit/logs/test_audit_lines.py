@@ -8,10 +8,11 @@ import hashlib
 import hmac
 import json
 
+from console.audit.mark import Mark
 from console.audit.trail import AuditTrail
 from console.config import Config
 from console.logs.filter import LogFilter
-from console.logs.line import Level, Mark
+from console.logs.line import Level
 from console.logs.parse import LineParser
 from console.logs.spec import SourceSpec, build_source
 

@@ -15,7 +15,8 @@ import pytest
 from console.config import SLO, EngineConfig
 from console.engines.openai import OpenAICompatEngine
 from console.probe.figures import ITL_PER_CHUNK, ITL_PER_TOKEN
-from console.probe.ladder import Probe, ProbeParams
+from console.probe.ladder import Probe
+from console.probe.params import ProbeParams
 from console.probe.record import ErrorKind
 from tests.fakes.synthetic_engine import MODEL, Sent
 

@@ -3,7 +3,8 @@ counts from eval_count, the engine-side figures from the final stats, and the kn
 
 from console.config import SLO, EngineConfig
 from console.engines.registry import build_engine
-from console.probe.ladder import Probe, ProbeParams
+from console.probe.ladder import Probe
+from console.probe.params import ProbeParams
 from tests.fakes.ollama_server import FakeModel, ollama_contract_server, slow
 
 

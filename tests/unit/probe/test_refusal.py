@@ -12,7 +12,8 @@ from textual.widgets import Input, Static
 from console.cli import main
 from console.config import SLO, EngineConfig
 from console.engines.registry import build_engine
-from console.probe.ladder import Probe, ProbeParams, refused
+from console.probe.ladder import Probe, refused
+from console.probe.params import ProbeParams
 from console.probe.record import ErrorKind, RequestRecord
 from console.ui.app import EngineDeckApp
 from tests.fakes.ollama_server import ollama_contract_server

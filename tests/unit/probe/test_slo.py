@@ -2,11 +2,10 @@
 
 import pytest
 
-from console.commands.probe import parse_slo
 from console.config import SLO
 from console.errors import ConfigError
 from console.probe.figures import LevelFigures
-from console.probe.slo import find_knee, judge, max_usable, slot_queueing, verdict
+from console.probe.slo import find_knee, judge, max_usable, parse_slo, slot_queueing, verdict
 from console.probe.stats import Dist
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from console.cli import main
-from console.commands.context import Context
+from console.services import Context
 from console.store.db import Store
 
 

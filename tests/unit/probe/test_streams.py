@@ -7,8 +7,8 @@ import time
 
 from console.engines.base import ChatEvent, EventKind, TokenSource, Usage
 from console.probe.figures import LevelTrace
-from console.probe.ladder import ProbeParams
 from console.probe.overhead import OverheadMeter
+from console.probe.params import ProbeParams
 from console.probe.streams import LevelStreams
 from tests.fakes.chat_only import ChatOnlyEngine
 

@@ -15,8 +15,9 @@ from console.config import SLO, EngineConfig
 from console.engines.openai import OpenAICompatEngine
 from console.errors import ConfigError, ProbeError
 from console.probe.figures import LevelFigures
-from console.probe.ladder import LevelProgress, Probe, ProbeParams
+from console.probe.ladder import LevelProgress, Probe
 from console.probe.overhead import MeterState, combine
+from console.probe.params import ProbeParams
 from console.probe.workers import EngineSource, workers_for
 from tests.fakes.synthetic_engine import MODEL
 from tests.unit.probe.test_accuracy import WAY_BACK_BOUND_S, true_figures, way_back_s

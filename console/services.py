@@ -1,6 +1,8 @@
 """Services for one run of enginedeck, built from the command line and the config, closed at the end.
 
-Both the headless commands and the TUI get their services from here, so both behave the same way.
+The one container of a process's services (registry, store, audit trail, actions): the headless commands and the
+TUI both get theirs from here, so both behave the same way, and neither imports the other. Each service is built
+on first use, so opening the TUI or running `enginedeck ps` pays only for what it touches.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class Context:
         if self._audit is None:
             from console.audit.trail import AuditTrail
 
-            self._audit = AuditTrail.for_config(self.config, store=await self.store())
+            self._audit = AuditTrail.for_config(self.config, (await self.store()).audit)
         return self._audit
 
     async def actions(self) -> Actions:
