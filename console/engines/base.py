@@ -98,6 +98,9 @@ class LoadedModel:
     name: str
     size: int | None = None  # bytes resident in total
     size_vram: int | None = None  # bytes of that in GPU memory (None: the engine does not say)
+    # Where size_vram came from: "engine" (it said so), "nvml:pid 1234" (its process's memory, console/fit/
+    # attribute.py); None until attributed.
+    size_vram_source: str | None = None
     context_length: int | None = None
     expires_at: datetime | None = None  # Ollama keep-alive
     status: str | None = None  # llama.cpp router status, "sleeping" for vLLM sleep mode
