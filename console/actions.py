@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from console.engine_lock import ActionInProgressError, EngineLock, Holder
 from console.engines.base import Engine, Op, PullProgress, SwapResult
 from console.errors import EngineDeckError, EngineTimeoutError, ReadOnlyError, UnreachableError
+from console.fitting import record_load
 
 if TYPE_CHECKING:
     from console.store.db import Store
@@ -125,6 +126,12 @@ class Actions:
 
     async def load(self, engine: Engine, model: str, keep_alive: str | float | None = None) -> None:
         await self._run(Op.LOAD, engine, model, {"keep_alive": keep_alive}, lambda: engine.load(model, keep_alive))
+
+    async def record_fit(self, engine: Engine, model: str) -> None:
+        """After a load: what the model took beside what was predicted for it (console/fitting.py), so the overhead
+        term is fitted from this box's loads. Callers call it after timing the load; not storing it is a warning."""
+        if self.store is not None and (warning := await record_load(engine, model, self.store)) is not None:
+            self.warnings.append(warning)
 
     async def unload(self, engine: Engine, model: str) -> None:
         await self._run(Op.UNLOAD, engine, model, {}, lambda: engine.unload(model))

@@ -165,12 +165,17 @@ def _finish(args: argparse.Namespace, errors: list[dict[str, str]], answered: in
 
 
 async def _list_view(args: argparse.Namespace, ctx: Context, call: Callable[[Engine], Awaitable[list[Item]]],
-                     key: str, headers: tuple[Col, ...], row: Callable[[Engine, Item], tuple[Any, ...]]) -> int:
-    """`models` and `ps`: the items of ENGINE or of every engine, as JSON under `key` or as a table."""
+                     key: str, headers: tuple[Col, ...], row: Callable[[Engine, Item], tuple[Any, ...]],
+                     then: Callable[[list[tuple[Engine, Item]]], Awaitable[list[tuple[Engine, Item]]]] | None = None,
+                     ) -> int:
+    """`models` and `ps`: the items of ENGINE or of every engine (passed through `then`, if given), as JSON under
+    `key` or as a table."""
     gathered = await _gather(args, ctx, call)
     if gathered is None:
         return _nothing(args, ctx, key)
     rows, errors, answered = gathered
+    if then is not None:
+        rows = await then(rows)
     if args.json:
         print_json({key: [_row_json(e, m) for e, m in rows], "errors": errors})
     else:
@@ -191,16 +196,21 @@ async def run_models(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def run_ps(args: argparse.Namespace, ctx: Context) -> int:
+    from console.fitting import attribute_rows
+
     return await _list_view(
         args, ctx, lambda e: e.loaded_models(), "loaded",
         PS_COLUMNS,
         lambda e, m: (e.name, m.name, human_bytes(m.size) if m.size else None, _vram(m), m.context_length,
-                      expires_in(m.expires_at) if m.expires_at else m.status))
+                      expires_in(m.expires_at) if m.expires_at else m.status),
+        then=attribute_rows)
 
 
 def _vram(m: LoadedModel) -> str | None:
     if m.size_vram is None:
         return None
+    if m.size_vram_source and m.size_vram_source != "engine":  # the engine's processes, not a split of its size
+        return f"{human_bytes(m.size_vram)} ({m.size_vram_source.split(':', 1)[0]})"
     split = vram_split(m.size, m.size_vram)
     return f"{human_bytes(m.size_vram)} ({split})" if m.size else human_bytes(m.size_vram)
 

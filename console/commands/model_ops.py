@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.actions import ActionCancelledError
+from console.argtypes import positive_int
 from console.commands.output import print_json, rewrite_line
-from console.errors import EngineDeckError
+from console.errors import ConfigError, EngineDeckError
+from console.fit.predict import CACHE_BYTES
 from console.logs.sanitize import neutralise, one_line
 from console.present.format import human_bytes
 
@@ -46,8 +48,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.set_defaults(handler=handler)
         return p
 
-    engine_command("load", "load a model into memory", _cancellable(run_load), "model").add_argument(
-        "--keep-alive", metavar="D", type=keep_alive, help=KEEP_ALIVE_HELP)
+    load = engine_command("load", "load a model into memory", _cancellable(run_load), "model")
+    load.add_argument("--keep-alive", metavar="D", type=keep_alive, help=KEEP_ALIVE_HELP)
+    load.add_argument("--dry-run", action="store_true",
+                      help="load nothing: predict the memory it needs against what is free (exit 1: will not fit)")
+    load.add_argument("--ctx", metavar="N", type=positive_int,
+                      help="with --dry-run: tokens per slot (default: what the engine is set to)")
+    load.add_argument("--slots", metavar="N", type=positive_int,
+                      help="with --dry-run: parallel sequences (default: what the engine is set to)")
+    load.add_argument("--cache-type", metavar="T", choices=sorted(CACHE_BYTES),
+                      help="with --dry-run: KV cache type (f16, q8_0, q4_0, ...; default f16)")
+    load.add_argument("--on", choices=("gpu", "cpu"),
+                      help="with --dry-run: where the model will live (default: the GPU when NVML sees one)")
     engine_command("unload", "unload a model from memory", _cancellable(run_unload), "model")
     engine_command("swap", "unload OLD, load NEW, time its first token; put OLD back if NEW fails",
                    _cancellable(run_swap), "old", "new").add_argument("--keep-alive", metavar="D", type=keep_alive,
@@ -144,12 +156,40 @@ def _name(text: str) -> str:
 
 
 async def run_load(args: argparse.Namespace, ctx: Context) -> int:
+    if args.dry_run:
+        return await _dry_run(args, ctx)
+    if args.ctx or args.slots or args.cache_type or args.on:
+        raise ConfigError("--ctx, --slots, --cache-type and --on go with --dry-run",
+                          hint="the engine's own settings decide a real load")
     actions, engine = await _prepare(args, ctx)
     with _ctrl_c_cancels(actions, engine):
         seconds = await _timed(actions.load(engine, args.model, args.keep_alive))
+    await actions.record_fit(engine, args.model)
     return _model_done(args, actions, engine, "load", seconds,
                        f"loaded {_name(args.model)} on {_name(engine.name)} in {seconds:.2f} s",
                        keep_alive=args.keep_alive)
+
+
+async def _dry_run(args: argparse.Namespace, ctx: Context) -> int:
+    """Predicted need against free memory; nothing is loaded, so no lock, no audit record, --read-only is fine."""
+    from console.fit.plan import WONT_FIT
+    from console.fitting import will_it_fit
+    from console.present.fit import fit_json, fit_line
+
+    engine = await ctx.engine(args.engine)
+    try:
+        store = await ctx.store()
+    except EngineDeckError:
+        store = None  # an unwritable history: the default overhead instead of the fitted one
+    answer = await will_it_fit(engine, args.model, store, context=args.ctx, slots=args.slots, cache=args.cache_type,
+                               device=args.on)
+    if args.json:
+        print_json(fit_json(answer))
+    else:
+        print(f"{_name(args.model)} on {_name(engine.name)}: {fit_line(answer)}")
+        for note in answer.notes:
+            print(f"  note: {one_line(note, 300)}")
+    return 1 if answer.verdict == WONT_FIT else 0
 
 
 async def run_unload(args: argparse.Namespace, ctx: Context) -> int:

@@ -179,7 +179,9 @@ class LlamaCppEngine(OpenAICompatEngine):
             parameter_size=_parameter_size(meta.get("n_params")),
             context_length=n_ctx,
             status=state,
-            details={k: v for k, v in entry.items() if k in ("owned_by", "meta", "aliases", "path", "source")},
+            details={**{k: v for k, v in entry.items() if k in ("owned_by", "meta", "aliases", "path", "source")},
+                     # a router child's command line: where its model file is, its context and slots (docs/fit.md)
+                     **({"args": status["args"]} if isinstance(status.get("args"), list) else {})},
         )
 
     async def loaded_models(self) -> list[LoadedModel]:

@@ -48,28 +48,31 @@ def names_in(cmdline: Sequence[str]) -> set[str]:
     return names
 
 
+def assign(loaded: Sequence[LoadedModel], on_gpu: Mapping[int, int], *,
+           cmdlines: Mapping[int, Sequence[str]] | None = None) -> dict[int, tuple[int, ...]]:
+    """{index in `loaded`: the GPU pids whose memory is that model's}, by the rules above; a model the engine
+    reports itself, or one that cannot be told apart, has no entry. `cmdlines` ({pid: argv}) is read from /proc
+    when not given (tests pass their own)."""
+    if not on_gpu:
+        return {}
+    bases = [i for i, m in enumerate(loaded) if not m.details.get("parent")]  # a LoRA adapter shares its base's
+    resident = [i for i in bases if loaded[i].size_vram is None and loaded[i].status in RESIDENT]
+    if len(resident) == 1 and len(bases) == 1:
+        return {resident[0]: tuple(sorted(on_gpu))}
+    argv = cmdlines if cmdlines is not None else {pid: _cmdline(pid) for pid in on_gpu}
+    found = {i: tuple(sorted(pid for pid in on_gpu if loaded[i].name in names_in(argv.get(pid, ()))))
+             for i in resident}
+    return {i: pids for i, pids in found.items() if pids}
+
+
 def attribute(loaded: Sequence[LoadedModel], on_gpu: Mapping[int, int], *,
               cmdlines: Mapping[int, Sequence[str]] | None = None) -> list[LoadedModel]:
-    """`loaded` with `size_vram` (and its source) filled in from `on_gpu`, the engine's {pid: GPU bytes}.
-
-    `cmdlines` ({pid: argv}) is read from /proc when not given (tests pass their own)."""
+    """`loaded` with `size_vram` and `size_vram_source` filled in from `on_gpu`, the engine's {pid: GPU bytes}."""
     out = [replace(m, size_vram_source=ENGINE_SAYS) if m.size_vram is not None and m.size_vram_source is None
            else m for m in loaded]
-    if not on_gpu:
-        return out
-    bases = [i for i, m in enumerate(out) if not m.details.get("parent")]  # a LoRA adapter shares its base's memory
-    resident = [i for i in bases if out[i].size_vram is None and out[i].status in RESIDENT]
-    if len(resident) == 1 and len(bases) == 1:
-        pids = tuple(sorted(on_gpu))
-        i = resident[0]
-        out[i] = replace(out[i], size_vram=sum(on_gpu.values()), size_vram_source=Measured(0, "gpu", pids).source)
-        return out
-    argv = cmdlines if cmdlines is not None else {pid: _cmdline(pid) for pid in on_gpu}
-    for i in resident:
-        pids = tuple(sorted(pid for pid in on_gpu if out[i].name in names_in(argv.get(pid, ()))))
-        if pids:
-            out[i] = replace(out[i], size_vram=sum(on_gpu[p] for p in pids),
-                             size_vram_source=Measured(0, "gpu", pids).source)
+    for i, pids in assign(out, on_gpu, cmdlines=cmdlines).items():
+        measured = Measured(sum(on_gpu[p] for p in pids), "gpu", pids)
+        out[i] = replace(out[i], size_vram=measured.bytes, size_vram_source=measured.source)
     return out
 
 

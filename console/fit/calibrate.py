@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 MIB = 1 << 20
 MIN_RECORDS = 3
@@ -46,10 +47,22 @@ class Overhead:
         return f"fitted from {self.records} load{'s' if self.records != 1 else ''}"
 
 
+class Residual(Protocol):
+    """One load as the fit needs it (the store's FitRow is one): the engine kind, where the model lives, the
+    formula's model part and the measured bytes."""
+
+    @property
+    def engine_kind(self) -> str: ...
+    @property
+    def memory(self) -> str: ...
+    @property
+    def predicted_model(self) -> int: ...
+    @property
+    def measured(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class FitRecord:
-    """One load: the engine kind, where the model lives, the formula's model part and the measured bytes."""
-
     engine_kind: str
     memory: str
     predicted_model: int
@@ -60,7 +73,7 @@ def default_overhead(engine_kind: str, memory: str) -> Overhead:
     return Overhead(engine_kind, memory, DEFAULTS.get((engine_kind, memory), FALLBACK), 0)
 
 
-def fit_overhead(engine_kind: str, memory: str, records: Iterable[FitRecord]) -> Overhead:
+def fit_overhead(engine_kind: str, memory: str, records: Iterable[Residual]) -> Overhead:
     """The median residual of the newest records of this kind (newest first in `records`), or the default."""
     mine = [r for r in records if r.engine_kind == engine_kind and r.memory == memory][:WINDOW]
     if len(mine) < MIN_RECORDS:

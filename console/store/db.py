@@ -18,6 +18,7 @@ import aiosqlite
 from console.errors import StoreError
 from console.store.audit import AuditRepo
 from console.store.connection import BUSY_TIMEOUT_MS, Db, guard
+from console.store.fit_records import FitRecordsRepo
 from console.store.migrations import LATEST, STEPS, split_statements
 from console.store.model_events import ModelEventsRepo
 from console.store.probes import ProbesRepo
@@ -34,6 +35,7 @@ class Store:
         self.model_events: ModelEventsRepo = ModelEventsRepo(db)
         self.probes: ProbesRepo = ProbesRepo(db)
         self.audit: AuditRepo = AuditRepo(db)
+        self.fit_records: FitRecordsRepo = FitRecordsRepo(db)
 
     @classmethod
     async def open(cls, path: Path) -> Store:

@@ -123,7 +123,28 @@ UPDATE messages SET params_json = (SELECT s.params_json FROM sessions s WHERE s.
 CREATE INDEX sessions_by_recency ON sessions(archived, updated_at DESC);
 """
 
-STEPS: tuple[str, ...] = (V1, V2)
+# v3: will-it-fit records (docs/fit.md): each load's predicted need, term by term, beside what the engine's
+# processes held afterwards, so the overhead term is fitted from this box's own loads.
+V3 = """
+CREATE TABLE fit_records (
+    id               INTEGER PRIMARY KEY,
+    ts               REAL    NOT NULL,
+    engine           TEXT    NOT NULL,
+    engine_kind      TEXT    NOT NULL,
+    model            TEXT    NOT NULL,
+    memory           TEXT    NOT NULL CHECK (memory IN ('gpu', 'host')),
+    context          INTEGER NOT NULL,
+    slots            INTEGER NOT NULL,
+    predicted_model  INTEGER NOT NULL,
+    overhead         INTEGER NOT NULL,
+    measured         INTEGER NOT NULL,
+    measured_source  TEXT    NOT NULL,
+    detail_json      TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX fit_records_by_kind ON fit_records(engine_kind, memory, id);
+"""
+
+STEPS: tuple[str, ...] = (V1, V2, V3)
 LATEST = len(STEPS)
 
 

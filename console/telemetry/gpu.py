@@ -159,34 +159,6 @@ class GpuMonitor:
                 self._nvml = None
 
 
-# Weights are most of a model's footprint; the KV cache and runtime buffers add to it. 15% over the file
-# size is a deliberately rough floor: the estimate warns, it never blocks a load.
-FIT_OVERHEAD = 1.15
-
-
-@dataclass(frozen=True)
-class FitEstimate:
-    fits: bool | None  # None: cannot tell (no GPU data or no model size)
-    need_bytes: int | None
-    free_bytes: int | None
-    text: str
-
-
-def estimate_fit(model_bytes: int | None, snapshot: GpuSnapshot) -> FitEstimate:
-    if not snapshot.available:
-        return FitEstimate(None, None, None, f"cannot estimate VRAM fit: {snapshot.reason}")
-    free = snapshot.free_vram
-    if model_bytes is None or free is None:
-        return FitEstimate(None, None, free, "cannot estimate VRAM fit: the model size is unknown")
-    need = int(model_bytes * FIT_OVERHEAD)
-    gib = 2**30
-    if need <= free:
-        return FitEstimate(True, need, free, f"needs ≈{need / gib:.1f} GiB, {free / gib:.1f} GiB free on GPU")
-    return FitEstimate(False, need, free,
-                       f"will not fit: needs ≈{need / gib:.1f} GiB, only {free / gib:.1f} GiB free on GPU "
-                       "(it may load partly on CPU and run slowly, or fail)")
-
-
 def main() -> int:
     """`python -m console.telemetry.gpu`: one snapshot as JSON, each GPU process with its owner's command line.
 

@@ -488,6 +488,9 @@ class _Handler(FakeHandler):
         info: dict[str, Any] = {
             "general.architecture": m.family, "general.file_type": 7, "general.parameter_count": 1_235_814_432,
             "general.quantization_version": 2, f"{m.family}.embedding_length": 2048,
+            # Llama 3.2 1B's shape, as Ollama's model_info gives it (the GGUF keys): what a fit prediction reads
+            f"{m.family}.block_count": 16, f"{m.family}.attention.head_count": 32,
+            f"{m.family}.attention.head_count_kv": 8, f"{m.family}.vocab_size": 128256,
             "tokenizer.ggml.tokens": None,
         }
         if m.context_length:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 KEEP_ALIVE_CHOICES = [("", "engine default"), ("5m", "5 minutes"), ("30m", "30 minutes"), ("1h", "1 hour"),
                       ("24h", "24 hours"), ("-1", "forever (until unloaded)")]
 SORTS = ("name", "size", "modified")
+FIT_TIMEOUT_S = 5.0  # the load dialog waits this long for the engine to say where the model is
 MUTATING = {"load": Op.LOAD, "unload": Op.UNLOAD, "swap": Op.SWAP, "pull": Op.PULL, "delete": Op.DELETE}
 ENGINE_WIDTH, MODEL_WIDTH = 16, 32  # longer names are elided in the middle: the state column stays in view
 
@@ -332,24 +333,38 @@ class ModelsScreen(Screen[None]):
 
     @work(group="models-action", exit_on_error=False)
     async def _load(self, row: Row) -> None:
-        import asyncio
-
-        from console.telemetry.gpu import estimate_fit
-
-        gpu = await asyncio.to_thread(self.app.gpu_monitor.sample)  # type: ignore[attr-defined]
-        fit = estimate_fit(row.model.size, gpu)
+        fits, line = await self._fit_line(row)
         keep_alive: str | None = ""
         if row.engine.kind == "ollama":
             keep_alive = await self.app.push_screen_wait(ChoiceDialog(
-                f"Load {row.model.name}: keep it loaded for", KEEP_ALIVE_CHOICES,
-                hint=fit.text if fit.fits is not True else ""))
+                f"Load {row.model.name}: keep it loaded for", KEEP_ALIVE_CHOICES, hint=line))
             if keep_alive is None:
                 return
-        elif fit.fits is False and not await self.app.push_screen_wait(
-                ConfirmDialog(f"Load {row.model.name}?", "The VRAM estimate says it may not fit.", warning=fit.text)):
+        elif not await self.app.push_screen_wait(ConfirmDialog(
+                f"Load {row.model.name}?", line if fits else f"on {row.engine.name}",
+                warning=None if fits else line)):
             return
-        await self._run("load", row.engine, row.model.name,
-                        lambda a: a.load(row.engine, row.model.name, keep_alive or None))
+        if await self._run("load", row.engine, row.model.name,
+                           lambda a: a.load(row.engine, row.model.name, keep_alive or None)) is not None:
+            actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+            await actions.record_fit(row.engine, row.model.name)  # after the load's own time (docs/fit.md)
+
+    async def _fit_line(self, row: Row) -> tuple[bool, str]:
+        """Will it fit (console/fitting.py), as the load dialog's line: (no need to warn, the line)."""
+        import asyncio
+
+        from console.fit.plan import FITS, UNKNOWN
+        from console.fitting import will_it_fit
+        from console.present.fit import fit_line
+
+        try:
+            async with asyncio.timeout(FIT_TIMEOUT_S):
+                answer = await will_it_fit(row.engine, row.model.name, getattr(self.app, "store", None))
+        except TimeoutError:
+            return True, f"memory need: not predicted (no answer within {FIT_TIMEOUT_S:.0f} s)"
+        except EngineDeckError as exc:
+            return True, f"memory need: not predicted ({one_line(str(exc), 200)})"
+        return answer.verdict in (FITS, UNKNOWN), f"memory: {fit_line(answer)}"
 
     def action_unload(self) -> None:
         if (row := self.selected) is not None:

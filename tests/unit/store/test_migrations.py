@@ -7,7 +7,7 @@ import pytest
 
 from console.errors import StoreError
 from console.store.db import Store
-from console.store.migrations import LATEST, STEPS, V1, split_statements
+from console.store.migrations import LATEST, STEPS, V1, V2, split_statements
 
 
 def _make_v1(path):
@@ -45,7 +45,7 @@ async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
     _make_v1(path)
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == LATEST  # v2 and every step after it
         messages = await store.sessions.messages(1)
         assert [m.content for m in messages] == ["why is the sky blue", "Rayleigh scattering"]
         assert messages[0].params is None  # a user message has no generation parameters
@@ -78,6 +78,32 @@ async def test_newer_schema_is_refused_with_a_clear_message(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="newer than this enginedeck"):
         await Store.open(path)
+
+
+async def test_v2_to_v3_adds_fit_records_and_keeps_rows(tmp_path):
+    path = tmp_path / "v2.db"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for statement in split_statements(V2):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == 3
+        assert [s.title for s in await store.sessions.list()] == ["old"]
+        first = await store.fit_records.record(engine="e", engine_kind="llamacpp", model="m", memory="gpu",
+                                               context=1024, slots=4, predicted_model=900, overhead=100,
+                                               measured=1050, measured_source="nvml:pid 7", detail={"kv": 1})
+        (row,) = await store.fit_records.recent(engine_kind="llamacpp", memory="gpu")
+        assert (row.id, row.predicted, row.measured_source, row.detail) == (first, 1000, "nvml:pid 7", {"kv": 1})
+        assert await store.fit_records.recent(engine_kind="llamacpp", memory="host") == []
+        with pytest.raises(ValueError, match="memory kind"):
+            await store.fit_records.record(engine="e", engine_kind="k", model="m", memory="disk", context=1,
+                                           slots=1, predicted_model=1, overhead=1, measured=1, measured_source="x")
+    finally:
+        await store.close()
 
 
 def test_split_statements_keeps_triggers_whole():

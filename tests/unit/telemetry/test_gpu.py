@@ -81,19 +81,6 @@ def test_readings(monkeypatch, power_supported):
     assert snap.free_vram == 140 * 2**30
 
 
-def test_fit_estimate(monkeypatch):
-    from console.telemetry.gpu import GpuSnapshot, estimate_fit
-
-    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml())
-    snap = GpuMonitor().sample()  # 140 GiB free in all
-    assert estimate_fit(100 * 2**30, snap).fits is True
-    too_big = estimate_fit(130 * 2**30, snap)
-    assert too_big.fits is False and "will not fit" in too_big.text
-    assert estimate_fit(None, snap).fits is None
-    none = estimate_fit(2**30, GpuSnapshot(available=False, reason="no NVIDIA GPU"))
-    assert none.fits is None and "no NVIDIA GPU" in none.text
-
-
 def test_every_nvml_call_exists_in_the_real_package():
     """The fake NVML above cannot catch a misspelt function; the real nvidia-ml-py (installed, no GPU needed) can.
     A misspelling once passed every fake test and failed on the first real H100."""
