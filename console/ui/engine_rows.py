@@ -12,6 +12,9 @@ from console.logs.sanitize import neutralise, one_line
 from console.present.format import DASH, elide_middle, expires_in, human_bytes, latency, pct, vram_split
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from console.engines.base import LoadedModel
     from console.engines.poll import EngineStatus
 
 # The verdict first (health; where a model sits and until when), so 80 columns show it whatever the names.
@@ -38,13 +41,22 @@ def engine_row(s: EngineStatus) -> tuple[str, ...]:
     )
 
 
-def loaded_rows(s: EngineStatus) -> list[tuple[str, ...]]:
+def where(lm: LoadedModel) -> str:
+    """Like `ollama ps` where the engine says so; the GPU memory of the model's process where NVML says so
+    (console/fit/attribute.py: the file's size would make any split meaningless)."""
+    if lm.size_vram is not None and lm.size_vram_source and lm.size_vram_source != "engine":
+        return f"GPU {human_bytes(lm.size_vram)}"
+    return vram_split(lm.size, lm.size_vram)
+
+
+def loaded_rows(s: EngineStatus, loaded: Sequence[LoadedModel] | None = None) -> list[tuple[str, ...]]:
+    """`loaded`: the engine's loaded models with their VRAM attributed (default: as the engine gave them)."""
     rows: list[tuple[str, ...]] = []
-    for lm in s.loaded:
+    for lm in s.loaded if loaded is None else loaded:
         status = lm.status or expires_in(lm.expires_at)
         if s.metrics is not None and s.metrics.sleeping:
             status = "sleeping"
-        rows.append((neutralise(s.name), neutralise(lm.name), vram_split(lm.size, lm.size_vram), human_bytes(lm.size),
+        rows.append((neutralise(s.name), neutralise(lm.name), where(lm), human_bytes(lm.size),
                      neutralise(status),
                      str(lm.context_length) if lm.context_length else DASH))
     return rows

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from console.engines.base import Engine
     from console.engines.poll import EngineStatus, FirstPoll
+    from console.fitting import GpuOwners
     from console.telemetry.gpu import GpuSnapshot
     from console.telemetry.host import HostSnapshot
     from console.telemetry.processes import EngineProcess
@@ -155,6 +156,7 @@ class DashboardScreen(Screen[None]):
         self._tok_rates: dict[str, float] = {}
         self._tables: asyncio.Future[None] | None = None  # mounting the tables, then mounted
         self._gpu_seen = False  # the last sample found a GPU: sample in a thread
+        self._vram: GpuOwners | None = None  # the GPU memory of each engine's processes (console/fitting.py)
         self._room = 0  # the width the tables' names were fitted to
         self._shown = asyncio.Event()  # clear while another screen is shown: no polls, no samples
         self._shown.set()  # a screen is built when it is first shown
@@ -326,7 +328,12 @@ class DashboardScreen(Screen[None]):
             return
         self._statuses[status.name] = status
         self._note_tokens(status)
-        rows = (engine_row(status), loaded_rows(status), problem_line(status))
+        loaded = None
+        if self._vram is not None and self._vram.by_engine.get(status.name):
+            from console.fitting import attributed
+
+            loaded = attributed(status.name, list(status.loaded), self._vram)
+        rows = (engine_row(status), loaded_rows(status, loaded), problem_line(status))
         if self._rows.get(status.name) != rows:
             self._rows[status.name] = rows
             self._schedule_show()
@@ -458,7 +465,7 @@ class DashboardScreen(Screen[None]):
         return scan_due or self.app.host_monitor.slow_due  # type: ignore[attr-defined]
 
     def _sample(self, urls: frozenset[tuple[str, str]]
-                ) -> tuple[GpuSnapshot, HostSnapshot, dict[int, str], list[EngineProcess]]:
+                ) -> tuple[GpuSnapshot, HostSnapshot, dict[int, str], list[EngineProcess], GpuOwners | None]:
         import time
 
         from console.telemetry.processes import owner_of, ports_by_engine
@@ -476,10 +483,19 @@ class DashboardScreen(Screen[None]):
             for p in g.processes:
                 owner = owner_of(p.pid, self._processes)
                 owners[p.pid] = (owner.engine or owner.kind or owner.name) if owner else "?"
-        return gpu, host, owners, list(self._processes)
+        vram = None
+        if gpu.available:  # whose VRAM each engine process holds, for the models the engines do not report
+            from console.fitting import gpu_owners
+
+            vram = gpu_owners(dict(urls), gpu, self._processes)
+        return gpu, host, owners, list(self._processes), vram
 
     def _show_telemetry(self, gpu: GpuSnapshot, host: HostSnapshot, owners: Mapping[int, str],
-                        processes: list[EngineProcess]) -> None:
+                        processes: list[EngineProcess], vram: GpuOwners | None = None) -> None:
+        if vram != self._vram:  # the loaded models' VRAM changed hands: their rows are derived again
+            self._vram = vram
+            for status in list(self._statuses.values()):
+                self._take(status)
         self._set_text(self.query_one("#gpu-text", Static), "\n".join(gpu_lines(gpu, owners)))
         sparks = self.query_one("#sparks", SparkBar)
         if gpu.available:
