@@ -164,6 +164,8 @@ class _Reader:
 def read_header(path: str | Path) -> GgufHeader:
     """The header of the GGUF file at `path`. Reads only the header (a few MB at most for a large vocabulary)."""
     path = Path(path)
+    if not path.is_file():  # the path comes from the engine: a FIFO or a device would block or never end
+        raise GgufError(f"{path} is not a regular file", hint="is the engine's model path right?")
     try:
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size

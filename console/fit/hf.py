@@ -21,7 +21,13 @@ MAX_FILES = 10_000
 DTYPE_CACHE = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float8_e4m3fn": "fp8", "float8_e5m2": "fp8"}
 
 
+def _regular(path: Path) -> None:
+    if not path.is_file():  # the folder comes from the engine: a FIFO or a device would block or never end
+        raise ShapeError(f"{path} is not a regular file")
+
+
 def _json(path: Path) -> Any:
+    _regular(path)
     try:
         with path.open("rb") as f:
             data = f.read(MAX_JSON + 1)
@@ -37,6 +43,7 @@ def _json(path: Path) -> Any:
 
 def _safetensors_data(path: Path) -> int:
     """Bytes of tensor data in one .safetensors file: its size less the 8-byte length and the header."""
+    _regular(path)
     try:
         with path.open("rb") as f:
             head = f.read(8)

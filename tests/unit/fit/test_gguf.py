@@ -80,9 +80,18 @@ def test_bad_alignment(tmp_path):
         read_header(write(tmp_path, gguf([*llama_kvs(), kv("general.alignment", U32, 24)], [], data=0)))
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(GgufError, match="cannot read"):
-        read_header(tmp_path / "nope.gguf")
+@pytest.mark.parametrize("make", ["missing", "fifo", "dir"])
+def test_not_a_regular_file_is_refused_without_opening_it(tmp_path, make):
+    """The path comes from the engine: a FIFO would block the open forever, a device never end."""
+    import os
+
+    path = tmp_path / "m.gguf"
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "dir":
+        path.mkdir()
+    with pytest.raises(GgufError, match="not a regular file"):
+        read_header(path)
 
 
 def huge_vocabulary(tmp_path, n: int):
