@@ -7,7 +7,8 @@
                vLLM max_model_len x sequences. A sliding-window layer whose pattern is known holds
                min(cells, window x slots + ubatch) cells, llama.cpp's own rule; an unknown pattern counts every
                layer as full (an over-estimate, said in the notes)
-    output = slots x vocab x 4 bytes (the logits of one token per sequence, f32)
+    output = slots x vocab x 4 bytes (the logits of one token per sequence, f32); llama.cpp (and Ollama's runner)
+             keep it in pinned host memory when they offload, so it counts on the host only
     overhead = the runtime: code, allocator, compute graph buffers, on a GPU the CUDA context; a constant per engine
                kind and memory kind, fitted from enginedeck's own load records (console/fit/calibrate.py)
 
@@ -129,7 +130,8 @@ def predict(shape: ModelShape, *, engine_kind: str, context: int, slots: int, me
         notes.append(f"sliding window of {shape.sliding_window} with no per-layer pattern: every layer counted "
                      "at full context (an over-estimate)")
     weights = shape.gpu_weights_bytes if memory == "gpu" else shape.weights_bytes
-    output = slots * (shape.vocab or 0) * 4
+    on_host = memory == "host" or engine_kind not in ("llamacpp", "ollama")  # llama.cpp: a CUDA_Host buffer
+    output = slots * (shape.vocab or 0) * 4 if on_host else 0
     if shape.vocab is None:
         notes.append("vocabulary size unknown: the output buffer is left out")
     return Prediction(engine_kind, memory, weights, math.ceil(kv), output, overhead, overhead_source, cells, slots,

@@ -41,6 +41,8 @@ def test_smollm2_matches_llama_cpp_log():
     q8 = predict(shape, engine_kind="llamacpp", context=1024, slots=4, memory="host", overhead=0,
                  cache_k="q8_0", cache_v="q8_0")
     assert q8.kv == round(90 * MIB * 34 / 64)
+    gpu = predict(shape, engine_kind="llamacpp", context=1024, slots=4, memory="gpu", overhead=0)
+    assert gpu.output == 0 and gpu.kv == 90 * MIB  # llama.cpp's output buffer is pinned host memory ("CUDA_Host")
 
 
 def test_gqa_uses_kv_heads_not_query_heads():
