@@ -208,6 +208,8 @@ async def run_swap(args: argparse.Namespace, ctx: Context) -> int:
     actions, engine = await _prepare(args, ctx)
     with _ctrl_c_cancels(actions, engine):
         r = await actions.swap(engine, args.old, args.new, args.keep_alive)
+    if r.ok:
+        await actions.record_fit(engine, args.new)  # a swap is a load too (docs/fit.md, "Calibration")
     result = {"action": "swap", "engine": engine.name, "old": r.old, "new": r.new, "ok": r.ok,
               "unload_s": r.unload_s, "load_s": r.load_s, "first_token_s": r.first_token_s,
               "rolled_back": r.rolled_back, "error": r.error, "verified": r.outcome,

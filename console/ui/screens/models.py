@@ -395,6 +395,8 @@ class ModelsScreen(Screen[None]):
         if result is None:
             return
         if result.ok:
+            actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+            await actions.record_fit(row.engine, new)  # a swap is a load too (docs/fit.md)
             self.notify(f"unload {ms(result.unload_s)} · load {ms(result.load_s)} · first token "
                         f"{ms(result.first_token_s)}", title=f"Swapped to {neutralise(new)}", markup=False)
         else:
