@@ -41,6 +41,8 @@ DEFAULT_ALIGNMENT = 32
 _SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
                             11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
+CHUNK = 1 << 18  # two of these at most are alive at once: the bound on what skipping strings holds
 
 
 class GgufError(EngineDeckError):
@@ -149,16 +151,28 @@ class _Reader:
             if length > MAX_STRINGS:
                 raise self.fail(f"a string array of {length} items is longer than the {MAX_STRINGS} this reader "
                                 "accepts")
-            for _ in range(length):  # each string's length is checked against what is left of the file
-                self.skip(self._string_length())
+            self.skip_strings(length)
             return GgufArray(item_type, length)
         raise self.fail(f"an array of type {item_type} (nested arrays are not read)")
 
-    def _string_length(self) -> int:
-        n = self.u64()
-        if n > MAX_STRING:
-            raise self.fail(f"a string of {n} bytes is longer than the {MAX_STRING} this reader accepts")
-        return n
+    def skip_strings(self, count: int) -> None:
+        """Skip `count` strings, reading their lengths from one buffer of at most `CHUNK` bytes at a time (a
+        vocabulary is hundreds of thousands of short strings: one read and one seek each would cost seconds)."""
+        unpack = _U64.unpack_from
+        base, buf, pos = self.f.tell(), b"", 0  # buf holds the file from offset base
+        for _ in range(count):
+            if pos + 8 > len(buf):
+                base += pos
+                self.f.seek(base)
+                buf, pos = self.f.read(CHUNK), 0
+                if len(buf) < 8:
+                    raise self.fail(f"truncated or corrupt GGUF header (a string array ends at offset {base})")
+            (n,) = unpack(buf, pos)
+            if n > MAX_STRING:
+                raise self.fail(f"a string of {n} bytes is longer than the {MAX_STRING} this reader accepts")
+            pos += 8 + n
+        self.f.seek(base)
+        self.skip(pos)
 
 
 def read_header(path: str | Path) -> GgufHeader:
