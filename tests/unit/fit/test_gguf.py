@@ -58,6 +58,12 @@ def test_the_lab_model_when_built():
      "longer than"),
     # a u32 array claiming a million items in a file of a few bytes: checked against what is left, not read
     (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + s("k") + struct.pack("<IIQ", ARRAY, U32, 1_000_000), "truncated"),
+    # a string array whose second string runs past the end of the file
+    (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + s("k") + struct.pack("<IIQ", ARRAY, STRING, 2) + s("ab")
+     + struct.pack("<Q", 10_000) + b"x" * 10, "truncated"),
+    # a string array with one string past the per-string bound
+    (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + s("k") + struct.pack("<IIQ", ARRAY, STRING, 2) + s("ab")
+     + struct.pack("<Q", 2**40), "longer than"),
     # nested arrays are not read
     (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + s("k") + struct.pack("<IIQ", ARRAY, ARRAY, 1) + b"\0" * 16,
      "nested"),
