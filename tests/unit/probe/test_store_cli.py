@@ -17,13 +17,13 @@ async def test_repo_round_trip(tmp_path):
                                   params={"levels": [1, 2]}, slo={"ttft_p90_s": 1.0}, environment={"host": "h"})
         await repo.save_level(run_id, 2, {"concurrency": 2, "agg_tok_s": 20.0})
         await repo.save_level(run_id, 1, {"concurrency": 1, "agg_tok_s": 9.0})
-        await repo.save_level(run_id, 1, {"concurrency": 1, "agg_tok_s": 10.0})  # a level saved twice: replaced
+        await repo.save_level(run_id, 1, {"concurrency": 1, "agg_tok_s": 10.0})  # c=1 again (the noise guard): kept
         running = await repo.get(run_id)
         assert running.status == "running" and running.finished_at is None
         await repo.finish(run_id, "cancelled", {"max_usable_concurrency": 1})
         run = await repo.get(run_id)
         assert run.status == "cancelled" and run.finished_at is not None
-        assert [lv["agg_tok_s"] for lv in run.levels] == [10.0, 20.0]
+        assert [lv["agg_tok_s"] for lv in run.levels] == [20.0, 9.0, 10.0]  # in the order measured
         assert run.verdict == {"max_usable_concurrency": 1} and run.environment == {"host": "h"}
         other = await repo.start(engine="b", engine_kind=None, engine_version=None, model="m2", params={}, slo={})
         assert [r.id for r in await repo.recent()] == [other, run_id]
