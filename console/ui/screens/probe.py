@@ -44,8 +44,10 @@ HISTORY_LIMIT = 200
 READ_ONLY = "read-only mode (--read-only): no probes (a probe loads the model and puts load on the engine)"
 # The verdict first: at 80 columns the figures that answer "how many users" are in view, the detail is to the
 # right (the table scrolls). (CLI header, TUI header); a header the CLI adds later goes at the end.
-LEVEL_COLUMNS = (("C", "C"), ("SLO", "SLO"), ("TOK/S", "TOK/S"), ("REQ/S", "REQ/S"), ("ACHIEVED", "ACHIEVED"),
-                 ("p90", "TTFT p90"), ("DECODE p10", "DECODE p10"), ("ERR", "ERR"), ("OK", "OK"),
+LEVEL_COLUMNS = (("C", "C"), ("SLO", "SLO"), ("SLO MET", "SLO MET 95%"), ("TOK/S", "TOK/S"), ("REQ/S", "REQ/S"),
+                 ("ACHIEVED", "ACHIEVED"), ("GOODPUT", "GOODPUT"), ("p90", "TTFT p90"),
+                 ("p90 95% CI", "p90 95% CI"), ("DECODE p10", "DECODE p10"), ("p10 95% CI", "p10 95% CI"),
+                 ("ERR", "ERR"), ("OK", "OK"),
                  ("TTFT p50", "TTFT p50"), ("p99", "TTFT p99"), ("TPOT p50", "TPOT p50"), ("ITL p50", "ITL p50"),
                  ("ITL p99", "ITL p99"))
 # The tab's widget that takes focus when escape leaves a form field.
@@ -378,7 +380,7 @@ class ProbeScreen(QuietWhenHidden):
     def _on_progress(self, p: LevelProgress) -> None:
         bar = self.query_one("#bar", ProgressBar)
         bar.update(total=max(p.total, 1), progress=p.done)
-        self._status(f"c={p.concurrency} {p.phase} {p.done}/{p.total} · errors {p.errors}")
+        self._status(f"{p.label} {p.phase} {p.done}/{p.total} · errors {p.errors}")
 
     # -- showing runs -----------------------------------------------------------------------------------------
 
@@ -401,9 +403,8 @@ class ProbeScreen(QuietWhenHidden):
         self._view = view
         table = self.query_one("#levels-table", DataTable)
         table.clear()
-        judged = {v.concurrency: v.passed for v in view.verdict.levels}
         for fig in view.levels:
-            table.add_row(*tui_level_row(fig, judged.get(fig.concurrency)))
+            table.add_row(*tui_level_row(fig, view.passed(fig)))
         lines = [f"run {view.run_id if view.run_id is not None else '—'} · {_name(view.engine)} · "
                  f"{_name(view.model)} · {view.status}", *verdict_lines(view)]
         lines.extend(f"warning: {one_line(w)}" for w in view.warnings[:3])
@@ -411,28 +412,39 @@ class ProbeScreen(QuietWhenHidden):
         self._plot(view)
 
     def _plot(self, view: RunView) -> None:
-        """Concurrency on a log2 axis (the ladder doubles); the max usable level is a vertical line."""
+        """Concurrency on a log2 axis (the ladder doubles; bisection levels fall between), or the open loop's rate;
+        the max usable level is a vertical line; TTFT p90's 95% interval is drawn as its two ends."""
         from textual_plotext import PlotextPlot
 
-        xs = [math.log2(f.concurrency) for f in view.levels]
-        usable = view.verdict.max_usable_concurrency
-        mark = f" · | max usable {usable}" if usable is not None else ""
+        open_loop = any(f.phase == "open" for f in view.levels)
+        levels = [f for f in view.levels if f.phase in (("open",) if open_loop else ("ladder", "bisection"))]
+        xs = [(f.rate or 0.0) if open_loop else math.log2(f.concurrency) for f in levels]
+        usable = view.verdict.max_rate if open_loop else view.verdict.max_usable_concurrency
+        mark = f" · | max {'rate' if open_loop else 'usable'} {usable:g}" if usable is not None else ""
         tok = self.query_one("#plot-tok", PlotextPlot)
         ttft = self.query_one("#plot-ttft", PlotextPlot)
-        for widget, title in ((tok, "aggregate tok/s"), (ttft, "TTFT ms p50 / p90")):
+        for widget, title in ((tok, "req/s achieved / goodput" if open_loop else "aggregate tok/s"),
+                              (ttft, "TTFT ms p50 / p90 (95% CI)")):
             widget.plt.clear_data()
             widget.plt.clear_figure()
             widget.plt.title(title + mark)
-            widget.plt.xlabel("concurrency")
+            widget.plt.xlabel("offered req/s" if open_loop else "concurrency")
             if xs:
-                widget.plt.xticks(xs, [str(f.concurrency) for f in view.levels])
+                widget.plt.xticks(xs, [f.label for f in levels])
         if xs:
-            tok.plt.plot(xs, [f.agg_tok_s or 0.0 for f in view.levels], marker="braille")
-            ttft.plt.plot(xs, [(f.ttft_s.p50 if f.ttft_s else 0.0) * 1000 for f in view.levels], label="p50")
-            ttft.plt.plot(xs, [(f.ttft_s.p90 if f.ttft_s else 0.0) * 1000 for f in view.levels], label="p90")
+            if open_loop:
+                tok.plt.plot(xs, [f.req_s or 0.0 for f in levels], marker="braille", label="achieved")
+                tok.plt.plot(xs, [f.goodput or 0.0 for f in levels], marker="braille", label="goodput")
+            else:
+                tok.plt.plot(xs, [f.agg_tok_s or 0.0 for f in levels], marker="braille")
+            ttft.plt.plot(xs, [(f.ttft_s.p50 if f.ttft_s else 0.0) * 1000 for f in levels], label="p50")
+            ttft.plt.plot(xs, [(f.ttft_s.p90 if f.ttft_s else 0.0) * 1000 for f in levels], label="p90")
+            for end, name in ((0, "p90 low"), (1, "p90 high")):
+                ttft.plt.plot(xs, [(iv[end] if (iv := f.interval("ttft_s", "p90")) else 0.0) * 1000 for f in levels],
+                              label=name, marker="dot")
             if usable is not None:
                 for widget in (tok, ttft):
-                    widget.plt.vline(math.log2(usable))
+                    widget.plt.vline(usable if open_loop else math.log2(usable))
         tok.refresh()
         ttft.refresh()
 
