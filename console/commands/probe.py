@@ -11,7 +11,7 @@ import asyncio
 import csv
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -232,7 +232,9 @@ async def _history(args: argparse.Namespace, ctx: Context) -> int:
             "run_id": r.id, "started_at": _iso(r.started_at), "status": r.status, "engine": r.engine,
             "engine_kind": r.engine_kind, "model": r.model,
             "max_usable_concurrency": (r.verdict or {}).get("max_usable_concurrency"),
+            "max_rate": (r.verdict or {}).get("max_rate"),
             "knee": (r.verdict or {}).get("knee"), "levels": (r.params or {}).get("levels"),
+            "rates": (r.params or {}).get("rates") or None,
         } for r in runs])
         return 0
     if not runs:
@@ -242,11 +244,23 @@ async def _history(args: argparse.Namespace, ctx: Context) -> int:
         [Col("ID", keep=9, right=True), Col("STARTED", keep=5), Col("ENGINE", "middle", keep=7),
          Col("MODEL", "middle", keep=8, min=14), Col("STATUS", keep=6), Col("LEVELS", "end", keep=3, min=8),
          Col("MAX USABLE", keep=9, right=True), Col("KNEE", keep=6, right=True)],
-        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status,
-          ",".join(str(n) for n in (r.params or {}).get("levels", [])),
-          (r.verdict or {}).get("max_usable_concurrency"), (r.verdict or {}).get("knee")] for r in runs],
+        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status, _steps(r.params or {}),
+          _usable(r.verdict or {}), (r.verdict or {}).get("knee")] for r in runs],
     )
     return 0
+
+
+def _steps(params: Mapping[str, Any]) -> str:
+    """A run's concurrency levels, or its open-loop rates as "2/s,5/s"."""
+    if params.get("rates"):
+        return ",".join(f"{r:g}/s" for r in params["rates"])
+    return ",".join(str(n) for n in params.get("levels", []))
+
+
+def _usable(verdict: Mapping[str, Any]) -> Any:
+    """Max usable concurrency, or for an open-loop run its max sustainable rate."""
+    rate = verdict.get("max_rate")
+    return f"{rate:g}/s" if rate is not None else verdict.get("max_usable_concurrency")
 
 
 async def _load(ctx: Context, run_id: int) -> RunView:

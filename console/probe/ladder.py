@@ -243,8 +243,10 @@ class Probe:
         """One request before the ladder: the engine's error in one line when it failed for any reason but load."""
         tag = "preflight"
         request = build_request(self.engine.kind, self.model, self.params, tag, 0)
-        first = self.params.max_in_flight if self.params.open_loop else self.params.levels[0]
-        self._progress(first, "warmup", 0, self.params.requests_for(first), 0)
+        if self.params.open_loop:
+            self._progress(self.params.max_in_flight, "warmup", 0, self.params.requests, 0, self.params.rates[0])
+        else:
+            self._progress(self.params.levels[0], "warmup", 0, self.params.requests_for(self.params.levels[0]), 0)
         rec = await measure(self.engine, request, index=-1, tag=tag, warmup=True, timeout_s=self.params.timeout_s)
         if rec.ok or rec.error is ErrorKind.BUSY:
             return None

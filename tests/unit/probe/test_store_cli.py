@@ -157,6 +157,10 @@ def test_probe_command_open_loop(cli_env, capsys):
     assert doc["max_rate"] == 5.0 and doc["max_usable_concurrency"] is None
     code, text = run_json(capsys, "probe", "show", str(doc["run_id"]), "--no-discover")
     assert "Max sustainable rate: 5/s" in text and "scheduled arrival" in text and "60/s" in text
+    code, history = run_json(capsys, "probe", "history", "--json", "--no-discover")
+    assert history[0]["max_rate"] == 5.0 and history[0]["rates"] == [5.0, 60.0]
+    code, text = run_json(capsys, "probe", "history", "--no-discover")
+    assert "5/s,60/s" in text
 
 
 @pytest.mark.parametrize(("argv", "said"), [
