@@ -182,12 +182,24 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    """Every host's engines, read back from a Prometheus that scrapes `enginedeck exporter` on each host
+    (docs/exporter.md)."""
+
+    prometheus_url: str | None = None  # e.g. http://127.0.0.1:9090; unset: the fleet is this box
+    host_name: str | None = None  # what this box's exporter calls it; default: the system's host name
+    # the most series one PromQL answer may hold; a fleet larger than this is cut and says so
+    max_series: int = setting(20_000, floor=1)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = setting(None, in_file=False)  # the file it came from, None when defaults only
     engines: tuple[EngineConfig, ...] = ()
     slo: SLO = setting(factory=SLO)
     ui: UIConfig = setting(factory=UIConfig)
     audit: AuditConfig = setting(factory=AuditConfig)
+    fleet: FleetConfig = setting(factory=FleetConfig)
     timeouts: Timeouts = setting(factory=Timeouts, flat=True)
     limits: WireLimits = setting(factory=WireLimits)
     discover: bool = setting(True, env=ENV_DISCOVER)
@@ -248,7 +260,8 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = Non
         raise ConfigError(f"{path}: cannot read ({exc})") from None
     reader = _Reader(path, text)
     config: Config = reader.table(Config, raw, (), {})
-    return with_environment(replace(config, path=path, engines=reader.engines(config.engines)), env)
+    return with_environment(replace(config, path=path, engines=reader.engines(config.engines),
+                                    fleet=reader.fleet(config.fleet)), env)
 
 
 Settings = TypeVar("Settings", bound="DataclassInstance")
@@ -403,6 +416,13 @@ class _Reader:
                 self.fail(("engines", i, "name"), f"two engines are named {engine.name!r}")
             seen.add(engine.name)
         return tuple(replace(e, url=e.url.rstrip("/")) for e in engines)
+
+    def fleet(self, fleet: FleetConfig) -> FleetConfig:
+        url = fleet.prometheus_url
+        if url is not None and not re.match(r"^https?://", url):
+            self.fail(("fleet", "prometheus_url"), f"fleet.prometheus_url must start with http:// or https://, "
+                      f"not {url!r}")
+        return replace(fleet, prometheus_url=url.rstrip("/")) if url else fleet
 
     def unknown(self, loc: Loc, key: str, value: Any, keys: Mapping[str, Any]) -> NoReturn:
         import difflib  # only a misspelt file needs it
