@@ -193,6 +193,12 @@ class FleetConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    # the alert rules the TUI judges, firing ones in its title bar (the rules file of `enginedeck watch`)
+    rules_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = setting(None, in_file=False)  # the file it came from, None when defaults only
     engines: tuple[EngineConfig, ...] = ()
@@ -200,6 +206,7 @@ class Config:
     ui: UIConfig = setting(factory=UIConfig)
     audit: AuditConfig = setting(factory=AuditConfig)
     fleet: FleetConfig = setting(factory=FleetConfig)
+    alerts: AlertsConfig = setting(factory=AlertsConfig)
     timeouts: Timeouts = setting(factory=Timeouts, flat=True)
     limits: WireLimits = setting(factory=WireLimits)
     discover: bool = setting(True, env=ENV_DISCOVER)
