@@ -29,6 +29,7 @@ from console.engines.poll import EngineStatus, poll_engine
 from console.errors import EngineDeckError
 
 if TYPE_CHECKING:
+    from console.engines.base import Engine
     from console.engines.registry import Registry
     from console.store.db import Store
     from console.telemetry.gpu import GpuMonitor, GpuSample, GpuSnapshot
@@ -188,10 +189,18 @@ class Collector:
             return ()
         entries = await self.registry.refresh()
         limit = self.deadline_s * ENGINE_SHARE
-        polled = [e for e in entries if e.engine is not None]
-        statuses = await asyncio.gather(*(
-            poll_engine(e.engine, deadline_s=limit, previous=self._previous.get(e.name))
-            for e in polled if e.engine is not None))
+
+        async def one(engine: Engine) -> EngineStatus:
+            # poll_engine bounds each of its calls; this bounds the whole poll (health, models, /metrics), so one
+            # slow engine costs its own row, never the whole part.
+            try:
+                async with asyncio.timeout(limit):
+                    return await poll_engine(engine, deadline_s=limit, previous=self._previous.get(engine.name))
+            except TimeoutError:
+                return EngineStatus(name=engine.name, url=engine.base_url, kind=engine.kind,
+                                    error=f"no answer within {limit:g} s")
+
+        statuses = await asyncio.gather(*(one(e.engine) for e in entries if e.engine is not None))
         self._previous = {s.name: s for s in statuses}
         broken = [EngineStatus(name=e.name, url=e.url, kind=e.kind or "unknown", error=e.error or "not available")
                   for e in entries if e.engine is None]

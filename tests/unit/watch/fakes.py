@@ -14,12 +14,13 @@ class StubEngine(Engine):
     kind = "vllm"
 
     def __init__(self, name: str, *, loaded: Sequence[LoadedModel] = (), health: Health = Health.OK,
-                 metrics: MetricsSnapshot | None = None, hang: bool = False) -> None:
+                 metrics: MetricsSnapshot | None = None, hang: bool = False, hang_models: float = 0) -> None:
         super().__init__(name, f"http://127.0.0.1:1/{name}")
         self.loaded = list(loaded)
         self.health = health
         self.snapshot = metrics
         self.hang = hang
+        self.hang_models = hang_models
 
     @property
     def capabilities(self) -> Capabilities:
@@ -34,6 +35,8 @@ class StubEngine(Engine):
         return []
 
     async def loaded_models(self) -> list[LoadedModel]:
+        if self.hang_models:
+            await asyncio.sleep(self.hang_models)
         return self.loaded
 
     async def metrics(self) -> MetricsSnapshot:

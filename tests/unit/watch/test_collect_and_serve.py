@@ -29,6 +29,17 @@ async def test_a_hung_engine_costs_the_deadline_and_reads_as_down():
     assert snap.pressure["ok"].waiting == 7 and snap.pressure["hung"].running is None
 
 
+async def test_an_engine_slow_in_every_call_costs_its_own_row_not_the_part():
+    # Each call within the per-call deadline, the whole poll past the collection's: only this engine is late.
+    slow = StubEngine("slow", hang_models=0.35, metrics=MetricsSnapshot(taken_at=0))
+    slow.metrics = lambda: asyncio.sleep(0.35, MetricsSnapshot(taken_at=0))  # type: ignore[method-assign]
+    collector = Collector(StubRegistry([StubEngine("ok"), slow]), deadline_s=0.5)
+    snap = await collector.collect()
+    assert snap.late == ()
+    by_name = {s.name: s for s in snap.engines}
+    assert by_name["ok"].error is None and "no answer within 0.4 s" in (by_name["slow"].error or "")
+
+
 async def test_a_part_past_the_deadline_is_named_late_and_the_rest_still_arrives():
     class SlowFindings:
         async def findings(self):
