@@ -98,3 +98,17 @@ def test_a_bad_listen_address_is_a_clear_error(bad):
 def test_listen_forms():
     assert parse_listen("127.0.0.1:9464") == ("127.0.0.1", 9464)
     assert parse_listen("[::1]:9464") == ("::1", 9464)
+
+
+async def test_probe_results_are_the_newest_finished_run_per_engine_and_model(store):
+    async def opener():
+        return store
+
+    for usable in (4, 8):
+        run = await store.probes.start(engine="e", engine_kind="vllm", engine_version="1", model="m", params={},
+                                       slo={})
+        await store.probes.finish(run, "complete", {"max_usable_concurrency": usable, "knee": usable - 1})
+    await store.probes.start(engine="e", engine_kind="vllm", engine_version="1", model="m", params={}, slo={})
+    snap = await Collector(StubRegistry([]), store=opener, deadline_s=2).collect()
+    (result,) = snap.probes
+    assert (result.engine, result.model, result.max_usable_concurrency, result.knee) == ("e", "m", 8, 7)
