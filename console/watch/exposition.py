@@ -114,7 +114,8 @@ def _engine_names(snap: Snapshot, folds: Folds) -> dict[str, str]:
 
 
 def _engines(snap: Snapshot, folds: Folds, engines: Mapping[str, str]) -> Iterator[Metric]:
-    up = _g("engine_up", "1 when the engine answered its health check with ok or sleeping", ("engine", "kind"))
+    up = _g("engine_up", "1 when the engine answered its health check with ok or sleeping (for `other`: how many "
+            "of the folded engines did)", ("engine", "kind"))
     info = _g("engine_info", "The engine's kind, version and health (value 1)", ("engine", "kind", "version", "health"))
     latency = _g("engine_poll_latency_seconds", "The engine's answer time to its last health check", ("engine",))
     loaded = _g("engine_loaded_models", "How many models the engine has loaded (never folded)", ("engine",))
@@ -127,20 +128,18 @@ def _engines(snap: Snapshot, folds: Folds, engines: Mapping[str, str]) -> Iterat
     for s in snap.engines:
         e = engines[s.name]
         ok = s.health in (Health.OK, Health.SLEEPING)
-        kind = label(s.kind)
-        if e == OTHER:
-            kind = OTHER
-        up.add_metric([e, kind], 1.0 if ok else 0.0)
         if e != OTHER:
+            up.add_metric([e, label(s.kind)], 1.0 if ok else 0.0)
             version = label(s.info.version or "") if s.info and s.info.version else ""
-            info.add_metric([e, kind, version, s.health.value], 1)
+            info.add_metric([e, label(s.kind), version, s.health.value], 1)
             if s.info is not None and s.info.latency_ms is not None:
                 latency.add_metric([e], s.info.latency_ms / 1000)
         p = snap.pressure.get(s.name)
         m = s.metrics
-        sums = by_engine.setdefault(e, [0.0] * 5)
+        sums = by_engine.setdefault(e, [0.0] * 6)
         for i, v in enumerate((len(s.loaded), p.running if p else None, p.waiting if p else None,
-                               m.prompt_tokens_total if m else None, m.generation_tokens_total if m else None)):
+                               m.prompt_tokens_total if m else None, m.generation_tokens_total if m else None,
+                               1.0 if ok else 0.0)):
             sums[i] += v or 0.0
         if e != OTHER and p is not None:
             _set(running, [e], p.running)
@@ -152,6 +151,7 @@ def _engines(snap: Snapshot, folds: Folds, engines: Mapping[str, str]) -> Iterat
     for e, sums in by_engine.items():
         loaded.add_metric([e], sums[0])
         if e == OTHER:
+            up.add_metric([e, OTHER], sums[5])  # how many of the folded engines are up
             running.add_metric([e], sums[1])
             waiting.add_metric([e], sums[2])
             prompt.add_metric([e], sums[3])
@@ -246,14 +246,17 @@ def _traffic(snap: Snapshot, folds: Folds, engines: Mapping[str, str]) -> Iterat
         weight[label(t.model)] = weight.get(label(t.model), 0.0) + t.requests
     kept = folds.keep("model", weight, weight)
     rows: dict[tuple[str, str], list[float]] = {}
+    slowest: dict[tuple[str, str], float] = {}  # two gateways in front of one engine: the worse p90
     for t in snap.traffic:
         name = label(t.model)
         key = (engines.get(t.engine, OTHER), name if name in kept else OTHER)
         row = rows.setdefault(key, [0.0, 0.0, 0.0, 0.0])
         for i, v in enumerate((t.requests, t.errors, t.tokens_in, t.tokens_out)):
             row[i] += v
-        if key[1] != OTHER:
-            _set(ttft, key, t.ttft_p90_s)
+        if OTHER not in key and t.ttft_p90_s is not None:
+            slowest[key] = max(slowest.get(key, 0.0), t.ttft_p90_s)
+    for key, seconds in slowest.items():
+        _set(ttft, key, seconds)
     for key, row in rows.items():
         for family, value in zip((requests, errors, t_in, t_out), row, strict=True):
             family.add_metric(list(key), value)

@@ -24,6 +24,9 @@ def samples(snap: Snapshot, folded: dict[str, int] | None = None) -> dict[str, l
     for family in fams:
         for s in family.samples:
             out.setdefault(s.name, []).append((dict(s.labels), s.value))
+    for name, rows in out.items():  # Prometheus drops a scrape's duplicate series: there must be none
+        keys = [tuple(sorted(labels.items())) for labels, _ in rows]
+        assert len(keys) == len(set(keys)), name
     return out
 
 
@@ -63,6 +66,7 @@ def test_engines_past_the_bound_fold_into_other_with_their_sums():
     got = samples(snap_of(*statuses))
     up = got["enginedeck_engine_up"]
     assert len({labels["engine"] for labels, _ in up}) == MAX_ENGINES
+    assert dict((labels["engine"], v) for labels, v in up)[OTHER] == 11  # how many folded engines are up
     running = {labels["engine"]: v for labels, v in got["enginedeck_engine_requests_running"]}
     assert running[OTHER] == 11 and sum(running.values()) == MAX_ENGINES + 10
     loaded = {labels["engine"]: v for labels, v in got["enginedeck_engine_loaded_models"]}
