@@ -30,6 +30,7 @@ MAX_MODELS = 100
 MAX_GPUS = 64
 MAX_FINDING_KINDS = 32
 MAX_LABEL_CHARS = 120  # a longer value is cut (an engine's model name can be any length)
+PARTS = ("engines", "gpu", "probes", "findings", "traffic")  # of a collection (console/watch/collect.py)
 BOUNDS = {"engine": MAX_ENGINES, "model": MAX_MODELS, "gpu": MAX_GPUS, "kind": MAX_FINDING_KINDS}
 
 
@@ -82,9 +83,14 @@ def families(snap: Snapshot, *, host: str, folded_total: dict[str, int]) -> Iter
     yield took
     late = _g("scrape_part_late", "1 when a part (engines, gpu, probes, findings, traffic) missed the deadline",
               ("part",))
-    for part in ("engines", "gpu", "probes", "findings", "traffic"):
+    failed = _g("scrape_part_failed", "1 when a part failed in this scrape (`enginedeck fleet` on the host says why)",
+                ("part",))
+    failed_parts = {error.partition(":")[0] for error in snap.errors}
+    for part in PARTS:
         late.add_metric([part], 1.0 if part in snap.late else 0.0)
+        failed.add_metric([part], 1.0 if part in failed_parts else 0.0)
     yield late
+    yield failed
 
     engines = _engine_names(snap, folds)
     yield from _engines(snap, folds, engines)

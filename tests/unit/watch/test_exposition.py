@@ -104,3 +104,11 @@ def test_engine_health_pressure_gpu_probe_and_traffic_figures():
     assert got["enginedeck_gateway_requests_total"] == [({"engine": "a", "model": "m"}, 5.0)]
     assert got["enginedeck_gateway_ttft_p90_seconds"] == [({"engine": "a", "model": "m"}, 0.4)]
     assert got["enginedeck_gpu_telemetry_available"] == [({}, 1.0)]
+
+
+def test_late_and_failed_parts_are_named():
+    got = samples(Snapshot(taken_at=0, late=("gpu",), errors=("probes: cannot open the database",)))
+    late = {labels["part"]: v for labels, v in got["enginedeck_scrape_part_late"]}
+    failed = {labels["part"]: v for labels, v in got["enginedeck_scrape_part_failed"]}
+    assert late == {"engines": 0, "gpu": 1, "probes": 0, "findings": 0, "traffic": 0}
+    assert failed == {"engines": 0, "gpu": 0, "probes": 1, "findings": 0, "traffic": 0}
