@@ -129,6 +129,8 @@ class EngineDeckApp(App[int]):
         self.crash_reporter = CrashReporter(self, ctx.config.data_dir, fatal=lambda e: App._handle_exception(self, e))
         self.engines_changed: Signal[list[EngineEntry]] = Signal(self, "engines-changed")
         """Published after every registry refresh, for widgets (screens get EnginesRefreshed)."""
+        self.firing_alerts: tuple[str, ...] = ()  # names of the alert rules firing now ([alerts] rules_file)
+        self.alerts_changed: Signal[tuple[str, ...]] = Signal(self, "alerts-changed")
         for name, spec in SCREENS.items():
             self.add_mode(name, self._factory(spec))
         self._theme_problems = self._set_theme()
@@ -274,6 +276,19 @@ class EngineDeckApp(App[int]):
         self.run_worker(self._open_store(), name="open-store", group="store", exclusive=True,
                         exit_on_error=False)
         self.refresh_engines()
+        if (rules_file := self.ctx.config.alerts.rules_file) is not None:
+            from console.ui.alerts import watch_alerts
+
+            self.run_worker(watch_alerts(rules_file, self.ctx.registry(), lambda: self.gpu_monitor,
+                                         notify=self._alerts_off, changed=self._alerts_firing),
+                            name="alerts-loop", group="alerts", exclusive=True, exit_on_error=False)
+
+    def _alerts_off(self, text: str) -> None:
+        self.notify(text, title="Alerts", severity="warning", timeout=15, markup=False)
+
+    def _alerts_firing(self, firing: tuple[str, ...]) -> None:
+        self.firing_alerts = firing
+        self.alerts_changed.publish(firing)
 
     def _started(self, work: str) -> None:
         """`work` ("store", "engines") of start-up is done. Once both are (the modules they import, the store,
