@@ -12,10 +12,11 @@ Conventions every screen follows (chat, probe and logs too):
   Set `AUTO_FOCUS` to a widget that is not a text field, so that a digit typed on arrival switches screens.
 - A screen that is not shown costs nothing: subclass `console.ui.calm.QuietWhenHidden` when its widgets
   have timers, and pause the screen's own loops in `on_screen_suspend` (work that must go on runs in workers).
-- Services come from the app, never from globals: `self.app.ctx` (a `console.services.Context`:
-  `config`, `registry()`, `engine(ref)`, `store()`, `actions()`), `self.app.read_only`, `self.app.store`
-  (None until opened, `self.app.store_problem` says why), and the telemetry sources `self.app.gpu_monitor`,
-  `self.app.host_monitor`, `self.app.scan_processes`. Tests inject stubs through the constructor.
+- Services come from the app, never from globals, typed: a screen subclasses `console.ui.base.DeckScreen` and
+  reads `self.ctx` (a `console.services.Context`: `config`, `registry()`, `engine(ref)`, `store()`, `actions()`)
+  and `self.deck` (the app as `console.ui.base.Deck`): `read_only`, `store` (None until opened, `store_problem`
+  says why), and the telemetry sources `gpu_monitor`, `host_monitor`, `scan_processes`; a widget calls
+  `deck(self)`. Tests inject stubs through the constructor.
 - Every binding has an `id` and a description; a mutating one is refused in `check_action` under
   `--read-only` (return None so the footer greys it out) and the screen says why in words: its
   `why_refused(action)` returns them, and the app shows them when the greyed key is pressed. The palette
@@ -40,7 +41,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -55,10 +56,14 @@ from console.ui.screens import SCREENS, ScreenSpec
 from console.ui.themes import load_themes
 
 if TYPE_CHECKING:
+    import asyncio
+
     from textual import events
     from textual.actions import ActionParseResult
     from textual.dom import DOMNode
     from textual.driver import Driver
+    from textual.screen import ScreenResultCallbackType
+    from textual.widget import AwaitMount
     from textual.worker import Worker
 
     from console.engines.poll import FirstPoll
@@ -67,9 +72,9 @@ if TYPE_CHECKING:
     from console.store.db import Store
     from console.telemetry.gpu import GpuMonitor
     from console.telemetry.host import HostMonitor
-    from console.telemetry.processes import EngineProcess
+    from console.ui.base import Deck, ProcessScan
 
-    ProcessScan = Callable[[Mapping[int, str]], list[EngineProcess]]
+ResultT = TypeVar("ResultT")
 
 
 # The garbage collector after start-up. CPython's full collection stops every thread, the UI loop's included, for
@@ -88,8 +93,8 @@ class EngineDeckApp(App[int]):
     TITLE = "enginedeck"
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
-    MODES: ClassVar[dict[str, str]] = {}  # filled in __init__ with lazy factories
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012 - App declares it an instance variable, not a ClassVar
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {}  # filled in __init__ with lazy factories
     DEFAULT_MODE = "dashboard"  # the first screen composed: no default screen to build and switch away from
     BINDINGS: ClassVar[list[BindingType]] = [
         *[Binding(spec.key, f"open_screen('{name}')", spec.title, id=f"screen-{name}")
@@ -126,7 +131,7 @@ class EngineDeckApp(App[int]):
         self._host_monitor = host_monitor
         self._scan_processes = scan_processes
         super().__init__()
-        self.crash_reporter = CrashReporter(self, ctx.config.data_dir, fatal=lambda e: App._handle_exception(self, e))
+        self.crash_reporter = CrashReporter(self, ctx.config.data_dir, fatal=self._fatal)
         self.engines_changed: Signal[list[EngineEntry]] = Signal(self, "engines-changed")
         """Published after every registry refresh, for widgets (screens get EnginesRefreshed)."""
         for name, spec in SCREENS.items():
@@ -169,18 +174,31 @@ class EngineDeckApp(App[int]):
 
         return QuietLinuxDriver
 
-    def _factory(self, spec: ScreenSpec) -> Callable[[], Screen]:
+    def _factory(self, spec: ScreenSpec) -> Callable[[], Screen[Any]]:
         return lambda: self._guarded(spec.load()())
 
-    def _guarded(self, screen: Screen) -> Screen:
+    def _guarded(self, screen: Screen[ResultT]) -> Screen[ResultT]:
         guard_screen(screen, self.crash_reporter.report)
         return screen
 
-    def push_screen(self, screen, *args, **kwargs):  # type: ignore[no-untyped-def, override]  # noqa: ANN001, ANN201 - Textual's overloads
+    if TYPE_CHECKING:  # Textual's own overloads: the result type follows wait_for_dismiss
+        @overload
+        def push_screen(self, screen: Screen[ResultT] | str, callback: ScreenResultCallbackType[ResultT] | None = None,
+                        wait_for_dismiss: Literal[False] = False, *, mode: str | None = None) -> AwaitMount: ...
+
+        @overload
+        def push_screen(self, screen: Screen[ResultT] | str, callback: ScreenResultCallbackType[ResultT] | None = None,
+                        wait_for_dismiss: Literal[True] = True, *, mode: str | None = None) -> asyncio.Future[ResultT]:
+            ...
+
+    def push_screen(self, screen: Screen[ResultT] | str, callback: ScreenResultCallbackType[ResultT] | None = None,
+                    wait_for_dismiss: bool = False, *, mode: str | None = None) -> AwaitMount | asyncio.Future[ResultT]:
         """Every pushed screen (dialogs, help) gets the same guard as the mode screens."""
         if isinstance(screen, Screen):
             self._guarded(screen)
-        return super().push_screen(screen, *args, **kwargs)
+        if wait_for_dismiss:
+            return super().push_screen(screen, callback, wait_for_dismiss=True, mode=mode)
+        return super().push_screen(screen, callback, wait_for_dismiss=False, mode=mode)
 
     # -- the crash guard (console/ui/guard.py) ---------------------------------------------------------------
     async def run_action(self, action: str | ActionParseResult, default_namespace: DOMNode | None = None,
@@ -202,6 +220,10 @@ class EngineDeckApp(App[int]):
             self.crash_reporter.report(f"{where} (action {action if isinstance(action, str) else action[1]})",
                                        error)
             return True
+
+    def _fatal(self, error: BaseException) -> None:
+        """Textual's own handling of an error (print the traceback and exit): the crash guard's strict mode."""
+        App._handle_exception(self, error if isinstance(error, Exception) else Exception(repr(error)))
 
     def _handle_exception(self, error: Exception) -> None:
         """What reaches Textual's own handler: a widget's handler, a timer, a worker started with
@@ -316,7 +338,7 @@ class EngineDeckApp(App[int]):
             screen.post_message(EnginesRefreshed(entries))
         self._started("engines")
 
-    def _each_screen(self) -> Iterable[Screen]:
+    def _each_screen(self) -> Iterable[Screen[Any]]:
         for stack in self._screen_stacks.values():
             yield from stack
 
@@ -382,7 +404,7 @@ class EngineDeckApp(App[int]):
         if event.key == "escape" and text_field_has_focus(self.screen):
             self.call_later(self._after_escape, self.screen)
 
-    def _after_escape(self, screen: Screen) -> None:
+    def _after_escape(self, screen: Screen[Any]) -> None:
         if self.screen is screen and text_field_has_focus(screen):
             self.leave_field()
 
@@ -399,7 +421,7 @@ class EngineDeckApp(App[int]):
             screen.set_focus(target)
 
     # -- the command palette ---------------------------------------------------------------------------------
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Every screen, every action of the screen shown now (with its key), and every action of the other
         screens, which opens that screen and runs it there: "Run probe" works from the dashboard too."""
         for name, spec in SCREENS.items():
@@ -424,17 +446,17 @@ class EngineDeckApp(App[int]):
                 screen_cls = spec.load()
             except (ImportError, AttributeError):
                 continue
-            for binding in screen_cls.BINDINGS:
-                if isinstance(binding, Binding) and binding.description and binding.key != "escape":
+            for entry in screen_cls.BINDINGS:
+                if isinstance(entry, Binding) and entry.description and entry.key != "escape":
                     yield SystemCommand(
-                        f"{spec.title}: {binding.description}  [{spec.key} {binding.key_display or binding.key}]",
-                        binding.tooltip or f"opens {spec.title} and does it there",
-                        lambda name=name, action=binding.action: self._run_on_screen(name, action))
+                        f"{spec.title}: {entry.description}  [{spec.key} {entry.key_display or entry.key}]",
+                        entry.tooltip or f"opens {spec.title} and does it there",
+                        lambda name=name, action=entry.action: self._run_on_screen(name, action))
         yield SystemCommand("Refresh engines", "Rediscover and poll every engine now", self.refresh_engines)
         yield from super().get_system_commands(screen)
 
     @staticmethod
-    def _palette_worthy(binding: Binding, node: DOMNode, screen: Screen) -> bool:
+    def _palette_worthy(binding: Binding, node: DOMNode, screen: Screen[Any]) -> bool:
         """The app's and the screen's own actions, and those of the widgets the screen lists for the help
         (the chat prompt, the session list); not Textual's editing keys of every focused input."""
         if not binding.description or binding.action.startswith("open_screen") \
@@ -448,3 +470,9 @@ class EngineDeckApp(App[int]):
             screen = self.screen
             screen.call_later(self.run_action, action, screen)
 
+
+
+if TYPE_CHECKING:
+    def _is_a_deck(app: EngineDeckApp) -> Deck:
+        """The app gives screens and widgets all that console/ui/base.py promises them: mypy checks this line."""
+        return app

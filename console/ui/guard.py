@@ -17,6 +17,7 @@ a bounded log file in the data directory.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -89,9 +90,9 @@ class CrashReporter:
         class PrivateFile(RotatingFileHandler):
             """Mode 600, like the database and the audit key beside it: a traceback may show paths and names."""
 
-            def _open(self):  # noqa: ANN202 - logging's own signature
+            def _open(self) -> io.TextIOWrapper:
                 fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+                return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -135,4 +136,4 @@ def guard_screen(screen: Screen[Any], report: Report) -> None:
                 and isinstance(message.worker.error, BaseException):
             report(f"{screen_name(screen)} ({message.worker.name or 'worker'})", message.worker.error)
 
-    screen._on_message = guarded  # type: ignore[method-assign]
+    screen._on_message = guarded  # type: ignore[method-assign]  # this one instance, on purpose

@@ -7,7 +7,7 @@ written the warning bar says so and the chat goes on in memory.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -29,6 +29,8 @@ from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog
 from console.ui.widgets.prompt import PromptArea
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from textual.worker import Worker
 
     from console.conversation import ChatParams, Conversation
@@ -46,7 +48,7 @@ def parse_params(text: str) -> ChatParams:
     """`temperature=0.7 max_tokens=256` → ChatParams; a bad pair raises EngineDeckError naming it."""
     from console.conversation import ChatParams
 
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each value converted to its field's type below
     for pair in text.split():
         key, sep, raw = pair.partition("=")
         key = key.replace("-", "_")
@@ -57,7 +59,7 @@ def parse_params(text: str) -> ChatParams:
                                                           else int(raw))
         except ValueError:
             raise EngineDeckError(f"{key} wants a number, not {raw!r}") from None
-    return ChatParams(**values)  # type: ignore[arg-type]
+    return ChatParams(**values)
 
 
 def hit_text(hit: SearchHit) -> Text:
@@ -159,7 +161,7 @@ class ChatScreen(QuietWhenHidden):
     @work(group="chat-store", exclusive=True, exit_on_error=False)
     async def _open_store(self) -> None:
         try:
-            self._store = await self.app.ctx.store()  # type: ignore[attr-defined]
+            self._store = await self.ctx.store()
         except StoreError as exc:
             self._warn(f"history is off, chats stay in memory: {exc}")
             return
@@ -183,9 +185,8 @@ class ChatScreen(QuietWhenHidden):
         was = options.highlighted
         options.clear_options()
         self._listing = [s.id for s in sessions]
-        marker = lambda sid: "▸ " if sid in self._open else "  "  # noqa: E731 - tiny local helper
-        options.add_options([Option(Text(f"{marker(s.id)}{neutralise(s.title or 'untitled')[:40]}"))
-                             for s in sessions])
+        options.add_options([Option(Text(f"{'▸ ' if s.id in self._open else '  '}"
+                                         f"{neutralise(s.title or 'untitled')[:40]}")) for s in sessions])
         if sessions:
             options.highlighted = min(was or 0, len(sessions) - 1)
         options.border_title = "archived" if self._show_archived else "sessions"
@@ -228,7 +229,7 @@ class ChatScreen(QuietWhenHidden):
         if not name:
             return None
         try:
-            return await self.app.ctx.engine(name)  # type: ignore[attr-defined]
+            return await self.ctx.engine(name)
         except (EngineDeckError, StopIteration):
             return None
 
@@ -241,7 +242,7 @@ class ChatScreen(QuietWhenHidden):
     @property
     def _read_only(self) -> bool:
         """--read-only: a chat to a model that is not loaded is refused (Conversation.check_model)."""
-        return bool(getattr(self.app, "read_only", False))
+        return self.deck.read_only
 
     async def _mount_pane(self, pane: ChatPane | ComparePane) -> None:
         await self.query_one("#panes", ContentSwitcher).mount(pane)
@@ -330,7 +331,7 @@ class ChatScreen(QuietWhenHidden):
 
     # -- new chat, compare ---------------------------------------------------------------------------
     async def _pick_model(self, title: str) -> tuple[Engine, str] | None:
-        registry = self.app.ctx.registry()  # type: ignore[attr-defined]
+        registry = self.ctx.registry()
         engines = [e.engine for e in registry.entries if e.engine is not None]
         if not engines:
             self.notify("no engine found: add one to the config or start one on its default port",
@@ -619,10 +620,10 @@ class ChatScreen(QuietWhenHidden):
             await self._session_op(self._store.sessions.delete(session_id))
 
     @work(group="chat-op", exit_on_error=False)
-    async def _run_op(self, op) -> None:  # noqa: ANN001 - an awaitable store call
+    async def _run_op(self, op: Awaitable[object]) -> None:
         await self._session_op(op)
 
-    async def _session_op(self, op) -> None:  # noqa: ANN001 - an awaitable store call
+    async def _session_op(self, op: Awaitable[object]) -> None:
         try:
             await op
         except StoreError as exc:
