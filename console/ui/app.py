@@ -43,12 +43,14 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
-from textual.app import App, SystemCommand
+from textual.actions import parse as parse_action
+from textual.app import App, ScreenStackError, SystemCommand, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.widget import Widget
 
+from console.ui import textual_compat
 from console.ui.focus import text_field_has_focus
 from console.ui.guard import CrashReporter, guard_screen, screen_name
 from console.ui.messages import EnginesRefreshed
@@ -130,12 +132,13 @@ class EngineDeckApp(App[int]):
         self._gpu_monitor = gpu_monitor
         self._host_monitor = host_monitor
         self._scan_processes = scan_processes
+        self._mode_screens: dict[str, Screen[Any]] = {}  # each mode's screen, once built
         super().__init__()
         self.crash_reporter = CrashReporter(self, ctx.config.data_dir, fatal=self._fatal)
         self.engines_changed: Signal[list[EngineEntry]] = Signal(self, "engines-changed")
         """Published after every registry refresh, for widgets (screens get EnginesRefreshed)."""
         for name, spec in SCREENS.items():
-            self.add_mode(name, self._factory(spec))
+            self.add_mode(name, self._factory(name, spec))
         self._theme_problems = self._set_theme()
         if ascii_mode:
             self.add_class("-ascii")
@@ -160,7 +163,7 @@ class EngineDeckApp(App[int]):
         dark = self.current_theme.dark
         self.set_class(dark, "-dark-mode", update=False)
         self.set_class(not dark, "-light-mode", update=False)
-        self._refresh_truecolor_filter(self.ansi_theme)
+        textual_compat.refresh_ansi_colours(self)
         return problems
 
     def get_driver_class(self) -> type[Driver]:
@@ -168,14 +171,18 @@ class EngineDeckApp(App[int]):
         the same terminal driver with an input thread that sleeps while nothing is typed (console/ui/driver.py)."""
         from textual import constants
 
-        if sys.platform == "win32" or constants.DRIVER is not None:
+        if sys.platform == "win32" or constants.DRIVER is not None or textual_compat.xterm_parser(False) is None:
             return super().get_driver_class()
         from console.ui.driver import QuietLinuxDriver
 
         return QuietLinuxDriver
 
-    def _factory(self, spec: ScreenSpec) -> Callable[[], Screen[Any]]:
-        return lambda: self._guarded(spec.load()())
+    def _factory(self, name: str, spec: ScreenSpec) -> Callable[[], Screen[Any]]:
+        def build() -> Screen[Any]:
+            screen = self._mode_screens[name] = self._guarded(spec.load()())
+            return screen
+
+        return build
 
     def _guarded(self, screen: Screen[ResultT]) -> Screen[ResultT]:
         guard_screen(screen, self.crash_reporter.report)
@@ -207,32 +214,54 @@ class EngineDeckApp(App[int]):
         (the screen's `why_refused`) says so instead of doing nothing; one that fails is reported, and the app
         goes on."""
         try:
-            target, name, params = self._parse_action(
+            target, name, params = self._action_target(
                 action, self if default_namespace is None else default_namespace, namespaces)
             why_refused = getattr(target, "why_refused", None)
-            if callable(why_refused) and target.check_action(name, params) is None \
+            if target is not None and callable(why_refused) and target.check_action(name, params) is None \
                     and (reason := why_refused(name)):
                 self.notify(reason, title="Not now", severity="warning", markup=False)
                 return True
             return await super().run_action(action, default_namespace, namespaces)
         except Exception as error:  # one bug must not end the console
-            where = screen_name(self.screen) if self._screen_stacks else "app"
+            where = self._where()
             self.crash_reporter.report(f"{where} (action {action if isinstance(action, str) else action[1]})",
                                        error)
             return True
 
+    def _where(self) -> str:
+        """The screen shown now, for a report; "app" before the first screen (or after the last)."""
+        try:
+            return screen_name(self.screen)
+        except (ScreenStackError, UnknownModeError):
+            return "app"
+
+    def _action_target(self, action: str | ActionParseResult, default_namespace: DOMNode,
+                       namespaces: Mapping[str, DOMNode] | None) -> tuple[DOMNode | None, str, tuple[object, ...]]:
+        """The node an action runs on, its name and parameters, as Textual resolves them: a namespace given by
+        the caller, then `app.`, `screen.` or `focused.`, else the default. None: a namespace Textual will refuse
+        itself."""
+        destination, name, params = action if isinstance(action, tuple) else parse_action(action)
+        target = None if namespaces is None else namespaces.get(destination)
+        if target is not None or not destination:
+            return (default_namespace if target is None else target), name, params
+        if destination == "app":
+            return self, name, params
+        if destination == "screen":
+            return self.screen, name, params
+        return (self.focused if destination == "focused" else None), name, params
+
     def _fatal(self, error: BaseException) -> None:
         """Textual's own handling of an error (print the traceback and exit): the crash guard's strict mode."""
-        App._handle_exception(self, error if isinstance(error, Exception) else Exception(repr(error)))
+        textual_compat.textual_fatal(self, error)
 
     def _handle_exception(self, error: Exception) -> None:
         """What reaches Textual's own handler: a widget's handler, a timer, a worker started with
         exit_on_error. Reported, and the app goes on, unless it is the app's own message loop that failed (that
-        loop ends after this call, so only Textual's exit is left)."""
-        from textual._context import active_message_pump
+        loop ends after this call, so only Textual's exit is left). The method is Textual's private one
+        (console/ui/textual_compat.py: tests/ui/test_textual_drift.py fails if Textual stops calling it)."""
         from textual.worker import WorkerFailed
 
-        pump = active_message_pump.get(None)
+        pump = textual_compat.active_pump()
         if isinstance(error, WorkerFailed):
             error = error.error if isinstance(error.error, Exception) else error
         elif pump is None or pump is self or not self.is_running:
@@ -339,8 +368,8 @@ class EngineDeckApp(App[int]):
         self._started("engines")
 
     def _each_screen(self) -> Iterable[Screen[Any]]:
-        for stack in self._screen_stacks.values():
-            yield from stack
+        """Every mode's screen built so far (the dialogs above them have no use for engine lists)."""
+        return list(self._mode_screens.values())
 
     async def on_unmount(self) -> None:
         if self._gc_thresholds is not None:  # another app in this process (a test) starts from the defaults
@@ -384,7 +413,7 @@ class EngineDeckApp(App[int]):
         composed, so that no screen has to remember to."""
         from console.ui.widgets.notes import NoEngineNote
 
-        screen = self._screen_stacks.get(name, [None])[0]
+        screen = self._mode_screens.get(name)
         if screen is None or screen.query(NoEngineNote):
             return
         if screen.is_mounted:

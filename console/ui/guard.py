@@ -27,11 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.logs.sanitize import neutralise, one_line
+from console.ui.textual_compat import wrap_message_handler
 
 if TYPE_CHECKING:
     from textual.app import App
     from textual.message import Message
     from textual.screen import Screen
+
+    from console.ui.textual_compat import Handler
 
 LOG_NAME = "ui-errors.log"
 LOG_MAX_BYTES = 256 * 1024  # this file and one older copy: a few hundred tracebacks at most
@@ -125,15 +128,16 @@ def guard_screen(screen: Screen[Any], report: Report) -> None:
     """
     from textual.worker import Worker, WorkerState
 
-    handle = screen._on_message
+    def wrap(handle: Handler) -> Handler:
+        async def guarded(message: Message) -> None:
+            try:
+                await handle(message)
+            except Exception as error:  # the point: one bug must not end the console
+                report(f"{screen_name(screen)} ({type(message).__name__})", error)
+            if isinstance(message, Worker.StateChanged) and message.state is WorkerState.ERROR \
+                    and isinstance(message.worker.error, BaseException):
+                report(f"{screen_name(screen)} ({message.worker.name or 'worker'})", message.worker.error)
 
-    async def guarded(message: Message) -> None:
-        try:
-            await handle(message)
-        except Exception as error:  # the point: one bug must not end the console
-            report(f"{screen_name(screen)} ({type(message).__name__})", error)
-        if isinstance(message, Worker.StateChanged) and message.state is WorkerState.ERROR \
-                and isinstance(message.worker.error, BaseException):
-            report(f"{screen_name(screen)} ({message.worker.name or 'worker'})", message.worker.error)
+        return guarded
 
-    screen._on_message = guarded  # type: ignore[method-assign]  # this one instance, on purpose
+    wrap_message_handler(screen, wrap)

@@ -35,6 +35,7 @@ from console.ui.engine_rows import (
     table_room,
 )
 from console.ui.messages import EnginesRefreshed
+from console.ui.textual_compat import set_cell_quietly
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.notes import no_engine_message
 from console.ui.widgets.spark import SparkBar
@@ -70,18 +71,16 @@ def styled_health(row: tuple[str, ...]) -> tuple[str | Text, ...]:
 def set_cell(table: DataTable[Cell], row: int, column: int, value: Cell) -> None:
     """Change one cell and repaint that cell alone. DataTable's own update_cell repaints the whole table, so every
     row of every engine would go to the terminal again for one changed figure (the poll column of ten engines
-    changes several times a second). Textual has no public call for this: the table's data and the counter its
-    render caches are keyed on are set here. A value wider than its column goes through update_cell, which
-    widens the column (and so repaints everything)."""
+    changes several times a second). Textual has no public call for this (console/ui/textual_compat.py). A value
+    wider than its column goes through update_cell, which widens the column (and so repaints everything)."""
     from rich.cells import cell_len
     from textual.coordinate import Coordinate
 
     row_key, column_key = table.coordinate_to_cell_key(Coordinate(row, column))
-    if cell_len(str(value)) > table.columns[column_key].content_width:
+    if cell_len(str(value)) > table.columns[column_key].content_width \
+            or not set_cell_quietly(table, row_key, column_key, value):
         table.update_cell(row_key, column_key, value, update_width=True)
         return
-    table._data[row_key][column_key] = value
-    table._update_count += 1
     table.refresh_coordinate(Coordinate(row, column))
 
 
