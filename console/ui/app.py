@@ -17,8 +17,10 @@ Conventions every screen follows (chat, probe and logs too):
   and `self.deck` (the app as `console.ui.base.Deck`): `read_only`, `store` (None until opened, `store_problem`
   says why), and the telemetry sources `gpu_monitor`, `host_monitor`, `scan_processes`; a widget calls
   `deck(self)`. Tests inject stubs through the constructor.
-- Every binding has an `id` and a description; a mutating one is refused in `check_action` under
-  `--read-only` (return None so the footer greys it out) and the screen says why in words: its
+- Every binding has an `id` (the config's [keymap] moves keys by id, console/ui/keymap.py: a class with bindings
+  that is not a screen, a HELP_WIDGET or listed there fails tests/ui/test_keymap.py) and a description; a hint that
+  names a key asks `self.key_of(binding_id)`, so it names the person's key. A mutating binding is refused in
+  `check_action` under `--read-only` (return None so the footer greys it out) and the screen says why in words: its
   `why_refused(action)` returns them, and the app shows them when the greyed key is pressed. The palette
   (every screen's actions, from anywhere) and the help screen list bindings from `BINDINGS`, so there is
   nothing else to register, except that a widget with keys of its own (the chat prompt) goes in its
@@ -53,6 +55,7 @@ from textual.widget import Widget
 from console.ui import textual_compat
 from console.ui.focus import text_field_has_focus
 from console.ui.guard import CrashReporter, guard_screen, screen_name
+from console.ui.keymap import key_text, resolve_keymap
 from console.ui.messages import EnginesRefreshed
 from console.ui.screens import SCREENS, ScreenSpec
 from console.ui.themes import load_themes
@@ -134,6 +137,10 @@ class EngineDeckApp(App[int]):
         self._scan_processes = scan_processes
         self._mode_screens: dict[str, Screen[Any]] = {}  # each mode's screen, once built
         super().__init__()
+        self.keymap = resolve_keymap(ctx.config, self.BINDINGS)
+        """The person's keys (binding id -> keys, console/ui/keymap.py): Textual's keymap, and what lists show."""
+        if self.keymap:
+            self.set_keymap(self.keymap)
         self.crash_reporter = CrashReporter(self, ctx.config.data_dir, fatal=self._fatal)
         self.engines_changed: Signal[list[EngineEntry]] = Signal(self, "engines-changed")
         """Published after every registry refresh, for widgets (screens get EnginesRefreshed)."""
@@ -454,7 +461,7 @@ class EngineDeckApp(App[int]):
         """Every screen, every action of the screen shown now (with its key), and every action of the other
         screens, which opens that screen and runs it there: "Run probe" works from the dashboard too."""
         for name, spec in SCREENS.items():
-            yield SystemCommand(f"Open {spec.title}  [{spec.key}]", spec.description,
+            yield SystemCommand(f"Open {spec.title}  [{self.screen_key(name)}]", spec.description,
                                 lambda name=name: self.action_open_screen(name))
         here = next((name for name, spec in SCREENS.items() if isinstance(screen, spec.load())), None) \
             if not screen.is_modal else None
@@ -478,11 +485,19 @@ class EngineDeckApp(App[int]):
             for entry in screen_cls.BINDINGS:
                 if isinstance(entry, Binding) and entry.description and entry.key != "escape":
                     yield SystemCommand(
-                        f"{spec.title}: {entry.description}  [{spec.key} {entry.key_display or entry.key}]",
+                        f"{spec.title}: {entry.description}  [{self.screen_key(name)} {self.binding_key(entry)}]",
                         entry.tooltip or f"opens {spec.title} and does it there",
                         lambda name=name, action=entry.action: self._run_on_screen(name, action))
         yield SystemCommand("Refresh engines", "Rediscover and poll every engine now", self.refresh_engines)
         yield from super().get_system_commands(screen)
+
+    def screen_key(self, name: str) -> str:
+        """The key that opens a screen: its digit, or the person's (console/ui/keymap.py)."""
+        return self.keymap.get(f"screen-{name}", SCREENS[name].key)
+
+    def binding_key(self, binding: Binding) -> str:
+        """The key a list (help, palette) shows for a binding: the person's when their keymap moved it."""
+        return key_text(binding, self.keymap)
 
     @staticmethod
     def _palette_worthy(binding: Binding, node: DOMNode, screen: Screen[Any]) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
+from textual.binding import Binding
 from textual.screen import Screen
 
 if TYPE_CHECKING:
@@ -55,6 +56,11 @@ class Deck(Protocol):
     def host_monitor(self) -> HostMonitor: ...
     @property
     def scan_processes(self) -> ProcessScan: ...
+    @property
+    def keymap(self) -> Mapping[str, str]:
+        """The person's keys: binding id -> keys (console/ui/keymap.py)."""
+    def screen_key(self, name: str) -> str: ...
+    def binding_key(self, binding: Binding) -> str: ...
     def refresh_engines(self) -> None: ...
 
 
@@ -74,3 +80,11 @@ class DeckScreen(Screen[ResultT]):
     @property
     def ctx(self) -> Context:
         return deck(self).ctx
+
+    def key_of(self, binding_id: str) -> str:
+        """The key a hint names for one of this screen's bindings (its widgets' and the app's too): the first of the
+        person's keys when their keymap moved it (console/ui/keymap.py), else the first of its own."""
+        owners = [type(self), *getattr(self, "HELP_WIDGETS", ()), self.app]
+        binding = next(b for owner in owners for b in owner.BINDINGS
+                       if isinstance(b, Binding) and b.id == binding_id)
+        return deck(self).binding_key(binding).split(",")[0]

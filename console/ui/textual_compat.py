@@ -112,6 +112,31 @@ def set_cell_quietly(table: DataTable[Any], row_key: RowKey, column_key: ColumnK
     return True
 
 
+def normalize_keys(keys: str) -> str:
+    """Keys as Textual's keymap compares them: "?" is "question_mark", "/" is "slash" (`textual.keys.
+    _normalize_key_list`, which `App.set_keymap` applies). Fallback: a character's Unicode name, lower case, with
+    Textual's names for the few it renames; a key written as a name is the same either way."""
+    try:
+        from textual.keys import _normalize_key_list
+    except ImportError:
+        return ",".join(_character_key(key.strip()) if len(key.strip()) == 1 else key.strip()
+                        for key in keys.split(","))
+    return _normalize_key_list(keys)
+
+
+def _character_key(character: str) -> str:
+    import unicodedata
+
+    if character.isalnum():
+        return character
+    try:
+        name = unicodedata.name(character).lower().replace("-", "_").replace(" ", "_")
+    except ValueError:
+        return character
+    return {"solidus": "slash", "reverse_solidus": "backslash", "commercial_at": "at",
+            "hyphen_minus": "minus", "plus_sign": "plus", "low_line": "underscore"}.get(name, name)
+
+
 # -- the terminal driver (console/ui/driver.py) ---------------------------------------------------------------
 
 def xterm_parser(debug: bool) -> XTermParser | None:

@@ -205,3 +205,19 @@ def test_no_other_private_textual_module_is_imported_by_the_console():
                  if p.name != "textual_compat.py" and private.search(p.read_text())]
     assert offenders == []
 
+
+
+# -- the keymap's keys (console/ui/keymap.py) ------------------------------------------------------------------
+
+def test_keys_are_normalised_as_textuals_keymap_compares_them():
+    from textual.keys import _normalize_key_list
+
+    assert _normalize_key_list("?,ctrl+r") == "question_mark,ctrl+r"
+    assert textual_compat.normalize_keys("?, /,G,ctrl+r") == "question_mark,slash,G,ctrl+r"
+
+
+def test_without_textuals_the_fallback_names_keys_the_same(monkeypatch):
+    import textual.keys
+
+    monkeypatch.delattr(textual.keys, "_normalize_key_list")
+    assert textual_compat.normalize_keys("?, /,@,G,ctrl+r") == "question_mark,slash,at,G,ctrl+r"

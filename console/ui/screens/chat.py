@@ -144,13 +144,14 @@ class ChatScreen(QuietWhenHidden):
         yield TitleBar()
         with Horizontal():
             with Vertical(id="sidebar"):
-                yield Input(placeholder="search history (ctrl+f)", id="search")
+                yield Input(placeholder=f"search history ({self.key_of('chat-search')})", id="search")
                 yield SessionList(id="sessions")
             with Vertical(id="main"):
                 with ContentSwitcher(id="panes"):
-                    yield Static("ctrl+n: new chat · ctrl+o: compare two models · pick a session on the left",
-                                 id="empty")
-                yield PromptArea(placeholder="message (enter sends, ctrl+j starts a new line)", id="prompt")
+                    yield Static(f"{self.key_of('chat-new')}: new chat · {self.key_of('chat-compare')}: compare two "
+                                 "models · pick a session on the left", id="empty")
+                yield PromptArea(placeholder=f"message ({self.key_of('prompt-send')} sends, "
+                                 f"{self.key_of('prompt-newline')} starts a new line)", id="prompt")
         yield Static("", id="store-warning", classes="warning-bar hidden")
         yield KeyBar()
 
@@ -223,7 +224,7 @@ class ChatScreen(QuietWhenHidden):
         self._open[session_id] = pane.id or ""
         if engine is None:
             self.notify(f"engine {neutralise(conv.engine or '?')} is not available; the session is read-only "
-                        "until you pick another (ctrl+n)", severity="warning", markup=False)
+                        f"until you pick another ({self.key_of('chat-new')})", severity="warning", markup=False)
 
     async def _engine_named(self, name: str | None) -> Engine | None:
         if not name:
@@ -395,14 +396,14 @@ class ChatScreen(QuietWhenHidden):
             return
         panes = self._panes()
         if not panes:
-            self.notify("start a chat first (ctrl+n)", severity="warning", markup=False)
+            self.notify(f"start a chat first ({self.key_of('chat-new')})", severity="warning", markup=False)
             return
         if any(p.streaming for p in panes):
             self.notify("a reply is still streaming (esc leaves the prompt, esc again stops it)",
                         severity="warning", markup=False)
             return
         if any(p.engine is None for p in panes):
-            self.notify("this session's engine is not available; start a new chat (ctrl+n)",
+            self.notify(f"this session's engine is not available; start a new chat ({self.key_of('chat-new')})",
                         severity="warning", markup=False)
             return
         edit, self._edit_pending = self._edit_pending, None

@@ -354,7 +354,8 @@ class DashboardScreen(DeckScreen[None]):
             self._set_text(status_line, "Looking for engines…")
         elif not self._order:
             config = self.ctx.config
-            self._set_text(status_line, no_engine_message(config, refresh="press r to refresh"))
+            refresh = f"press {self.key_of('dashboard-refresh')} to refresh"
+            self._set_text(status_line, no_engine_message(config, refresh=refresh))
         elif not statuses:
             self._set_text(status_line, f"Polling {len(self._order)} engine(s)…")
         show(status_line, not statuses)

@@ -128,7 +128,7 @@ class ProbeScreen(QuietWhenHidden):
                         f"errors={slo.max_error_rate:.0%}", id="slo", compact=True, classes="f-slo")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, id="bar")
-            yield Static("r: run · pick an engine and a model", id="status")
+            yield Static(f"{self.key_of('probe-run')}: run · pick an engine and a model", id="status")
         with TabbedContent(initial="tab-levels", id="tabs"):
             with TabPane("Levels", id="tab-levels"):
                 yield DataTable(id="levels-table", cursor_type="row", zebra_stripes=True)
