@@ -3,7 +3,8 @@ given to Textual's keymap (`App.set_keymap`), which swaps the keys of the bindin
 
 Checked before the console starts, each problem a ConfigError at its line of the file (exit 2, as the rest of the
 config): an id no binding has (with the nearest one), two ids on one key where both are live at once (a screen's
-keys, its widgets' and the app's, or one dialog's), and a key that would take over Esc, Ctrl-C or a screen's key.
+keys, its widgets' and the app's, or one dialog's), and a key that would take Esc, Ctrl-C, Ctrl-Q, the palette's
+Ctrl-P or a screen's key.
 A binding may keep its own default key. Moving a screen's key moves its key on the help screen with it.
 
 Every class with bindings is listed here or in `SCREENS` (tests/ui/test_keymap.py fails on one that is not), so
@@ -42,7 +43,9 @@ DIALOGS: dict[str, str] = {
 }
 # Keys a keymap may not give to another binding: they must do the same thing everywhere.
 RESERVED = {"escape": "Esc (it leaves a text field and closes a dialog)",
-            "ctrl+c": "Ctrl-C (it copies, and stops what Textual stops with it)"}
+            "ctrl+c": "Ctrl-C (it copies, and stops what Textual stops with it)",
+            "ctrl+q": "Ctrl-Q (Textual's own quit, which comes before every other key)",
+            "ctrl+p": "Ctrl-P (the command palette, where every action can be found)"}
 EVERYWHERE = "everywhere"
 
 

@@ -90,12 +90,14 @@ def write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(("body", "line", "message"), [
     ('[ui]\ntheme = "dark"\n\n[keymap]\nprobe-rnu = "ctrl+t"\n', 5,
      "[keymap] no binding has the id `probe-rnu`: did you mean `probe-run`?"),
-    ('[keymap]\nquit = "ctrl+q"\nprobe-run = "c"\n', 3,
+    ('[keymap]\nquit = "Q"\nprobe-run = "c"\n', 3,
      "`probe-run` and `probe-cancel` would both be c on the Probe screen"),
     ('[keymap]\nmodels-load = "q"\n', 2, "`models-load` and `quit` would both be q on the Models screen"),
     ('[keymap]\nprobe-run = "2"\n', 2, "`probe-run` = \"2\" would take the key of the Models screen (2)"),
     ('[keymap]\ndashboard-refresh = "escape"\n', 2, "would take Esc"),
     ('[keymap]\nchat-copy = "ctrl+c"\n', 2, "would take Ctrl-C"),
+    ('[keymap]\nchat-search = "ctrl+p"\n', 2, "would take Ctrl-P (the command palette"),
+    ('[keymap]\nquit = "ctrl+q"\n', 2, "would take Ctrl-Q (Textual's own quit"),
     ('[keymap]\nscreen-models = "1"\n', 2, "`screen-models` and `screen-dashboard` would both be 1 on every screen"),
     ('[keymap]\ndashboard-refresh = "ctl+r"\n', 2, "'ctl' in 'ctl+r' is not a modifier"),
     ('[keymap]\ndashboard-refresh = 5\n', 2, "keymap.dashboard-refresh must be keys such as"),
@@ -110,8 +112,8 @@ def test_a_keymap_the_console_cannot_use_is_a_usage_error_at_its_line(tmp_path, 
 
 def test_a_binding_may_keep_its_own_key_and_take_a_free_one(tmp_path):
     config = replace(make_config(tmp_path), keymap=Keymap((KeyChoice("models-clear", "escape,ctrl+u"),
-                                                           KeyChoice("quit", "ctrl+q"))))
-    assert resolve_keymap(config, EngineDeckApp.BINDINGS) == {"models-clear": "escape,ctrl+u", "quit": "ctrl+q"}
+                                                           KeyChoice("quit", "Q"))))
+    assert resolve_keymap(config, EngineDeckApp.BINDINGS) == {"models-clear": "escape,ctrl+u", "quit": "Q"}
 
 
 def test_the_app_refuses_a_bad_keymap_itself(tmp_path):
