@@ -1,10 +1,12 @@
 """What a screen or a widget may ask of the app, typed: the services, the store, the telemetry sources.
 
 Textual types `self.app` as a plain `App`, which knows nothing of enginedeck. Screens subclass `DeckScreen` and
-read `self.deck` (the app, as `Deck`) and `self.ctx` (the services, a `console.services.Context`); a widget calls
-`deck(self)`. `Deck` is a protocol rather than the app class so that this module sits below both the app and the
-screens (console/ui/app.py imports the screens' map); the app class is checked against it where it is defined,
-so a member renamed on one side and not the other fails the type check.
+read `self.deck` (the app, as `Deck`) and `self.ctx` (the services, a `console.services.Context`), and name keys
+in hints with `self.key_of(binding_id)` (the person's key, after their [keymap]); a widget calls `deck(self)`.
+
+`Deck` is a protocol rather than the app class so that this module sits below both the app and the screens
+(console/ui/app.py imports the screens' map); the app class is checked against it where it is defined, so a
+member renamed on one side and not the other fails the type check.
 """
 
 from __future__ import annotations
