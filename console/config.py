@@ -71,16 +71,18 @@ def default_config_path() -> Path:
 
 def setting(default: Any = MISSING, *, factory: Any = MISSING, key: str | None = None, in_file: bool = True,
             flat: bool = False, floor: float | None = None, ceiling: float | None = None, size: bool = False,
-            choices: tuple[str, ...] = (), env: str | None = None, env_also: tuple[str, str] | None = None) -> Any:
+            choices: tuple[str, ...] = (), env: str | None = None, env_also: tuple[str, str] | None = None,
+            names: bool = False) -> Any:
     """A field with what the reader needs to know about it.
 
     key: the file's name for it (default: the field's); in_file=False: not settable in the file (inherited or
     computed); flat: a nested settings class whose keys sit in this table (the timeouts); floor / ceiling: the
     least / most value; size: a byte count, also written "8 MiB"; env: the variable that sets it; env_also:
-    (variable, value): a variable that, when set and the `env` one is not, means this value (NO_COLOR).
+    (variable, value): a variable that, when set and the `env` one is not, means this value (NO_COLOR); names: a
+    table whose keys the file chooses (the keymap's binding ids), each set to a string.
     """
     meta = {"key": key, "in_file": in_file, "flat": flat, "floor": floor, "ceiling": ceiling, "size": size,
-            "choices": choices, "env": env, "env_also": env_also}
+            "choices": choices, "env": env, "env_also": env_also, "names": names}
     return field(default=default, default_factory=factory, metadata=meta)
 
 
@@ -181,6 +183,41 @@ class AuditConfig:
     key_file: Path | None = None  # default: <data dir>/audit.key
 
 
+KEY_MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
+_KEY_NAME = re.compile(r"[a-z0-9_]+|[!-~]")  # a key's name (f5, pageup, question_mark) or one printable character
+
+
+@dataclass(frozen=True)
+class KeyChoice:
+    """One line of [keymap]: a binding id and the keys the person wants for it."""
+
+    binding: str
+    keys: str  # as written: "f5", "ctrl+r", or several: "f5,ctrl+r"
+    line: int | None = None  # where it is in the file, for an error the UI finds (an unknown id, a clash)
+
+
+@dataclass(frozen=True)
+class Keymap:
+    """The file's [keymap]: binding ids to keys. The UI knows the ids and checks them (console/ui/keymap.py); the
+    file's reader checks what it can alone: each value is keys written as Textual writes them."""
+
+    choices: tuple[KeyChoice, ...] = setting((), in_file=False)
+
+    def as_dict(self) -> dict[str, str]:
+        return {choice.binding: choice.keys for choice in self.choices}
+
+
+def key_problem(keys: str) -> str | None:
+    """What is wrong with a key list such as "ctrl+r" or "f5,ctrl+r" (None: nothing)."""
+    for key in keys.split(","):
+        *modifiers, name = key.strip().split("+")
+        if not _KEY_NAME.fullmatch(name):
+            return f"{key.strip()!r} is not a key" if key.strip() else "a key is empty"
+        if unknown := [m for m in modifiers if m not in KEY_MODIFIERS]:
+            return f"{unknown[0]!r} in {key.strip()!r} is not a modifier (ctrl, shift, alt, meta, super, hyper)"
+    return None
+
+
 @dataclass(frozen=True)
 class FleetConfig:
     """Every host's engines, read back from a Prometheus that scrapes `enginedeck exporter` on each host
@@ -207,6 +244,7 @@ class Config:
     audit: AuditConfig = setting(factory=AuditConfig)
     fleet: FleetConfig = setting(factory=FleetConfig)
     alerts: AlertsConfig = setting(factory=AlertsConfig)
+    keymap: Keymap = setting(factory=Keymap, names=True)
     timeouts: Timeouts = setting(factory=Timeouts, flat=True)
     limits: WireLimits = setting(factory=WireLimits)
     discover: bool = setting(True, env=ENV_DISCOVER)
@@ -450,6 +488,19 @@ class _Reader:
                       f"not {url!r}")
         return replace(fleet, prometheus_url=url.rstrip("/")) if url else fleet
 
+    def keymap(self, value: Any, loc: Loc) -> Keymap:
+        where = _name(loc)
+        if not isinstance(value, dict):
+            self.fail(loc, f"{where} must be a table ([{where}]), not {value!r}")
+        for binding, keys in value.items():
+            if not isinstance(keys, str):
+                self.fail((*loc, binding), f"{where}.{binding} must be keys such as \"ctrl+r\", not {keys!r}")
+            if problem := key_problem(keys):
+                self.fail((*loc, binding), f"{where}.{binding}: {problem}",
+                          "write keys as Textual does: r, ctrl+r, f5, shift+tab, question_mark; several with commas")
+        return Keymap(tuple(KeyChoice(binding, keys.strip(), self.lines.get((*loc, binding)))
+                            for binding, keys in value.items()))
+
     def unknown(self, loc: Loc, key: str, value: Any, keys: Mapping[str, Any]) -> NoReturn:
         import difflib  # only a misspelt file needs it
 
@@ -478,6 +529,8 @@ class _Reader:
         typ = _strip_none(typ)
         meta = f.metadata
         where = _name(loc)
+        if meta.get("names"):
+            return self.keymap(value, loc)
         if isinstance(typ, type) and is_dataclass(typ):  # a hint is a class, not an instance
             if not isinstance(value, dict):
                 self.fail(loc, f"{where} must be a table ([{where}]), not {value!r}")
