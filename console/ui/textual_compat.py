@@ -99,9 +99,13 @@ def wrap_message_handler(screen: Screen[Any], wrap: Callable[[Handler], Handler]
 
 def set_cell_quietly(table: DataTable[Any], row_key: RowKey, column_key: ColumnKey, value: object) -> bool:
     """Change one cell's value without DataTable.update_cell's repaint of the whole table: the table's `_data`
-    and the `_update_count` its render caches are keyed on (the caller repaints the cell).
+    and the `_update_count` its render caches are keyed on (the caller repaints the cell). The caches are
+    emptied too: each change would otherwise leave every cached cell and line under the old count until the LRU
+    bounds push them out (10,000 cells and 1,000 lines a table: ten engines polled at 1 Hz grew the TUI's RSS
+    by 17 MB over ten minutes). Emptying them costs nothing a repaint of the one cell does not redo.
 
-    Fallback (False, nothing changed): the caller uses `update_cell`, which repaints every row.
+    Fallback (False, nothing changed): the caller uses `update_cell`, which repaints every row. Without
+    `_clear_caches` the change is still made; the caches then stay within those LRU bounds.
     """
     data = getattr(table, "_data", None)
     count = getattr(table, "_update_count", None)
@@ -109,6 +113,9 @@ def set_cell_quietly(table: DataTable[Any], row_key: RowKey, column_key: ColumnK
         return False
     data[row_key][column_key] = value
     table._update_count = count + 1
+    clear_caches = getattr(table, "_clear_caches", None)
+    if callable(clear_caches):
+        clear_caches()
     return True
 
 
