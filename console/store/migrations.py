@@ -123,9 +123,26 @@ UPDATE messages SET params_json = (SELECT s.params_json FROM sessions s WHERE s.
 CREATE INDEX sessions_by_recency ON sessions(archived, updated_at DESC);
 """
 
-# v3: will-it-fit records (docs/fit.md): each load's predicted need, term by term, beside what the engine's
-# processes held afterwards, so the overhead term is fitted from this box's own loads.
+# v3: a probe run may measure one concurrency twice (the noise guard's second c=1) and its open-loop levels are
+# rates, so a level is keyed by the order it was measured in (seq), no longer by its concurrency. Levels stored
+# before v3 keep their concurrency as their seq, which keeps their order.
 V3 = """
+CREATE TABLE probe_levels_v3 (
+    run_id       INTEGER NOT NULL REFERENCES probe_runs(id) ON DELETE CASCADE,
+    seq          INTEGER NOT NULL,
+    concurrency  INTEGER NOT NULL,
+    figures_json TEXT    NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+INSERT INTO probe_levels_v3 (run_id, seq, concurrency, figures_json)
+    SELECT run_id, concurrency, concurrency, figures_json FROM probe_levels;
+DROP TABLE probe_levels;
+ALTER TABLE probe_levels_v3 RENAME TO probe_levels;
+"""
+
+# v4: will-it-fit records (docs/fit.md): each load's predicted need, term by term, beside what the engine's
+# processes held afterwards, so the overhead term is fitted from this box's own loads.
+V4 = """
 CREATE TABLE fit_records (
     id               INTEGER PRIMARY KEY,
     ts               REAL    NOT NULL,
@@ -144,7 +161,7 @@ CREATE TABLE fit_records (
 CREATE INDEX fit_records_by_kind ON fit_records(engine_kind, memory, id);
 """
 
-STEPS: tuple[str, ...] = (V1, V2, V3)
+STEPS: tuple[str, ...] = (V1, V2, V3, V4)
 LATEST = len(STEPS)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from console.errors import StoreError
 from console.store.db import Store
-from console.store.migrations import LATEST, STEPS, V1, V2, split_statements
+from console.store.migrations import LATEST, STEPS, V1, V2, V3, split_statements
 
 
 def _make_v1(path):
@@ -45,7 +45,7 @@ async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
     _make_v1(path)
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == LATEST  # v2 and every step after it
+        assert await store.schema_version() == LATEST
         messages = await store.sessions.messages(1)
         assert [m.content for m in messages] == ["why is the sky blue", "Rayleigh scattering"]
         assert messages[0].params is None  # a user message has no generation parameters
@@ -80,18 +80,18 @@ async def test_newer_schema_is_refused_with_a_clear_message(tmp_path):
         await Store.open(path)
 
 
-async def test_v2_to_v3_adds_fit_records_and_keeps_rows(tmp_path):
-    path = tmp_path / "v2.db"
+async def test_v3_to_v4_adds_fit_records_and_keeps_rows(tmp_path):
+    path = tmp_path / "v3.db"
     _make_v1(path)
     conn = sqlite3.connect(path)
-    for statement in split_statements(V2):
+    for statement in split_statements(V2) + split_statements(V3):
         conn.execute(statement)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 3
+        assert await store.schema_version() == 4
         assert [s.title for s in await store.sessions.list()] == ["old"]
         first = await store.fit_records.record(engine="e", engine_kind="llamacpp", model="m", memory="gpu",
                                                context=1024, slots=4, predicted_model=900, overhead=100,
@@ -112,3 +112,32 @@ def test_split_statements_keeps_triggers_whole():
     assert len(triggers) == 3 and all(s.endswith("END;") for s in triggers)
     assert all(sqlite3.complete_statement(s) for s in statements)
     assert json.dumps(statements)  # plain strings
+
+
+async def test_v2_to_v3_keeps_probe_levels_in_order_and_lets_a_concurrency_come_twice(tmp_path):
+    path = tmp_path / "v2.db"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for statement in split_statements(V2):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO probe_runs (id, started_at, status, engine, model) "
+                 "VALUES (7, 1.0, 'complete', 'vllm', 'smollm2')")
+    for n in (4, 1, 2):
+        conn.execute("INSERT INTO probe_levels (run_id, concurrency, figures_json) VALUES (7, ?, ?)",
+                     (n, json.dumps({"concurrency": n})))
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == LATEST
+        run = await store.probes.get(7)
+        assert [lv["concurrency"] for lv in run.levels] == [1, 2, 4]
+        await store.probes.save_level(7, 1, {"concurrency": 1, "phase": "noise"})  # a second c=1: the noise guard
+        run = await store.probes.get(7)
+        assert [(lv["concurrency"], lv.get("phase")) for lv in run.levels] == [
+            (1, None), (2, None), (4, None), (1, "noise")]
+        await store.db.execute("DELETE FROM probe_runs WHERE id = 7", doing="test")
+        assert await store.db.fetchall("SELECT * FROM probe_levels") == []  # still cascades with its run
+    finally:
+        await store.close()
