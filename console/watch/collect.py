@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from console.engines.poll import EngineStatus, poll_engine
 from console.errors import EngineDeckError
+from console.fitting import attributed, gpu_owners
 
 if TYPE_CHECKING:
     from console.engines.base import Engine
@@ -177,8 +178,12 @@ class Collector:
             return task.result()
 
         statuses = take("engines", engines, ())
+        gpus = take("gpu", gpu, None)
+        if gpus is not None and gpus.available:
+            statuses = await self._attributed(statuses, gpus, self.deadline_s - (time.perf_counter() - started),
+                                              late)
         return Snapshot(
-            taken_at=time.time(), engines=statuses, gpus=take("gpu", gpu, None),
+            taken_at=time.time(), engines=statuses, gpus=gpus,
             probes=take("probes", probes, ()), findings=take("findings", findings, ()),
             traffic=take("traffic", traffic, ()), late=tuple(late), errors=tuple(errors),
             duration_s=time.perf_counter() - started, pressure={s.name: pressure_of(s) for s in statuses},
@@ -205,6 +210,23 @@ class Collector:
         broken = [EngineStatus(name=e.name, url=e.url, kind=e.kind or "unknown", error=e.error or "not available")
                   for e in entries if e.engine is None]
         return (*statuses, *broken)
+
+    @staticmethod
+    async def _attributed(statuses: tuple[EngineStatus, ...], gpus: GpuSnapshot, left_s: float,
+                          late: list[str]) -> tuple[EngineStatus, ...]:
+        """The loaded models of engines that do not report their VRAM (llama.cpp, vLLM) given NVML's memory of the
+        process that serves them (console/fit/attribute.py), within what is left of the deadline."""
+        urls = {s.name: s.url for s in statuses if any(m.size_vram is None for m in s.loaded)}
+        if not urls:
+            return statuses
+        try:
+            async with asyncio.timeout(max(0.1, left_s)):
+                owners = await asyncio.to_thread(gpu_owners, urls, gpus)
+        except TimeoutError:
+            late.append("vram attribution")
+            return statuses
+        return tuple(replace(s, loaded=tuple(attributed(s.name, list(s.loaded), owners))) if s.name in urls else s
+                     for s in statuses)
 
     async def _gpu(self) -> GpuSnapshot:
         assert self.gpu is not None
