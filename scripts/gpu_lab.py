@@ -4,7 +4,7 @@ NVIDIA machine with SmolLM2, and enginedeck's records taken beside it (docs/gpu-
     python scripts/gpu_lab.py prepare          here (with network): everything the GPU box needs, in .gpu-lab/
     python3 scripts/gpu_lab.py stage [--wait-build]   there: take what this call carried, start the build
     python3 scripts/gpu_lab.py status          there: what is staged, built, running
-    python3 scripts/gpu_lab.py record WHAT...  there: ps fit tui probe (each writes its files to $OUT)
+    python3 scripts/gpu_lab.py record WHAT...  there: ps fit tui probe capacity (each writes its files to $OUT)
 
 Nothing can be fetched on the GPU box, and a call to it carries at most 64 MiB with the working tree, so `prepare`
 cuts what it needs into groups that each fit one call:
@@ -372,7 +372,18 @@ def record_probe(out: Path) -> None:
     _run(out, "probe.md", [*ed, "probe", "show", "1", "--markdown"], data=data)
 
 
-RECORDS = {"ps": record_ps, "fit": record_fit, "tui": record_tui, "probe": record_probe}
+def record_capacity(out: Path) -> None:
+    """bench/gpu_probe_capacity.sh (the probe's bisection, noise guard and open loop) against the same server."""
+    data = WORK / f"data-capacity-{time.strftime('%H%M%S')}"
+    env = {"URL": f"http://127.0.0.1:{PORT}", "MODEL": labkit.SERVED_NAME, "SLOTS": str(SLOTS), "OUT": str(out),
+           "ENGINEDECK": f"{sys.executable} -m console"}
+    os.environ.update(env)  # _run passes the environment on
+    with Server():
+        _run(out, "capacity.txt", ["sh", "bench/gpu_probe_capacity.sh"], timeout=540, data=data)
+
+
+RECORDS = {"ps": record_ps, "fit": record_fit, "tui": record_tui, "probe": record_probe,
+           "capacity": record_capacity}
 
 
 def record(names: list[str]) -> int:
