@@ -334,6 +334,23 @@ class SessionsRepo:
             await conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
         return message_id
 
+    async def asked_contexts(self, *, limit: int = 500) -> dict[tuple[str, str], tuple[int, float]]:
+        """The context length (num_ctx) the newest replies asked for, per (engine, model): (tokens, when asked).
+        Read from the last `limit` replies that asked for one (console/truth: "context smaller than asked")."""
+        rows = await self._db.fetchall(
+            "SELECT engine, model, params_json, created_at FROM messages WHERE role = 'assistant' "
+            "AND engine IS NOT NULL AND model IS NOT NULL AND params_json LIKE '%context_length%' "
+            "ORDER BY id DESC LIMIT ?", (limit,))
+        asked: dict[tuple[str, str], tuple[int, float]] = {}
+        for r in rows:
+            try:
+                tokens = json.loads(r["params_json"]).get("context_length")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+                asked.setdefault((r["engine"], r["model"]), (tokens, r["created_at"]))
+        return asked
+
     async def update_message(self, message_id: int, **fields: Any) -> None:
         """Set the given columns (text, figures, status, error) and `updated_at`."""
         unknown = set(fields) - _UPDATABLE
