@@ -81,6 +81,8 @@ class LevelFigures:
     engine: EngineSide = field(default_factory=EngineSide)
     overhead: Overhead | None = None
     warnings: tuple[str, ...] = ()
+    # The GPUs' energy over the level (console/telemetry/energy.py EnergyReading.to_dict()), when measured.
+    energy: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -25,8 +25,9 @@ import asyncio
 import gc
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from console.config import SLO
 from console.engines.base import Engine
@@ -41,6 +42,9 @@ from console.probe.sampler import MetricsSampler
 from console.probe.slo import Verdict, judge, verdict
 from console.probe.streams import LevelStreams, build_request
 from console.probe.workers import EngineSource, WorkerPool, workers_for
+
+if TYPE_CHECKING:
+    from console.telemetry.energy import EnergyMeter
 
 STOP_AFTER_FAILING = 2
 STOP_ERROR_RATE = 0.10
@@ -81,8 +85,9 @@ class Probe:
 
     def __init__(self, engine: Engine, model: str, params: ProbeParams | None = None, slo: SLO | None = None, *,
                  source: EngineSource | None = None, on_progress: ProgressFn | None = None,
-                 on_level: LevelFn | None = None) -> None:
+                 on_level: LevelFn | None = None, energy: EnergyMeter | None = None) -> None:
         self.engine = engine
+        self.energy = energy  # measures each level's GPU energy, less the idle measured before the run
         self.model = model
         self.params = params or ProbeParams()
         self.slo = slo or SLO()
@@ -114,11 +119,17 @@ class Probe:
         gc.freeze()
         gc.set_threshold(GC_THRESHOLD_DURING_PROBE, *gc_threshold[1:])
         try:
+            # Idle before anything is sent (the preflight loads the model): the baseline every level subtracts.
+            idle = await asyncio.to_thread(self.energy.measure_idle) if self.energy is not None else None
             if self.params.warmup and (failure := await self._preflight()) is not None:
                 result.error = failure
                 stopped = f"stopped before c={self.params.levels[0]}: {failure}"
             for level in self.params.levels if result.error is None else ():
+                window = await asyncio.to_thread(self.energy.start) if self.energy is not None else None
                 figures = await self.run_level(level)
+                if window is not None and idle is not None:
+                    reading = await asyncio.to_thread(window.stop, figures.tokens_out_total, idle)
+                    figures = replace(figures, energy=reading.to_dict())
                 result.levels.append(figures)
                 if self.on_level is not None:
                     await self.on_level(figures)

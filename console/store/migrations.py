@@ -123,7 +123,13 @@ UPDATE messages SET params_json = (SELECT s.params_json FROM sessions s WHERE s.
 CREATE INDEX sessions_by_recency ON sessions(archived, updated_at DESC);
 """
 
-STEPS: tuple[str, ...] = (V1, V2)
+# v3: a reply's energy, when it was measured (console/telemetry/energy.py): gross, idle and net joules, the window,
+# the output tokens, joules per token and the method, as one JSON object. NULL: not measured.
+V3 = """
+ALTER TABLE messages ADD COLUMN energy_json TEXT;
+"""
+
+STEPS: tuple[str, ...] = (V1, V2, V3)
 LATEST = len(STEPS)
 
 

@@ -60,6 +60,7 @@ class Message:
     status: str = "complete"
     error: str | None = None
     params: Mapping[str, Any] | None = None
+    energy: Mapping[str, Any] | None = None  # console.telemetry.energy.EnergyReading.to_dict(), when measured
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class SearchResult(list[SearchHit]):
 
 # Columns a streaming update may set, so callers cannot write arbitrary SQL through keyword names.
 _UPDATABLE = frozenset({"content", "reasoning", "ttft_ms", "tokens_in", "tokens_out", "tok_s", "token_source",
-                        "status", "error", "engine", "model"})
+                        "status", "error", "engine", "model", "energy_json"})
 
 
 def _session(row: sqlite3.Row) -> Session:
@@ -98,12 +99,14 @@ def _session(row: sqlite3.Row) -> Session:
 
 def _message(row: sqlite3.Row) -> Message:
     params = row["params_json"]
+    energy = row["energy_json"]
     return Message(
         id=row["id"], session_id=row["session_id"], role=row["role"], content=row["content"],
         reasoning=row["reasoning"], engine=row["engine"], model=row["model"], created_at=row["created_at"],
         updated_at=row["updated_at"], ttft_ms=row["ttft_ms"], tokens_in=row["tokens_in"],
         tokens_out=row["tokens_out"], tok_s=row["tok_s"], token_source=row["token_source"], status=row["status"],
-        error=row["error"], params=json.loads(params) if params else None)
+        error=row["error"], params=json.loads(params) if params else None,
+        energy=json.loads(energy) if energy else None)
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,32 @@ class GpuMonitor:
                 xid_readable=self._xid_failure,
             )
 
+    def energy_mj(self) -> dict[int, int | None]:
+        """Each GPU's total-energy counter (millijoules since the driver loaded); None where it has none. Empty
+        without NVML. For console/telemetry/energy.py: two calls, no full sample."""
+        return self._per_gpu("nvmlDeviceGetTotalEnergyConsumption", int)
+
+    def power_w(self) -> dict[int, float | None]:
+        """Each GPU's power draw now, in watts (NVML answers milliwatts)."""
+        return {i: None if mw is None else mw / 1000
+                for i, mw in self._per_gpu("nvmlDeviceGetPowerUsage", float).items()}
+
+    def _per_gpu(self, name: str, kind: Callable[[Any], T]) -> dict[int, T | None]:
+        with self._lock:
+            nvml = self._init()
+            if nvml is None:
+                return {}
+            try:
+                count = nvml.nvmlDeviceGetCount()
+                handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            except nvml.NVMLError:
+                return {}
+            out: dict[int, T | None] = {}
+            for i, h in enumerate(handles):
+                value = self._named(nvml, name, h)
+                out[i] = None if value is None else kind(value)
+            return out
+
     def _drain_xids(self, nvml: Any, count: int) -> None:
         """Register for XID critical errors once, then take what has come since the last sample (no waiting).
         An XID that happened before this monitor started is not seen: NVML reports events, not history."""

@@ -45,7 +45,7 @@ async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
     _make_v1(path)
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == LATEST
         messages = await store.sessions.messages(1)
         assert [m.content for m in messages] == ["why is the sky blue", "Rayleigh scattering"]
         assert messages[0].params is None  # a user message has no generation parameters
@@ -54,6 +54,28 @@ async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
         assert "sessions_by_recency" in indexes
         # The FTS index built under v1 still answers after the upgrade.
         assert [h.message_id for h in await store.sessions.search("rayleigh")] == [messages[1].id]
+    finally:
+        await store.close()
+
+
+async def test_v2_to_v3_adds_the_energy_of_a_reply(tmp_path):
+    path = tmp_path / "v2.db"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for statement in split_statements(STEPS[1]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == 3
+        old = await store.sessions.messages(1)
+        assert [m.energy for m in old] == [None, None]  # not measured before v3
+        energy = {"method": "nvml energy counter", "gross_j": 40.0, "idle_w": 60.0, "net_j": 10.0, "tokens": 5,
+                  "j_per_token": 2.0, "window_s": 0.5}
+        await store.sessions.update_message(old[1].id, energy_json=json.dumps(energy))
+        assert (await store.sessions.message(old[1].id)).energy == energy
     finally:
         await store.close()
 
