@@ -239,3 +239,24 @@ def test_args_parse_the_last_flag_and_both_spellings():
     a = parse_args("llama-server -m /a.gguf -c 2048 --ctx-size=8192 --n-gpu-layers 20")
     assert (a.ctx, a.gpu_layers, a.model_path) == (8192, 20, "/a.gguf")
     assert parse_args("llama-server -ngl auto").gpu_layers is None
+
+
+def test_loads_seen_between_polls_make_a_reload_loop():
+    from dataclasses import replace as with_
+
+    from console.truth.gather import LoadWatch
+
+    watch = LoadWatch()
+    base = status("ollama", LoadedModel("a"))
+    t = NOW - 300
+    for i in range(4):  # a and b evict each other: a is seen loaded again three times
+        watch.observe(with_(base, loaded=(LoadedModel("a"),), polled_at=t + 20 * i))
+        watch.observe(with_(base, loaded=(LoadedModel("b"),), polled_at=t + 20 * i + 10))
+    a_loads = [x for x in watch.seen if x.model == "a"]
+    assert len(a_loads) == 3 and all(x.source == "polls" for x in a_loads)  # the first look is not a load
+    found = [f for f in detect(Inputs(loads=watch.seen, now=NOW)) if f.model == "a"]
+    assert [f.kind for f in found] == ["reload_loop"]
+    steady = LoadWatch()
+    for i in range(5):
+        steady.observe(with_(base, polled_at=t + i))
+    assert steady.seen == []
