@@ -81,3 +81,19 @@ async def test_pressure_of_the_real_server(llama_server: LabServer):
     assert p.value("slots_total") == 4 and p.value("slots_busy") is not None
     assert p.value("running") is not None and p.get("running").source == "llamacpp:requests_processing"
     assert p.get("kv_cache_pct").missing  # this build exports no KV-cache use, and says so
+
+
+def test_findings_command_against_the_real_server(llama_server: LabServer, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """`enginedeck findings --json` as a user runs it: the real server's four slots share -c 4096."""
+    import json
+
+    from console.cli import main
+
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.setenv("ENGINEDECK_CONFIG", str(tmp_path / "empty.toml"))
+    monkeypatch.setenv("ENGINEDECK_DATA_DIR", str(tmp_path / "data"))
+    assert main(["findings", "--json", "--engine", llama_server.url, "--no-discover"]) == 0
+    found = json.loads(capsys.readouterr().out)["findings"]
+    short = [f for f in found if f["kind"] == "context_short"]
+    assert len(short) == 1 and [e["value"] for e in short[0]["evidence"]] == [4096, 1024]
