@@ -113,14 +113,13 @@ def pressure_of(status: EngineStatus) -> Pressure:
     out: list[Figure] = []
 
     def from_metric(name: str, value: float | None, scale: float = 1.0) -> Figure:
-        if name in reasons and (m is None or value is None):
-            return Figure(name, None, missing=reasons[name])
-        if name not in sources:
-            return Figure(name, None, missing=f"{kind} does not report {name.replace('_', ' ')}")
+        if name not in sources:  # this kind does not export it at all
+            return Figure(name, None, missing=reasons.get(name) or f"{kind} does not report {name.replace('_', ' ')}")
         if m is None:
             return Figure(name, None, missing=_why_no_metrics(status))
         if value is None:
-            return Figure(name, None, missing=f"{kind}'s /metrics did not include {sources[name]}")
+            return Figure(name, None, missing=reasons.get(name)
+                          or f"{kind}'s /metrics did not include {sources[name]}")
         return Figure(name, round(value * scale, 3), source=sources[name])
 
     out.append(from_metric("running", m.running if m else None))

@@ -81,6 +81,7 @@ def test_ollama_says_why_nothing_is_there():
 def test_metrics_off_and_engine_down_say_so():
     off = status("llamacpp", metrics_error="llama-server was started without --metrics")
     assert "without --metrics" in (pressure_of(off).get("running").missing or "")
+    assert "without --metrics" in (pressure_of(off).get("kv_cache_pct").missing or "")  # not "older builds"
     down = EngineStatus(name="e", url="u", kind="vllm", error="cannot connect")
     assert "did not answer: cannot connect" in (pressure_of(down).get("waiting").missing or "")
 
