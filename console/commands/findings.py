@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from console.commands.output import Col, print_json, print_table
+from console.logs.sanitize import one_line
 
 if TYPE_CHECKING:
     from console.services import Context
@@ -29,11 +30,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=run)
 
 
-async def gather_findings(ctx: Context) -> list[Finding]:
-    """Poll, sample, read the store, detect: the same findings `doctor` lists."""
+async def gather_findings(ctx: Context) -> tuple[list[Finding], list[tuple[str, str]]]:
+    """Poll, sample, read the store, detect: the same findings `doctor` lists; and what could not be checked."""
     from console.engines.poll import poll_all
     from console.errors import StoreError
-    from console.truth.findings import detect
+    from console.truth.findings import detect, not_checked
     from console.truth.gather import collect
 
     entries = await ctx.registry().refresh()
@@ -42,7 +43,8 @@ async def gather_findings(ctx: Context) -> list[Finding]:
         store = await ctx.store()
     except StoreError:
         store = None  # no history: the findings that need it are not made, the others are
-    return detect(await collect(statuses, ctx.config, store=store))
+    inputs = await collect(statuses, ctx.config, store=store)
+    return detect(inputs), not_checked(inputs, history=store is not None)
 
 
 def evidence_text(f: Finding) -> str:
@@ -50,15 +52,19 @@ def evidence_text(f: Finding) -> str:
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
-    findings = await gather_findings(ctx)
+    findings, unchecked = await gather_findings(ctx)
     failed = any(f.severity == "fail" for f in findings)
     if args.json:
-        print_json({"findings": [f.as_json() for f in findings]})
-    elif not findings:
-        print("no findings: every figure enginedeck can check agrees")
+        print_json({"findings": [f.as_json() for f in findings],
+                    "not_checked": [{"kinds": kinds, "why": why} for kinds, why in unchecked]})
     else:
-        print_table(COLUMNS, [(f.kind, f.severity, f"{f.title}. {f.action}", evidence_text(f),
-                               datetime.fromtimestamp(f.since).strftime("%H:%M:%S")) for f in findings])
+        if not findings:
+            print("no findings: every figure enginedeck could check agrees")
+        else:
+            print_table(COLUMNS, [(f.kind, f.severity, f"{f.title}. {f.action}", evidence_text(f),
+                                   datetime.fromtimestamp(f.since).strftime("%H:%M:%S")) for f in findings])
+        for kinds, why in unchecked:
+            print(f"not checked: {kinds}: {one_line(why, 200)}")
     if failed and not args.json:
         print("findings: some are failures", file=sys.stderr)
     return 1 if failed else 0

@@ -112,6 +112,20 @@ def detect(inputs: Inputs) -> list[Finding]:
     return sorted(found, key=lambda f: (order[f.kind], f.engine or "", f.model or "", f.gpu or 0))
 
 
+def not_checked(inputs: Inputs, *, history: bool = True) -> list[tuple[str, str]]:
+    """What could not be checked this time, and why: (the kinds, the reason). A finding that cannot be looked
+    for is not the same as one that is not there."""
+    out: list[tuple[str, str]] = []
+    if inputs.gpu is None or not inputs.gpu.available:
+        why = inputs.gpu.reason if inputs.gpu is not None else "no GPU snapshot"
+        out.append(("gpu_throttled, gpu_ecc, gpu_xid, vram_mismatch, llama.cpp GPU layers", why or "no GPU"))
+    elif inputs.gpu.xid_readable:
+        out.append(("gpu_xid", inputs.gpu.xid_readable))
+    if not history:
+        out.append(("context_short (Ollama), reload_loop (enginedeck's loads)", "the history could not be opened"))
+    return out
+
+
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 

@@ -63,3 +63,17 @@ def test_findings_table_and_nothing_found(cli, capsys: pytest.CaptureFixture[str
     capsys.readouterr()
     assert cli("findings", engines={"o": ollama_server.url}) == 0
     assert "no findings" in capsys.readouterr().out
+
+
+def test_what_could_not_be_checked_is_said(cli, capsys: pytest.CaptureFixture[str], ollama_server: FakeOllama,
+                                           monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # no NVML: the GPU findings cannot be looked for
+    capsys.readouterr()
+    assert cli("findings", "--json", engines={"o": ollama_server.url}) == 0
+    unchecked = json.loads(capsys.readouterr().out)["not_checked"]
+    assert [u["kinds"].split(", ")[0] for u in unchecked] == ["gpu_throttled"]
+    assert "nvidia-ml-py" in unchecked[0]["why"]
+    assert cli("findings", engines={"o": ollama_server.url}) == 0
+    assert "not checked: gpu_throttled" in capsys.readouterr().out

@@ -260,3 +260,18 @@ def test_loads_seen_between_polls_make_a_reload_loop():
     for i in range(5):
         steady.observe(with_(base, polled_at=t + i))
     assert steady.seen == []
+
+
+def test_not_checked_names_the_kinds_and_the_reason():
+    from dataclasses import replace as with_
+
+    from console.truth.findings import not_checked
+
+    assert not_checked(Inputs(gpu=GpuSnapshot(available=False, reason="no NVIDIA GPU"))) == [
+        ("gpu_throttled, gpu_ecc, gpu_xid, vram_mismatch, llama.cpp GPU layers", "no NVIDIA GPU")]
+    watched = gpu()
+    assert not_checked(Inputs(gpu=watched)) == []
+    blind = with_(watched, xid_readable="XID errors cannot be watched here (Insufficient Permissions)")
+    assert not_checked(Inputs(gpu=blind), history=False) == [
+        ("gpu_xid", "XID errors cannot be watched here (Insufficient Permissions)"),
+        ("context_short (Ollama), reload_loop (enginedeck's loads)", "the history could not be opened")]
