@@ -123,13 +123,30 @@ UPDATE messages SET params_json = (SELECT s.params_json FROM sessions s WHERE s.
 CREATE INDEX sessions_by_recency ON sessions(archived, updated_at DESC);
 """
 
-# v3: a reply's energy, when it was measured (console/telemetry/energy.py): gross, idle and net joules, the window,
-# the output tokens, joules per token and the method, as one JSON object. NULL: not measured.
+# v3: a probe run may measure one concurrency twice (the noise guard's second c=1) and its open-loop levels are
+# rates, so a level is keyed by the order it was measured in (seq), no longer by its concurrency. Levels stored
+# before v3 keep their concurrency as their seq, which keeps their order.
 V3 = """
+CREATE TABLE probe_levels_v3 (
+    run_id       INTEGER NOT NULL REFERENCES probe_runs(id) ON DELETE CASCADE,
+    seq          INTEGER NOT NULL,
+    concurrency  INTEGER NOT NULL,
+    figures_json TEXT    NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+INSERT INTO probe_levels_v3 (run_id, seq, concurrency, figures_json)
+    SELECT run_id, concurrency, concurrency, figures_json FROM probe_levels;
+DROP TABLE probe_levels;
+ALTER TABLE probe_levels_v3 RENAME TO probe_levels;
+"""
+
+# v4: a reply's energy, when it was measured (console/telemetry/energy.py): gross, idle and net joules, the window,
+# the output tokens, joules per token and the method, as one JSON object. NULL: not measured.
+V4 = """
 ALTER TABLE messages ADD COLUMN energy_json TEXT;
 """
 
-STEPS: tuple[str, ...] = (V1, V2, V3)
+STEPS: tuple[str, ...] = (V1, V2, V3, V4)
 LATEST = len(STEPS)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from console.errors import StoreError
 from console.store.db import Store
-from console.store.migrations import LATEST, STEPS, V1, split_statements
+from console.store.migrations import LATEST, STEPS, V1, V2, split_statements
 
 
 def _make_v1(path):
@@ -58,20 +58,21 @@ async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
         await store.close()
 
 
-async def test_v2_to_v3_adds_the_energy_of_a_reply(tmp_path):
-    path = tmp_path / "v2.db"
+async def test_v3_to_v4_adds_the_energy_of_a_reply(tmp_path):
+    path = tmp_path / "v3.db"
     _make_v1(path)
     conn = sqlite3.connect(path)
-    for statement in split_statements(STEPS[1]):
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 2")
+    for step in STEPS[1:3]:
+        for statement in split_statements(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 3
+        assert await store.schema_version() == 4
         old = await store.sessions.messages(1)
-        assert [m.energy for m in old] == [None, None]  # not measured before v3
+        assert [m.energy for m in old] == [None, None]  # not measured before v4
         energy = {"method": "nvml energy counter", "gross_j": 40.0, "idle_w": 60.0, "net_j": 10.0, "tokens": 5,
                   "j_per_token": 2.0, "window_s": 0.5}
         await store.sessions.update_message(old[1].id, energy_json=json.dumps(energy))
@@ -108,3 +109,32 @@ def test_split_statements_keeps_triggers_whole():
     assert len(triggers) == 3 and all(s.endswith("END;") for s in triggers)
     assert all(sqlite3.complete_statement(s) for s in statements)
     assert json.dumps(statements)  # plain strings
+
+
+async def test_v2_to_v3_keeps_probe_levels_in_order_and_lets_a_concurrency_come_twice(tmp_path):
+    path = tmp_path / "v2.db"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for statement in split_statements(V2):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO probe_runs (id, started_at, status, engine, model) "
+                 "VALUES (7, 1.0, 'complete', 'vllm', 'smollm2')")
+    for n in (4, 1, 2):
+        conn.execute("INSERT INTO probe_levels (run_id, concurrency, figures_json) VALUES (7, ?, ?)",
+                     (n, json.dumps({"concurrency": n})))
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == LATEST
+        run = await store.probes.get(7)
+        assert [lv["concurrency"] for lv in run.levels] == [1, 2, 4]
+        await store.probes.save_level(7, 1, {"concurrency": 1, "phase": "noise"})  # a second c=1: the noise guard
+        run = await store.probes.get(7)
+        assert [(lv["concurrency"], lv.get("phase")) for lv in run.levels] == [
+            (1, None), (2, None), (4, None), (1, "noise")]
+        await store.db.execute("DELETE FROM probe_runs WHERE id = 7", doing="test")
+        assert await store.db.fetchall("SELECT * FROM probe_levels") == []  # still cascades with its run
+    finally:
+        await store.close()
