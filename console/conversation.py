@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -52,6 +53,7 @@ from console.errors import (
 
 if TYPE_CHECKING:
     from console.store.db import Store
+    from console.telemetry.energy import EnergyMeter, EnergyReading, Idle, Window
 
 T = TypeVar("T")
 FLUSH_INTERVAL_S = 1.0
@@ -92,6 +94,7 @@ class Figures:
     tokens_out: int | None = None
     tok_s: float | None = None
     token_source: TokenSource | None = None
+    energy: EnergyReading | None = None  # when the conversation has an EnergyMeter (console/telemetry/energy.py)
 
     @property
     def approximate(self) -> bool:
@@ -127,8 +130,10 @@ class Conversation:
 
     def __init__(self, store: Store | None, *, model: str, engine: str | None = None,
                  system_prompt: str | None = None, params: ChatParams | None = None,
-                 flush_interval_s: float = FLUSH_INTERVAL_S, read_only: bool = False) -> None:
+                 flush_interval_s: float = FLUSH_INTERVAL_S, read_only: bool = False,
+                 energy: EnergyMeter | None = None) -> None:
         self.store = store
+        self.energy = energy  # measures each turn's GPU energy (idle first, then the turn); None: not measured
         self.read_only = read_only
         self.engine = engine
         self.model = model
@@ -289,6 +294,7 @@ class Turn:
         self.reply: Entry | None = None
         self.done_reason: str | None = None
         self._started = False
+        self._energy: tuple[Window, Idle] | None = None
 
     # The reply's state, for the caller to read while streaming.
     @property
@@ -342,6 +348,9 @@ class Turn:
         self.reply = reply
         await conv._add(reply, params=conv.params.as_dict())
 
+        if conv.energy is not None:  # before the clock starts: the idle baseline and the counters cost no TTFT
+            idle = await asyncio.to_thread(conv.energy.idle)
+            self._energy = (await asyncio.to_thread(conv.energy.start), idle)
         counter = _Counter(time.perf_counter_ns())
         last_flush = time.monotonic()
         flushed = ("", "")
@@ -400,10 +409,15 @@ class Turn:
 
     async def _finish(self, reply: Entry) -> None:
         f = reply.figures
+        energy: dict[str, Any] = {}
+        if self._energy is not None:
+            window, idle = self._energy
+            f.energy = await asyncio.to_thread(window.stop, f.tokens_out, idle)
+            energy["energy_json"] = json.dumps(f.energy.to_dict())
         await self.conversation._write(
             reply, content=reply.content, reasoning=reply.reasoning, status=reply.status, error=reply.error,
             ttft_ms=f.ttft_ms, tokens_in=f.tokens_in, tokens_out=f.tokens_out, tok_s=f.tok_s,
-            token_source=f.token_source.value if f.token_source else None)
+            token_source=f.token_source.value if f.token_source else None, **energy)
 
 
 class _Counter:

@@ -8,6 +8,7 @@ is a terminal, a pipe or a file, unless --raw; reasoning and the figures line go
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
@@ -20,6 +21,7 @@ from console.logs.sanitize import one_line
 if TYPE_CHECKING:
     from console.conversation import Conversation, Turn
     from console.services import Context
+    from console.telemetry.energy import EnergyMeter
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -38,6 +40,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-alive", dest="keep_alive", metavar="DURATION", help="Ollama keep_alive, e.g. 5m or -1")
     p.add_argument("--session", type=int, metavar="ID", help="continue this session of the history")
     p.add_argument("--no-save", dest="no_save", action="store_true", help="do not write to the history")
+    p.add_argument("--energy", action="store_true",
+                   help="measure the GPUs' energy: idle for 2 s first, then joules per output token (NVML)")
     p.set_defaults(handler=run)
 
 
@@ -73,9 +77,25 @@ async def _conversation(args: argparse.Namespace, ctx: Context) -> tuple[Convers
         conv.params = conv.params.merged(params)
         if args.system is not None:
             conv.system_prompt = args.system
+        conv.energy = await _meter(args)
         return conv, warning
     return Conversation(store, model=args.model, system_prompt=args.system, params=params,
-                        read_only=ctx.config.read_only), warning
+                        read_only=ctx.config.read_only, energy=await _meter(args)), warning
+
+
+async def _meter(args: argparse.Namespace) -> EnergyMeter | None:
+    """With --energy, a meter over this box's GPUs; no GPU is a clear error before anything is sent."""
+    if not args.energy:
+        return None
+    from console.telemetry.energy import EnergyError, EnergyMeter
+    from console.telemetry.gpu import GpuMonitor
+
+    meter = EnergyMeter(GpuMonitor())
+    try:
+        await asyncio.to_thread(meter.check)
+    except EnergyError as exc:
+        raise EngineDeckError(f"--energy: {exc}", hint="drop --energy on a box without an NVIDIA GPU") from None
+    return meter
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -125,6 +145,10 @@ def _report(turn: Turn, out: TextIO, err: TextIO) -> None:
     if turn.status == "cancelled":
         line += " · stopped"
     print(line, file=err)
+    if (e := turn.figures.energy) is not None:
+        per_token = f"{e.j_per_token:.3f} J/token" if e.j_per_token is not None else "no token count"
+        print(f"energy: {per_token} ({e.net_j:.1f} J over {e.window_s:.2f} s less idle {e.idle_w:.0f} W; "
+              f"{e.gross_j:.1f} J gross, {e.method}, {e.gpus} GPU(s))", file=err)
     if turn.status == "error":
         print(f"enginedeck: the reply broke off: {one_line(turn.error or '')}", file=err)
     if turn.store_warning:
@@ -152,4 +176,5 @@ def _print_json(turn: Turn, conv: Conversation) -> None:
         "approximate": f.approximate,
         "done_reason": turn.done_reason,
         "store_warning": turn.store_warning,
+        "energy": f.energy.to_dict() if f.energy else None,
     })

@@ -57,6 +57,9 @@ def _check_file_mode(label: str, path: Any, *, secret: bool) -> Check | None:
 async def _checks(ctx: Any) -> list[Check]:
     from console.engines.poll import poll_all
     from console.telemetry.processes import engine_processes, ports_by_engine
+    from console.truth.findings import Inputs, detect, exposed_without_key
+    from console.truth.gather import collect
+    from console.truth.gather import keyed_ports as keyed
 
     checks = [await asyncio.to_thread(_check_nvml)]
     config = ctx.config
@@ -79,18 +82,20 @@ async def _checks(ctx: Any) -> list[Check]:
                                 f"{entry.kind} {version} at {entry.url}: {status.health.value}"
                                 + (f" ({status.info.reason})" if status.info.reason else "")))
 
-    keyed_ports = set(ports_by_engine({e.name: e.url for e in config.engines if e.api_key_env or e.api_key_file}))
+    keyed_ports = keyed(config)
     ports = ports_by_engine({entry.name: entry.url for entry in entries})
     processes = await asyncio.to_thread(engine_processes, ports)
     for p in processes:
         label = f"process {p.pid} ({p.engine or p.kind or p.name})"
         exposed = [e for e in p.listening if not e.loopback]
         if exposed:
-            unkeyed = [e for e in exposed if e.port not in keyed_ports]
+            # The rule is the finding's (console/truth/findings.py), so doctor, `findings` and alerts agree.
+            unkeyed = exposed_without_key(Inputs(processes=(p,), keyed_ports=keyed_ports))
             where = ", ".join(str(e) for e in exposed)
             if unkeyed:
-                checks.append(Check(label, "warn", f"listens on {where} (reachable from other hosts) and no API "
-                                                   "key is configured for it: bind to 127.0.0.1 or set --api-key"))
+                checks.append(Check(label, "warn", f"listens on {unkeyed[0].evidence[0].value} (reachable from "
+                                                   "other hosts) and no API key is configured for it: bind to "
+                                                   "127.0.0.1 or set --api-key"))
             else:
                 checks.append(Check(label, "info", f"listens on {where} with an API key configured"))
         if p.egress:
@@ -112,6 +117,7 @@ async def _checks(ctx: Any) -> list[Check]:
 
     from console.errors import StoreError
 
+    store = None
     try:
         store = await ctx.store()
         problems = await store.integrity_check()
@@ -120,6 +126,11 @@ async def _checks(ctx: Any) -> list[Check]:
     else:
         checks.append(Check("database", "ok" if not problems else "fail",
                             f"{config.db_path}: integrity ok" if not problems else "; ".join(problems)))
+    # What the engines do not say (console/truth); exposure is listed per process above.
+    for f in detect(await collect(statuses, config, store=store, processes=processes)):
+        if f.kind != "exposed_without_key":
+            evidence = "; ".join(f"{e.label} {e.value} ({e.source})" for e in f.evidence)
+            checks.append(Check(f"finding {f.kind}", f.severity, f"{f.title} [{evidence}]: {f.action}"))
     return checks
 
 

@@ -204,6 +204,8 @@ async def run_models(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def run_ps(args: argparse.Namespace, ctx: Context) -> int:
+    if args.json:
+        return await _ps_json(args, ctx)
     from console.fitting import attribute_rows
 
     return await _list_view(
@@ -212,6 +214,34 @@ async def run_ps(args: argparse.Namespace, ctx: Context) -> int:
         lambda e, m: (e.name, m.name, human_bytes(m.size) if m.size else None, _vram(m), m.context_length,
                       expires_in(m.expires_at) if m.expires_at else m.status),
         then=attribute_rows)
+
+
+async def _ps_json(args: argparse.Namespace, ctx: Context) -> int:
+    """`ps --json`: the loaded models and, per engine, its pressure (console/engines/pressure.py: the same figures
+    and names as the dashboard and the exporter, each with its source or why it is missing). One poll per engine
+    reads both."""
+    from console.engines.poll import EngineStatus, read_load
+    from console.engines.pressure import pressure_of
+    from console.fitting import attribute_rows
+
+    pressure: list[dict[str, Any]] = []
+
+    async def loaded(engine: Engine) -> list[LoadedModel]:
+        models = await engine.loaded_models()  # its failure is the engine's error, as in the table
+        load = await read_load(engine, deadline_s=deadline(args) - BACKSTOP_MARGIN_S)
+        status = EngineStatus(engine.name, engine.base_url, engine.kind, info=None, loaded=tuple(models),
+                              **vars(load))
+        pressure.append({"engine": engine.name, "kind": engine.kind, **pressure_of(status).as_json()})
+        return models
+
+    gathered = await _gather(args, ctx, loaded)
+    if gathered is None:
+        print_json({"loaded": [], "pressure": [], "errors": []})
+        return 0
+    rows, errors, answered = gathered
+    rows = await attribute_rows(rows)
+    print_json({"loaded": [_row_json(e, m) for e, m in rows], "pressure": pressure, "errors": errors})
+    return _finish(args, errors, answered)
 
 
 def _vram(m: LoadedModel) -> str | None:

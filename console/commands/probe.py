@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from console.probe.ladder import LevelProgress
     from console.probe.report import RunView
     from console.services import Context
+    from console.telemetry.energy import EnergyMeter
 
 SUBCOMMANDS = ("history", "show", "compare")
 USAGE = ("enginedeck probe ENGINE MODEL [options] | probe history | probe show RUN_ID | "
@@ -82,6 +83,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-in-flight", type=int, default=256, metavar="N",
                    help="open loop: a request due while N are in flight is dropped (counted as failed), not "
                         "delayed (default 256)")
+    p.add_argument("--energy", action="store_true",
+                   help="measure the GPUs' energy: idle for 2 s before the run, then joules per output token for "
+                        "each closed-loop level (NVML; docs/truth.md)")
     p.add_argument("--limit", type=int, default=20, help="probe history: how many runs (default 20)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="one CSV row per level")
@@ -162,6 +166,7 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
         arrivals=args.arrivals, max_in_flight=args.max_in_flight,
     )
     slo = parse_slo(args.slo, ctx.config.slo)
+    meter = await _meter(args)
     resolved = await ctx.engine(engine_ref)
     # A client of its own, with a pool as large as the highest level (httpx defaults cap at 100).
     cfg = ctx.config.engine(resolved.name) or EngineConfig(
@@ -189,7 +194,7 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
             await store.probes.save_level(run_id, figures.concurrency, figures.to_dict())
 
         probe = Probe(engine, model, params, slo, source=EngineSource(cfg, resolved.kind),
-                      on_progress=_Progress(sys.stderr), on_level=save_level)
+                      on_progress=_Progress(sys.stderr), on_level=save_level, energy=meter)
         try:
             result = await probe.run()
         except asyncio.CancelledError:
@@ -351,10 +356,31 @@ def _print_view(args: argparse.Namespace, view: RunView, out: TextIO | None = No
         out.write(line + "\n")
     for w in view.warnings:
         out.write(f"warning: {one_line(w)}\n")
+    for f in view.levels:
+        if f.energy:
+            e = f.energy
+            per_token = f"{e['j_per_token']:.3f} J/token" if e.get("j_per_token") is not None else "no token count"
+            out.write(f"energy c={f.concurrency}: {per_token} ({e['net_j']:.1f} J net of idle {e['idle_w']:.0f} W "
+                      f"over {e['window_s']:.1f} s; {e['gross_j']:.1f} J gross, {e['method']})\n")
     if any(f.phase in ("bisection", "noise") for f in view.levels):
         out.write(PHASE_LEGEND + "\n")
     out.write("95% CI: bootstrap of the percentile; SLO MET: share meeting every SLO, with its Wilson 95% interval. "
               "ITL marked ICL is per chunk (the engine did not count tokens per chunk). Definitions: docs/probe.md\n")
+
+
+async def _meter(args: argparse.Namespace) -> EnergyMeter | None:
+    """With --energy, a meter over this box's GPUs; no GPU is a clear error before the run starts."""
+    if not getattr(args, "energy", False):
+        return None
+    from console.telemetry.energy import EnergyError, EnergyMeter
+    from console.telemetry.gpu import GpuMonitor
+
+    meter = EnergyMeter(GpuMonitor())
+    try:
+        await asyncio.to_thread(meter.check)
+    except EnergyError as exc:
+        raise ProbeError(f"--energy: {exc}", hint="drop --energy on a box without an NVIDIA GPU") from None
+    return meter
 
 
 def _who(view: RunView) -> str:

@@ -227,8 +227,21 @@ class MetricsSnapshot:
     prompt_tokens_total: float | None = None
     generation_tokens_total: float | None = None
     preemptions_total: float | None = None
+    prompt_cache_hits_total: float | None = None  # prompt tokens served from the prefix cache, since start
+    prompt_cache_queries_total: float | None = None  # prompt tokens looked up in it (hits + misses)
+    prompt_cache_hit_ratio: float | None = None  # 0..1, where the engine reports the ratio itself
     sleeping: bool | None = None
     raw: Mapping[str, float] = field(default_factory=dict)  # every sample, name{labels} -> value
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """One parallel sequence slot of an engine that has them (llama.cpp's /slots)."""
+
+    id: int
+    n_ctx: int | None  # the context this slot holds (llama.cpp: -c divided by -np unless --kv-unified)
+    busy: bool
+    model: str | None = None  # router mode: the model whose child server the slot belongs to
 
 
 @dataclass(frozen=True)
@@ -323,6 +336,11 @@ class Engine(ABC):
 
     async def metrics(self) -> MetricsSnapshot:
         raise self._unsupported(Op.METRICS)
+
+    async def slot_states(self) -> list[SlotState] | None:
+        """The engine's slots (busy or idle, and the context each holds); None: this kind has no slots to read.
+        Raises the engine's error when it has them but they cannot be read (llama.cpp with --no-slots)."""
+        return None
 
     async def first_token_s(self, model: str) -> float:
         """Seconds from sending a one-word chat to its first content token: the 'ready to serve' figure."""

@@ -23,6 +23,7 @@ from console.engines.base import (
     MetricsSnapshot,
     ModelInfo,
     Op,
+    SlotState,
 )
 from console.engines.metrics import combine_snapshots, parse_metrics
 from console.engines.openai import OpenAICompatEngine
@@ -41,6 +42,7 @@ SINGLE_MODEL = ("llama-server started with -m serves one model; start it in rout
 NOT_PROBED = ("not known yet whether this llama-server runs in router mode (it can load and unload) or with -m "
               "(one model): enginedeck has not read its models list")
 NO_METRICS = "llama-server was started without --metrics"
+NO_SLOTS = "llama-server was started with --no-slots, so /slots does not answer"
 LOAD_TIMEOUT_S = 300.0
 POLL_S = 0.1
 RESIDENT = ("loaded", "loading", "sleeping")
@@ -162,6 +164,23 @@ class LlamaCppEngine(OpenAICompatEngine):
                  processing=bool(s.get("is_processing")), details=s)
             for i, s in enumerate(body) if isinstance(s, Mapping)
         ]
+
+    async def slot_states(self) -> list[SlotState] | None:
+        """/slots as the engine-neutral SlotState; router mode: the slots of every loaded model. A 501 (the server
+        runs with --no-slots) raises UnsupportedError saying so."""
+        names: list[str | None] = [None]
+        if await self._is_router():
+            names = [m.name for m in await self.loaded_models() if m.status == "loaded"]
+        states: list[SlotState] = []
+        for name in names:
+            try:
+                slots = await self.slots(name)
+            except BadResponseError as exc:
+                if exc.status == 501:
+                    raise UnsupportedError(f"cannot read slots: {NO_SLOTS}", engine=self.name) from None
+                raise
+            states.extend(SlotState(s.id, s.n_ctx, s.processing, name) for s in slots)
+        return states
 
     # -- models -------------------------------------------------------------------------------------------
 

@@ -26,6 +26,13 @@ class NameTable:
     prompt_tokens_total: tuple[str, ...] = ()
     generation_tokens_total: tuple[str, ...] = ()
     preemptions_total: tuple[str, ...] = ()
+    # Prompt (prefix) cache: tokens found in the cache, and tokens looked up (hits + misses). llama.cpp counts the
+    # misses alone (its prompt_tokens_total leaves cached tokens out, seen on the lab's llama-server: 46 cached +
+    # 48 processed), so `prompt_cache_misses_total` is added to the hits to make the lookups.
+    prompt_cache_hits_total: tuple[str, ...] = ()
+    prompt_cache_queries_total: tuple[str, ...] = ()
+    prompt_cache_misses_total: tuple[str, ...] = ()
+    prompt_cache_hit_ratio: tuple[str, ...] = ()  # an engine that reports the ratio itself (SGLang)
 
 
 TABLES: Mapping[str, NameTable] = {
@@ -36,6 +43,9 @@ TABLES: Mapping[str, NameTable] = {
         prompt_tokens_total=("vllm:prompt_tokens_total",),
         generation_tokens_total=("vllm:generation_tokens_total",),
         preemptions_total=("vllm:num_preemptions_total",),
+        prompt_cache_hits_total=("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),
+        prompt_cache_queries_total=("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),
+        prompt_cache_hit_ratio=("vllm:gpu_prefix_cache_hit_rate",),  # V0's gauge
     ),
     "llamacpp": NameTable(
         running=("llamacpp:requests_processing",),
@@ -43,6 +53,8 @@ TABLES: Mapping[str, NameTable] = {
         kv_cache_usage=("llamacpp:kv_cache_usage_ratio",),  # older builds only
         prompt_tokens_total=("llamacpp:prompt_tokens_total",),
         generation_tokens_total=("llamacpp:tokens_predicted_total",),
+        prompt_cache_hits_total=("llamacpp:prompt_tokens_cached_total",),
+        prompt_cache_misses_total=("llamacpp:prompt_tokens_total",),
     ),
     "sglang": NameTable(
         running=("sglang:num_running_reqs",),
@@ -51,6 +63,7 @@ TABLES: Mapping[str, NameTable] = {
         prompt_tokens_total=("sglang:prompt_tokens_total",),
         generation_tokens_total=("sglang:generation_tokens_total",),
         preemptions_total=("sglang:num_retracted_reqs_total",),
+        prompt_cache_hit_ratio=("sglang:cache_hit_rate",),
     ),
     "tgi": NameTable(
         running=("tgi_batch_current_size",),
@@ -62,8 +75,8 @@ TABLES: Mapping[str, NameTable] = {
 }
 
 _FIELDS = ("running", "waiting", "kv_cache_usage", "prompt_tokens_total", "generation_tokens_total",
-           "preemptions_total")
-_RATIO_FIELDS = frozenset({"kv_cache_usage"})
+           "preemptions_total", "prompt_cache_hits_total", "prompt_cache_queries_total", "prompt_cache_hit_ratio")
+_RATIO_FIELDS = frozenset({"kv_cache_usage", "prompt_cache_hit_ratio"})
 VLLM_SLEEP_STATE = "vllm:engine_sleep_state"
 
 
@@ -124,6 +137,9 @@ def parse_metrics(text: str, kind: str, *, engine: str = "",
         candidates: tuple[str, ...] = getattr(table, field_name)
         found = next((by_name[c] for c in candidates if c in by_name), None)
         fields[field_name] = _combine(found, ratio=field_name in _RATIO_FIELDS) if found else None
+    misses = next((by_name[c] for c in table.prompt_cache_misses_total if c in by_name), None)
+    if fields["prompt_cache_queries_total"] is None and misses and fields["prompt_cache_hits_total"] is not None:
+        fields["prompt_cache_queries_total"] = fields["prompt_cache_hits_total"] + (_combine(misses, ratio=False) or 0)
     return MetricsSnapshot(
         taken_at=time.time(),
         sleeping=_vllm_sleeping(samples) if kind == "vllm" else None,

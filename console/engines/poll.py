@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from console.engines.base import Engine, EngineInfo, Health, LoadedModel, MetricsSnapshot, Op
+from console.engines.base import Engine, EngineInfo, Health, LoadedModel, MetricsSnapshot, Op, SlotState
 from console.errors import EngineError
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ class EngineStatus:
     info: EngineInfo | None = None
     loaded: tuple[LoadedModel, ...] = ()
     metrics: MetricsSnapshot | None = None
+    metrics_error: str | None = None  # why `metrics` is None: the kind's reason it has none, or the read's error
+    slots: tuple[SlotState, ...] | None = None  # None: the kind has no slots, or they could not be read
+    slots_error: str | None = None  # why they could not be read (console/engines/pressure.py says it)
     error: str | None = None
     polled_at: float = field(default_factory=time.time)
     info_at: float = 0.0  # when `info` was read (it may be reused from an earlier poll)
@@ -63,7 +66,6 @@ async def poll_engine(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S,
     if info.health is not Health.OK and info.health is not Health.SLEEPING:
         return EngineStatus(**base, info=info)
     loaded: tuple[LoadedModel, ...] = ()
-    metrics = None
     problems: list[str] = []
     t0 = time.perf_counter()
     try:
@@ -76,14 +78,43 @@ async def poll_engine(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S,
     else:
         if reuse:  # the poll column shows the latency of this poll, not of the reused one
             info = replace(info, latency_ms=(time.perf_counter() - t0) * 1000)
+    asked_metrics = engine.capabilities.supports(Op.METRICS)  # a 501 turns it off during the read
+    load = await read_load(engine, deadline_s=deadline_s)
+    if asked_metrics and load.metrics is None and load.metrics_error:
+        problems.append(f"metrics: {load.metrics_error}")
+    return EngineStatus(**base, info=info, loaded=loaded, metrics=load.metrics, metrics_error=load.metrics_error,
+                        slots=load.slots, slots_error=load.slots_error, error="; ".join(problems) or None)
+
+
+@dataclass(frozen=True)
+class Load:
+    """What an engine says about its load: /metrics and its slots, each with why it is missing."""
+
+    metrics: MetricsSnapshot | None = None
+    metrics_error: str | None = None
+    slots: tuple[SlotState, ...] | None = None
+    slots_error: str | None = None
+
+
+async def read_load(engine: Engine, *, deadline_s: float = DEFAULT_DEADLINE_S) -> Load:
+    """/metrics (where the kind has it) and the slots (where it has them), each bounded; never raises."""
+    metrics = None
+    metrics_error = engine.capabilities.reason(Op.METRICS)
     if engine.capabilities.supports(Op.METRICS):
         try:
             async with asyncio.timeout(deadline_s):
                 metrics = await engine.metrics()
         except (EngineError, TimeoutError) as exc:
-            problems.append(f"metrics: {str(exc) or 'timed out'}")
-    return EngineStatus(**base, info=info, loaded=loaded, metrics=metrics,
-                        error="; ".join(problems) or None)
+            metrics_error = str(exc) or "timed out"
+    slots: tuple[SlotState, ...] | None = None
+    slots_error = None
+    try:
+        async with asyncio.timeout(deadline_s):
+            found = await engine.slot_states()
+        slots = None if found is None else tuple(found)
+    except (EngineError, TimeoutError) as exc:  # not a problem of the poll: pressure says the figure is missing
+        slots_error = str(exc) or f"no answer within {deadline_s:g} s"
+    return Load(metrics, metrics_error, slots, slots_error)
 
 
 async def poll_all(engines: Sequence[Engine], *, deadline_s: float = DEFAULT_DEADLINE_S) -> list[EngineStatus]:

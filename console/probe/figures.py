@@ -105,6 +105,8 @@ class LevelFigures:
     rate: float | None = None
     offered_rate: float | None = None
     send_lag_s: Dist | None = None
+    # The GPUs' energy over the level (console/telemetry/energy.py EnergyReading.to_dict()), when measured.
+    energy: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

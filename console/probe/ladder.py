@@ -26,9 +26,9 @@ import functools
 import gc
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.config import SLO
 from console.engines.base import Engine
@@ -43,6 +43,9 @@ from console.probe.sampler import MetricsSampler
 from console.probe.slo import Verdict, judge, max_usable, noise_guard, verdict
 from console.probe.streams import LevelStreams, build_request
 from console.probe.workers import EngineSource, WorkerPool, workers_for
+
+if TYPE_CHECKING:
+    from console.telemetry.energy import EnergyMeter, Idle
 
 STOP_AFTER_FAILING = 2
 STOP_ERROR_RATE = 0.10
@@ -90,8 +93,10 @@ class Probe:
 
     def __init__(self, engine: Engine, model: str, params: ProbeParams | None = None, slo: SLO | None = None, *,
                  source: EngineSource | None = None, on_progress: ProgressFn | None = None,
-                 on_level: LevelFn | None = None) -> None:
+                 on_level: LevelFn | None = None, energy: EnergyMeter | None = None) -> None:
         self.engine = engine
+        self.energy = energy  # measures each closed-loop level's GPU energy, less the idle measured before the run
+        self._idle: Idle | None = None
         self.model = model
         self.params = params or ProbeParams()
         self.slo = slo or SLO()
@@ -124,6 +129,9 @@ class Probe:
         gc.set_threshold(GC_THRESHOLD_DURING_PROBE, *gc_threshold[1:])
         first = self.params.levels[0]
         try:
+            # Idle before anything is sent (the preflight loads the model): the baseline every level subtracts.
+            if self.energy is not None:
+                self._idle = await asyncio.to_thread(self.energy.measure_idle)
             if self.params.warmup and (failure := await self._preflight()) is not None:
                 result.error = failure
                 what = f"{self.params.rates[0]:g}/s" if self.params.open_loop else f"c={first}"
@@ -272,6 +280,7 @@ class Probe:
             self._progress(level, "measure", 0, total, 0)
 
         self._progress(level, "warmup", 0, total, 0)
+        window = await asyncio.to_thread(self.energy.start) if self.energy is not None else None
         if workers == 1:
             meter = OverheadMeter()
             async with MetricsSampler(self.engine) as sampler, meter:
@@ -291,8 +300,12 @@ class Probe:
         if phase != "noise" or level not in self.result.records:
             self.result.records[level] = measured
         self._progress(level, "done", len(measured), total, errors)
-        return summarise(level, measured, trace, overhead=overhead, gauges=sampler.gauges(),
-                         samples=len(sampler.snapshots), slo=self.slo, seed=self.params.seed, phase=phase)
+        figures = summarise(level, measured, trace, overhead=overhead, gauges=sampler.gauges(),
+                            samples=len(sampler.snapshots), slo=self.slo, seed=self.params.seed, phase=phase)
+        if window is not None and self._idle is not None:
+            reading = await asyncio.to_thread(window.stop, figures.tokens_out_total, self._idle)
+            figures = replace(figures, energy=reading.to_dict())
+        return figures
 
     async def _worker_pool(self) -> WorkerPool:
         """Started at the first level that needs it, as large as the largest level of the run needs."""

@@ -161,7 +161,13 @@ CREATE TABLE fit_records (
 CREATE INDEX fit_records_by_kind ON fit_records(engine_kind, memory, id);
 """
 
-STEPS: tuple[str, ...] = (V1, V2, V3, V4)
+# v5: a reply's energy, when it was measured (console/telemetry/energy.py): gross, idle and net joules, the window,
+# the output tokens, joules per token and the method, as one JSON object. NULL: not measured.
+V5 = """
+ALTER TABLE messages ADD COLUMN energy_json TEXT;
+"""
+
+STEPS: tuple[str, ...] = (V1, V2, V3, V4, V5)
 LATEST = len(STEPS)
 
 

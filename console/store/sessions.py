@@ -60,6 +60,7 @@ class Message:
     status: str = "complete"
     error: str | None = None
     params: Mapping[str, Any] | None = None
+    energy: Mapping[str, Any] | None = None  # console.telemetry.energy.EnergyReading.to_dict(), when measured
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class SearchResult(list[SearchHit]):
 
 # Columns a streaming update may set, so callers cannot write arbitrary SQL through keyword names.
 _UPDATABLE = frozenset({"content", "reasoning", "ttft_ms", "tokens_in", "tokens_out", "tok_s", "token_source",
-                        "status", "error", "engine", "model"})
+                        "status", "error", "engine", "model", "energy_json"})
 
 
 def _session(row: sqlite3.Row) -> Session:
@@ -98,12 +99,14 @@ def _session(row: sqlite3.Row) -> Session:
 
 def _message(row: sqlite3.Row) -> Message:
     params = row["params_json"]
+    energy = row["energy_json"]
     return Message(
         id=row["id"], session_id=row["session_id"], role=row["role"], content=row["content"],
         reasoning=row["reasoning"], engine=row["engine"], model=row["model"], created_at=row["created_at"],
         updated_at=row["updated_at"], ttft_ms=row["ttft_ms"], tokens_in=row["tokens_in"],
         tokens_out=row["tokens_out"], tok_s=row["tok_s"], token_source=row["token_source"], status=row["status"],
-        error=row["error"], params=json.loads(params) if params else None)
+        error=row["error"], params=json.loads(params) if params else None,
+        energy=json.loads(energy) if energy else None)
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,23 @@ class SessionsRepo:
             message_id = cursor.lastrowid or 0
             await conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
         return message_id
+
+    async def asked_contexts(self, *, limit: int = 500) -> dict[tuple[str, str], tuple[int, float]]:
+        """The context length (num_ctx) the newest replies asked for, per (engine, model): (tokens, when asked).
+        Read from the last `limit` replies that asked for one (console/truth: "context smaller than asked")."""
+        rows = await self._db.fetchall(
+            "SELECT engine, model, params_json, created_at FROM messages WHERE role = 'assistant' "
+            "AND engine IS NOT NULL AND model IS NOT NULL AND params_json LIKE '%context_length%' "
+            "ORDER BY id DESC LIMIT ?", (limit,))
+        asked: dict[tuple[str, str], tuple[int, float]] = {}
+        for r in rows:
+            try:
+                tokens = json.loads(r["params_json"]).get("context_length")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+                asked.setdefault((r["engine"], r["model"]), (tokens, r["created_at"]))
+        return asked
 
     async def update_message(self, message_id: int, **fields: Any) -> None:
         """Set the given columns (text, figures, status, error) and `updated_at`."""

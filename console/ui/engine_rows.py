@@ -32,12 +32,17 @@ def poll_deadline(interval_s: float) -> float:
 
 
 def engine_row(s: EngineStatus) -> tuple[str, ...]:
-    m, info = s.metrics, s.info
-    run_wait = DASH if m is None or m.running is None else f"{m.running:.0f}/{(m.waiting or 0):.0f}"
+    # Imported here: the dashboard module is imported for the first frame, which needs no engine module; a row
+    # exists only once an engine has been polled, and by then the engine modules are in.
+    from console.engines.pressure import pressure_of
+
+    info, p = s.info, pressure_of(s)  # the figures `ps --json` and the exporter give, under the same names
+    running, waiting, kv = p.value("running"), p.value("waiting"), p.value("kv_cache_pct")
+    run_wait = DASH if running is None else f"{running:.0f}/{(waiting or 0):.0f}"
     return (
         neutralise(s.name), s.health.value, s.kind, neutralise(info.version or DASH) if info else DASH,
         latency(info.latency_ms / 1000) if info and info.latency_ms is not None else DASH,
-        run_wait, pct(m.kv_cache_usage, ratio=True) if m else DASH,
+        run_wait, pct(kv) if kv is not None else DASH,
     )
 
 

@@ -121,11 +121,16 @@ def first_rows_frame(statuses: list[EngineStatus], width: int, height: int, *, a
     room = table_room(width)
     engines = fit_names([engine_row(s) for s in statuses], ENGINE_COLUMNS, (0, 3), room)
     loaded = fit_names([row for s in statuses for row in loaded_rows(s)], LOADED_COLUMNS, (0, 1), room, keep=5)
-    used = 1 + len(engines) + 3 + len(loaded) + 3
+    # Findings that the polls alone show (a model partly on the CPU) are on the dashboard's first frame: here too.
+    from console.present.findings import LIST_FROM_ROWS, findings_lines
+    from console.truth.findings import Inputs, detect
+
+    notes = findings_lines(detect(Inputs(statuses=statuses)), collapsed=height < LIST_FROM_ROWS, width=room)
+    used = 1 + len(engines) + 3 + len(loaded) + 3 + len(notes)
     inner = width - 2 - (2 if used + BELOW_PANELS > height else 0)  # inside a panel's borders
     lines = [f"{left}{' ' * max(0, (width - len(title)) // 2 - len(left))}{title}"]
 
-    def panel(name: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    def panel(name: str, headers: tuple[str, ...], rows: list[tuple[str, ...]], below: list[str]) -> None:
         widths = [max([len(hd), *(len(r[i]) for r in rows)]) for i, hd in enumerate(headers)]
         lines.append(f"{tl}{h} {name} ".ljust(inner + 1, h) + tr)
         for cells in (headers, *rows):
@@ -133,10 +138,11 @@ def first_rows_frame(statuses: list[EngineStatus], width: int, height: int, *, a
             lines.append(v + text[: inner - 1].ljust(inner) + v)  # the right padding stays blank
         if sum(widths) + 2 * len(widths) > inner - 2:  # the table scrolls sideways: its scrollbar takes a line
             lines.append(v + " " * inner + v)
+        lines.extend(v + f" {text}".ljust(inner) + v for text in below)
         lines.append(bl + h * inner + br)
 
-    panel("Engines", ENGINE_COLUMNS, engines)
-    panel("Loaded models", LOADED_COLUMNS, loaded)
+    panel("Engines", ENGINE_COLUMNS, engines, notes)
+    panel("Loaded models", LOADED_COLUMNS, loaded, [])
     return lines
 
 

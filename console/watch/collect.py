@@ -54,22 +54,31 @@ class Pressure:
     running: float | None = None
     waiting: float | None = None
     kv_cache_usage: float | None = None  # 0..1
+    slots_busy: float | None = None
+    slots_total: float | None = None
+    prompt_cache_hit_ratio: float | None = None  # 0..1, since the engine started
 
 
 def pressure_of(status: EngineStatus) -> Pressure:
-    """The engine's pressure, from its last poll. Issue 15's pressure reader (llama.cpp /slots, Ollama's ps plus
-    the gateway's in-flight count) replaces this body; the exporter, rules and fleet read only `Pressure`."""
-    m = status.metrics
-    if m is None:
-        return Pressure()
-    return Pressure(running=m.running, waiting=m.waiting, kv_cache_usage=m.kv_cache_usage)
+    """The engine's pressure from its last poll, as console/engines/pressure.py reads it (the figures and names of
+    `ps --json` and the dashboard; a figure the engine does not give is None here, with its reason there)."""
+    from console.engines.pressure import pressure_of as figures
+
+    p = figures(status)
+
+    def ratio(name: str) -> float | None:
+        value = p.value(name)
+        return None if value is None else value / 100
+
+    return Pressure(running=p.value("running"), waiting=p.value("waiting"), kv_cache_usage=ratio("kv_cache_pct"),
+                    slots_busy=p.value("slots_busy"), slots_total=p.value("slots_total"),
+                    prompt_cache_hit_ratio=ratio("prompt_cache_hit_pct"))
 
 
 def gpu_energy_joules(sample: GpuSample) -> float | None:
-    """A GPU's total-energy counter in joules since the driver loaded; None until the telemetry reads NVML's
-    nvmlDeviceGetTotalEnergyConsumption (issue 15's energy per token adds it to `GpuSample`: return it here)."""
-    del sample
-    return None
+    """A GPU's total-energy counter in joules since the driver loaded (NVML nvmlDeviceGetTotalEnergyConsumption);
+    None where the GPU has none."""
+    return None if sample.energy_mj is None else sample.energy_mj / 1000
 
 
 class Finding(Protocol):
@@ -182,12 +191,16 @@ class Collector:
         if gpus is not None and gpus.available:
             statuses = await self._attributed(statuses, gpus, self.deadline_s - (time.perf_counter() - started),
                                               late)
-        return Snapshot(
+        snapshot = Snapshot(
             taken_at=time.time(), engines=statuses, gpus=gpus,
             probes=take("probes", probes, ()), findings=take("findings", findings, ()),
             traffic=take("traffic", traffic, ()), late=tuple(late), errors=tuple(errors),
             duration_s=time.perf_counter() - started, pressure={s.name: pressure_of(s) for s in statuses},
         )
+        # A findings source that judges collections (console/watch/truth_feed.py) gets this one for the next.
+        if (seen := getattr(self.findings, "seen", None)) is not None:
+            seen(snapshot)
+        return snapshot
 
     async def _engines(self) -> tuple[EngineStatus, ...]:
         if self.registry is None:

@@ -128,6 +128,10 @@ def _engines(snap: Snapshot, folds: Folds, engines: Mapping[str, str]) -> Iterat
     running = _g("engine_requests_running", "Requests the engine is running now", ("engine",))
     waiting = _g("engine_requests_waiting", "Requests waiting in the engine's queue", ("engine",))
     kv = _g("engine_kv_cache_usage_ratio", "The engine's KV-cache use, 0 to 1", ("engine",))
+    slots_busy = _g("engine_slots_busy", "The engine's parallel slots processing now (llama.cpp /slots)", ("engine",))
+    slots_total = _g("engine_slots_total", "The engine's parallel slots (llama.cpp -np)", ("engine",))
+    hits = _g("engine_prompt_cache_hit_ratio", "Prompt tokens served from the prefix cache, 0 to 1, since the "
+              "engine started", ("engine",))
     prompt = _c("engine_prompt_tokens", "Prompt tokens the engine has processed (its own counter)", ("engine",))
     gen = _c("engine_generation_tokens", "Tokens the engine has generated (its own counter)", ("engine",))
     by_engine: dict[str, list[float]] = {}  # folded engines add up
@@ -151,6 +155,9 @@ def _engines(snap: Snapshot, folds: Folds, engines: Mapping[str, str]) -> Iterat
             _set(running, [e], p.running)
             _set(waiting, [e], p.waiting)
             _set(kv, [e], p.kv_cache_usage)
+            _set(slots_busy, [e], p.slots_busy)
+            _set(slots_total, [e], p.slots_total)
+            _set(hits, [e], p.prompt_cache_hit_ratio)
         if e != OTHER and m is not None:
             _set(prompt, [e], m.prompt_tokens_total)
             _set(gen, [e], m.generation_tokens_total)
@@ -162,7 +169,7 @@ def _engines(snap: Snapshot, folds: Folds, engines: Mapping[str, str]) -> Iterat
             waiting.add_metric([e], sums[2])
             prompt.add_metric([e], sums[3])
             gen.add_metric([e], sums[4])
-    yield from (up, info, latency, loaded, running, waiting, kv, prompt, gen)
+    yield from (up, info, latency, loaded, running, waiting, kv, slots_busy, slots_total, hits, prompt, gen)
     yield from _models(snap, folds, engines)
 
 

@@ -130,6 +130,7 @@ class DashboardScreen(DeckScreen[None]):
     DashboardScreen #columns > Vertical { height: auto; width: 1fr; }
     DashboardScreen #status-line { color: $warning; }
     DashboardScreen #engine-problems { color: $warning; height: auto; }
+    DashboardScreen #findings-line { color: $warning; height: auto; }
     DashboardScreen.-narrow #columns { layout: vertical; }
     DashboardScreen #gpu-text, DashboardScreen #host-text { height: auto; }
     """
@@ -161,6 +162,10 @@ class DashboardScreen(DeckScreen[None]):
         self._shown = asyncio.Event()  # clear while another screen is shown: no polls, no samples
         self._shown.set()  # a screen is built when it is first shown
         self._back = False  # shown again after a pause: poll and sample now
+        from console.truth.watch import TruthWatch
+
+        self._truth = TruthWatch()  # findings: loads seen between polls, `since` kept across ticks
+        self._telemetry: tuple[GpuSnapshot, Mapping[int, str], list[EngineProcess]] | None = None  # the last
 
     def compose(self) -> ComposeResult:
         # Engines that answered before the app started (console/ui/start.py) are in its first frame: the tables
@@ -176,6 +181,7 @@ class DashboardScreen(DeckScreen[None]):
                 if tables is not None:
                     yield tables[0]
                 yield Static("", id="engine-problems")
+                yield Static("", id="findings-line")  # what engines do not say (console/truth)
             if tables is not None:
                 yield tables[1]
                 self._tables = asyncio.get_running_loop().create_future()
@@ -195,6 +201,7 @@ class DashboardScreen(DeckScreen[None]):
 
     async def on_mount(self) -> None:
         self.query_one("#engine-problems").display = False
+        self.query_one("#findings-line").display = False
         ui = self.ctx.config.ui
         self._interval, self._telemetry_interval = ui.poll_interval_s, ui.telemetry_interval_s
         if self.deck.first_poll is not None and self.deck.engines_ready:
@@ -328,6 +335,7 @@ class DashboardScreen(DeckScreen[None]):
             return
         self._statuses[status.name] = status
         self._note_tokens(status)
+        self._truth.observe(status)
         loaded = None
         if self._vram is not None and self._vram.by_engine.get(status.name):
             from console.fitting import attributed
@@ -381,6 +389,8 @@ class DashboardScreen(DeckScreen[None]):
         problems_widget = self.query_one("#engine-problems", Static)
         show(problems_widget, bool(problems))
         self._set_text(problems_widget, "\n".join(problems))
+        # New answers: the findings may have changed (before any telemetry, those the polls alone show).
+        self._show_findings(*(self._telemetry or (None, {}, [])))
 
     def _table_room(self) -> int:
         return table_room(self.app.size.width)
@@ -515,3 +525,22 @@ class DashboardScreen(DeckScreen[None]):
             rate = sum(self._tok_rates.values())
             sparks.push("toks", rate, f"{rate:.0f}")
         self._set_text(self.query_one("#host-text", Static), "\n".join(host_lines(host, processes)))
+        self._telemetry = (gpu, owners, processes)
+        self._show_findings(gpu, owners, processes)
+
+    def on_unmount(self) -> None:
+        self._truth.close()
+
+    # -- findings (console/truth): each telemetry tick, from what the dashboard already holds ---------------
+    def _show_findings(self, gpu: GpuSnapshot | None, owners: Mapping[int, str],
+                       processes: list[EngineProcess]) -> None:
+        from console.present.findings import LIST_FROM_ROWS, findings_lines
+
+        found = self._truth.check(list(self._statuses.values()), self.ctx.config, gpu, owners, processes,
+                                  self.deck.store)
+        # At 80x24 one line (the count and the first); a taller terminal lists them. Elided, never wrapped: the first
+        # frame (console/ui/start.py) draws the same lines in the same place.
+        lines = findings_lines(found, collapsed=self.app.size.height < LIST_FROM_ROWS, width=self._table_room())
+        widget = self.query_one("#findings-line", Static)
+        show(widget, bool(lines))
+        self._set_text(widget, "\n".join(lines))

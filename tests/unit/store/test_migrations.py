@@ -58,6 +58,29 @@ async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
         await store.close()
 
 
+async def test_v4_to_v5_adds_the_energy_of_a_reply(tmp_path):
+    path = tmp_path / "v4.db"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for step in STEPS[1:4]:
+        for statement in split_statements(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == 5
+        old = await store.sessions.messages(1)
+        assert [m.energy for m in old] == [None, None]  # not measured before v5
+        energy = {"method": "nvml energy counter", "gross_j": 40.0, "idle_w": 60.0, "net_j": 10.0, "tokens": 5,
+                  "j_per_token": 2.0, "window_s": 0.5}
+        await store.sessions.update_message(old[1].id, energy_json=json.dumps(energy))
+        assert (await store.sessions.message(old[1].id)).energy == energy
+    finally:
+        await store.close()
+
+
 async def test_reopening_runs_nothing_twice(tmp_path):
     path = tmp_path / "again.db"
     first = await Store.open(path)
@@ -91,7 +114,7 @@ async def test_v3_to_v4_adds_fit_records_and_keeps_rows(tmp_path):
     conn.close()
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 4
+        assert await store.schema_version() == LATEST
         assert [s.title for s in await store.sessions.list()] == ["old"]
         first = await store.fit_records.record(engine="e", engine_kind="llamacpp", model="m", memory="gpu",
                                                context=1024, slots=4, predicted_model=900, overhead=100,
