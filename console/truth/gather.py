@@ -40,7 +40,7 @@ def _when(ts: float) -> str:
 
 def layer_counts(statuses: Sequence[EngineStatus], processes: Sequence[EngineProcess]) -> dict[str, tuple[int, str]]:
     """The layer count of each llama.cpp engine's model file on this host. Blocking (reads GGUF headers)."""
-    from console.truth.gguf import block_count
+    from console.fit.gguf import GgufError, read_header
 
     paths: set[str] = set()
     for s in statuses:
@@ -57,10 +57,10 @@ def layer_counts(statuses: Sequence[EngineStatus], processes: Sequence[EnginePro
         if not os.path.isfile(path):
             continue
         try:
-            blocks = block_count(path)
-        except OSError:
+            blocks = read_header(path).get("block_count")  # bounded: a hostile header costs a bounded read
+        except GgufError:
             continue
-        if blocks is not None:
+        if isinstance(blocks, int) and not isinstance(blocks, bool):
             counts[path] = (blocks, f"GGUF block_count + output layer of {path}")
     return counts
 
