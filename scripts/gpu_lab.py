@@ -382,8 +382,16 @@ def record_capacity(out: Path) -> None:
         _run(out, "capacity.txt", ["sh", "bench/gpu_probe_capacity.sh"], timeout=540, data=data)
 
 
+def record_energy(out: Path) -> None:
+    """Energy per token (bench/energy_record.py, docs/truth.md): a chat turn and probe levels against the same
+    server, each with the GPU's idle power measured before and subtracted."""
+    with Server():
+        _run(out, "energy.txt", [sys.executable, "bench/energy_record.py", "--engine", f"http://127.0.0.1:{PORT}",
+                                 "--model", labkit.SERVED_NAME, "--levels", "1,16,64"], timeout=400)
+
+
 RECORDS = {"ps": record_ps, "fit": record_fit, "tui": record_tui, "probe": record_probe,
-           "capacity": record_capacity}
+           "capacity": record_capacity, "energy": record_energy}
 
 
 def record(names: list[str]) -> int:
