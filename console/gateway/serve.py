@@ -1,0 +1,165 @@
+"""Run a gateway in the foreground: its settings resolved, its socket bound, uvicorn serving the ASGI app.
+
+Why uvicorn (docs/gateway.md): the ASGI server most of the Python ecosystem runs in production, kept up by the
+Encode team, with httptools (llhttp, Node's parser) under it; it brings graceful shutdown with a bound
+(`timeout_graceful_shutdown`), and nothing else the gateway does not need. The app is a bare ASGI callable
+(console/gateway/app.py).
+
+SIGTERM (or Ctrl-C): the socket stops accepting, requests in flight finish within `drain_timeout_s`, then the ones
+left are cancelled, and each of those still gets its record (outcome `timeout`); the log is closed last.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from console.config import Config, EngineConfig, GatewayConfig, split_listen
+from console.errors import ConfigError, EngineDeckError
+from console.gateway.events import JsonLines, emit
+from console.gateway.keys import ClientKeys
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A gateway ready to run: where it listens, the engine behind it, where its records go."""
+
+    name: str
+    host: str
+    port: int
+    engine: EngineConfig
+    log_dir: Path
+    key_file: Path
+    keys: ClientKeys
+    max_request_bytes: int
+    drain_timeout_s: float
+    log_max_bytes: int
+    log_max_age_s: float
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def upstream_engine(config: Config, ref: str) -> EngineConfig:
+    """A configured engine by name, or an engine at a URL (with the config's deadlines and limits)."""
+    engine = config.engine(ref)
+    if engine is not None:
+        return engine
+    if ref.startswith(("http://", "https://")):
+        return EngineConfig(name=ref.rstrip("/").split("://", 1)[1], url=ref.rstrip("/"),
+                            timeouts=config.timeouts, limits=config.limits)
+    raise ConfigError(f"upstream {ref!r} is neither a configured engine nor an http:// or https:// URL",
+                      hint="name an [[engines]] entry or give its URL")
+
+
+def resolve(config: Config, gateway: GatewayConfig) -> Settings:
+    where = split_listen(gateway.listen)
+    if where is None:
+        raise ConfigError(f"gateway {gateway.name!r}: listen must be HOST:PORT, not {gateway.listen!r}")
+    host, port = where
+    keys = ClientKeys.load(keys_file=gateway.keys_file, keys_env=gateway.keys_env)
+    if not is_loopback(host) and not keys:
+        raise ConfigError(f"gateway {gateway.name!r} would listen on {gateway.listen} (reachable from other hosts) "
+                          "without client keys",
+                          hint="listen on 127.0.0.1, or give keys_file / keys_env (--keys-file, --keys-env)")
+    log_dir = gateway.log_dir or config.data_dir / "gateway" / gateway.name
+    return Settings(name=gateway.name, host=host, port=port, engine=upstream_engine(config, gateway.upstream),
+                    log_dir=log_dir, key_file=gateway.key_file or log_dir / "request-log.key", keys=keys,
+                    max_request_bytes=gateway.max_request_bytes, drain_timeout_s=gateway.drain_timeout_s,
+                    log_max_bytes=gateway.log_max_bytes, log_max_age_s=gateway.log_max_age_s)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise EngineDeckError(f"cannot listen on {host}:{port} ({exc.strerror or exc})",
+                              hint="pick another port, or stop what holds this one") from None
+    sock.setblocking(False)
+    return sock
+
+
+@contextmanager
+def _signals_absorbed() -> Iterator[None]:
+    """uvicorn raises the signal that stopped it once it is done; the command then ends with its own status."""
+    def ignore(signum: int, frame: Any) -> None:
+        pass
+
+    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _quiet_uvicorn() -> None:
+    handler = JsonLines()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        log = logging.getLogger(name)
+        log.handlers = [handler]
+        log.propagate = False
+        log.setLevel(logging.WARNING)
+
+
+async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], ...] = ()) -> int:
+    import uvicorn
+
+    from console.audit.keys import load_or_create_key
+    from console.engines.passthrough import Upstream
+    from console.gateway.app import Gateway
+    from console.gateway.log import RequestLog
+
+    key = load_or_create_key(settings.key_file)
+    log = RequestLog(settings.log_dir, key, max_bytes=settings.log_max_bytes, max_age_s=settings.log_max_age_s)
+    if log.repaired:
+        emit("log_repaired", level="warning", file=str(log.path), removed_bytes=log.repaired,
+             reason="the last line was cut short (a crash while writing it); removed")
+    sock = bind(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    upstream = Upstream(settings.engine)
+
+    def write(rec: Any) -> None:
+        log.write(rec.entry())
+
+    app = Gateway(upstream, keys=settings.keys, max_request_bytes=settings.max_request_bytes,
+                  sinks=(write, *extra_sinks), on_close=log.close)
+    _quiet_uvicorn()
+    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, server_header=False,
+                            date_header=False, timeout_graceful_shutdown=int(settings.drain_timeout_s + 0.999),
+                            ws="none", proxy_headers=False, backlog=2048)
+    server = uvicorn.Server(config)
+    emit("listening", gateway=settings.name, listen=f"{settings.host}:{port}", port=port,
+         upstream=settings.engine.url, keys=len(settings.keys), log=str(log.path))
+    with _signals_absorbed():
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            log.close()
+            sock.close()
+    emit("stopped", gateway=settings.name)
+    return 0
+
+
+def with_overrides(gateway: GatewayConfig, **changes: Any) -> GatewayConfig:
+    return replace(gateway, **{k: v for k, v in changes.items() if v is not None})
