@@ -72,7 +72,7 @@ def _text(value: bytes | None, limit: int) -> str:
 class Gateway:
     def __init__(self, upstream: Upstream, *, keys: ClientKeys, max_request_bytes: int,
                  sinks: Iterable[Sink] = (), on_start: Callable[[RequestRecord], None] | None = None,
-                 on_close: Callable[[], None] | None = None) -> None:
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.upstream = upstream
         self.keys = keys
         self.max_request_bytes = max_request_bytes
@@ -94,7 +94,7 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.on_close is not None:
-                    self.on_close()
+                    await self.on_close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -11,6 +11,7 @@ left are cancelled, and each of those still gets its record (outcome `timeout`);
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import signal
@@ -44,6 +45,7 @@ class Settings:
     drain_timeout_s: float
     log_max_bytes: int
     log_max_age_s: float
+    db_path: Path  # the usage ledger's database
 
 
 def is_loopback(host: str) -> bool:
@@ -81,7 +83,8 @@ def resolve(config: Config, gateway: GatewayConfig) -> Settings:
     return Settings(name=gateway.name, host=host, port=port, engine=upstream_engine(config, gateway.upstream),
                     log_dir=log_dir, key_file=gateway.key_file or log_dir / "request-log.key", keys=keys,
                     max_request_bytes=gateway.max_request_bytes, drain_timeout_s=gateway.drain_timeout_s,
-                    log_max_bytes=gateway.log_max_bytes, log_max_age_s=gateway.log_max_age_s)
+                    log_max_bytes=gateway.log_max_bytes, log_max_age_s=gateway.log_max_age_s,
+                    db_path=config.db_path)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -128,7 +131,9 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
     from console.audit.keys import load_or_create_key
     from console.engines.passthrough import Upstream
     from console.gateway.app import Gateway
+    from console.gateway.ledger import Ledger
     from console.gateway.log import RequestLog
+    from console.store.db import Store
 
     key = load_or_create_key(settings.key_file)
     log = RequestLog(settings.log_dir, key, max_bytes=settings.log_max_bytes, max_age_s=settings.log_max_age_s)
@@ -138,12 +143,22 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
     sock = bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     upstream = Upstream(settings.engine)
+    store = await Store.open(settings.db_path)
+    ledger = Ledger(store.usage, settings.name)
 
     def write(rec: Any) -> None:
         log.write(rec.entry())
 
+    async def drained() -> None:
+        # Requests the drain cut off write their records as their tasks unwind: wait for them (briefly).
+        for _ in range(200):
+            if not app.in_flight:
+                break
+            await asyncio.sleep(0.01)
+        await ledger.flush()
+
     app = Gateway(upstream, keys=settings.keys, max_request_bytes=settings.max_request_bytes,
-                  sinks=(write, *extra_sinks), on_close=log.close)
+                  sinks=(write, ledger, *extra_sinks), on_close=drained)
     _quiet_uvicorn()
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, server_header=False,
                             date_header=False, timeout_graceful_shutdown=int(settings.drain_timeout_s + 0.999),
@@ -151,10 +166,14 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
     server = uvicorn.Server(config)
     emit("listening", gateway=settings.name, listen=f"{settings.host}:{port}", port=port,
          upstream=settings.engine.url, keys=len(settings.keys), log=str(log.path))
+    flusher = asyncio.create_task(ledger.run())
     with _signals_absorbed():
         try:
             await server.serve(sockets=[sock])
         finally:
+            flusher.cancel()
+            await ledger.flush()
+            await store.close()
             log.close()
             sock.close()
     emit("stopped", gateway=settings.name)

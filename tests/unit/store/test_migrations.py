@@ -31,7 +31,7 @@ async def test_empty_file_gets_every_step(tmp_path):
         assert await store.schema_version() == LATEST == len(STEPS)
         tables = {r[0] for r in await store.db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"sessions", "messages", "messages_fts", "model_events", "probe_runs", "probe_levels",
-                "audit_events"} <= tables
+                "audit_events", "gateway_usage"} <= tables
         mode = await store.db.fetchone("PRAGMA journal_mode")
         assert mode[0] == "wal"
         assert (await store.db.fetchone("PRAGMA foreign_keys"))[0] == 1
@@ -45,7 +45,7 @@ async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
     _make_v1(path)
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == LATEST
         messages = await store.sessions.messages(1)
         assert [m.content for m in messages] == ["why is the sky blue", "Rayleigh scattering"]
         assert messages[0].params is None  # a user message has no generation parameters
@@ -86,3 +86,29 @@ def test_split_statements_keeps_triggers_whole():
     assert len(triggers) == 3 and all(s.endswith("END;") for s in triggers)
     assert all(sqlite3.complete_statement(s) for s in statements)
     assert json.dumps(statements)  # plain strings
+
+
+async def test_v2_to_v3_adds_the_usage_ledger(tmp_path):
+    from console.store.migrations import V2
+    from console.store.usage import UsageDelta
+
+    path = tmp_path / "v2.db"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for statement in split_statements(V2):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == 3
+        assert next(m.content for m in await store.sessions.messages(1)) == "why is the sky blue"
+        await store.usage.add([UsageDelta(3600, "gw", "a", "m", requests=2, errors=1, tokens_in=5, tokens_out=7,
+                                          busy_s=1.5)])
+        await store.usage.add([UsageDelta(3600, "gw", "a", "m", requests=1, tokens_out=3, busy_s=0.5)])
+        (row,) = await store.usage.summary(by="client-model")
+        assert (row.key, row.requests, row.errors, row.tokens_in, row.tokens_out, row.busy_s) == (
+            {"client": "a", "model": "m"}, 3, 1, 5, 10, 2.0)
+    finally:
+        await store.close()
