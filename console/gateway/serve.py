@@ -172,6 +172,7 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
             await server.serve(sockets=[sock])
         finally:
             flusher.cancel()
+            upstream.close()
             await ledger.flush()
             await store.close()
             log.close()

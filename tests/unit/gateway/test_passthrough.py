@@ -86,3 +86,14 @@ def test_concurrent_streams_each_get_their_own_record(gateway, synthetic_engine)
     assert sorted(r["tokens_out"] for r in recs) == [5 + i for i in range(8)]
     assert len({r["request_id"] for r in recs}) == 8 and all(b"[DONE]" in b for b in bodies)
     verify(gw)
+
+
+def test_engine_connections_are_kept_alive_between_requests(gateway, ollama_server) -> None:
+    gw = gateway(ollama_server.url)
+    for _ in range(3):
+        assert httpx.get(f"{gw.url}/api/tags").status_code == 200
+    r = httpx.post(f"{gw.url}/api/chat", json={"model": "llama3.2:1b", "stream": False,
+                                                "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200
+    peers = {rec.peer for rec in ollama_server.requests}
+    assert len(ollama_server.requests) == 4 and len(peers) == 1  # one connection for all four
