@@ -196,6 +196,10 @@ class GatewayConfig:
     log_max_age_s: float = setting(86400.0, floor=1.0)
     max_request_bytes: int = setting(16 * MIB, size=True, floor=MIN_LIMIT_BYTES)
     drain_timeout_s: float = setting(30.0, floor=0.0)
+    # Opt-in capture of request bodies (docs/gateway.md): off at 0; a ring of this many bytes in <log_dir>/capture
+    capture_bytes: int = setting(0, size=True, floor=0)
+    capture_replies: bool = False
+    capture_redact: str = ""  # JSON fields and headers to redact, comma-separated (Authorization, cookies always)
 
 
 @dataclass(frozen=True)

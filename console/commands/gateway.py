@@ -12,6 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from console.argtypes import seconds
 
+
+def size(text: str) -> int:
+    """A byte count: 67108864, "64MiB", "64 MiB"."""
+    from console.config import parse_size
+
+    value = parse_size(text)
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a size such as 64MiB, not {text!r}")
+    return value
+
 if TYPE_CHECKING:
     from console.services import Context
 
@@ -28,6 +38,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--keys-file", type=Path, metavar="FILE", help="clients' API keys, one `ID KEY` a line (0600)")
     p.add_argument("--keys-env", metavar="VAR", help="a variable holding the clients' keys (`ID KEY`, comma-separated)")
     p.add_argument("--drain", type=seconds, metavar="SECONDS", help="how long SIGTERM waits for requests in flight")
+    p.add_argument("--capture", type=size, metavar="SIZE",
+                   help="keep request bodies in a ring of SIZE (e.g. 64MiB) for replay; off by default")
+    p.add_argument("--capture-replies", action="store_true", default=None, help="with --capture: keep replies too")
+    p.add_argument("--capture-redact", metavar="FIELDS",
+                   help="JSON fields and headers to redact from the capture, comma-separated")
     p.set_defaults(handler=run)
 
 
@@ -50,7 +65,8 @@ def gateway_config(args: argparse.Namespace, ctx: Context) -> Any:
         base = GatewayConfig(name=f"port-{port}", listen=args.listen, upstream=args.upstream)
     return with_overrides(base, listen=args.listen, upstream=args.upstream, log_dir=args.log_dir,
                           key_file=args.key_file, keys_file=args.keys_file, keys_env=args.keys_env,
-                          drain_timeout_s=args.drain)
+                          drain_timeout_s=args.drain, capture_bytes=args.capture, capture_replies=args.capture_replies,
+                          capture_redact=args.capture_redact)
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 from console.engines.passthrough import Upstream
 from console.errors import EngineError, EngineTimeoutError
+from console.gateway.capture import REPLY_MAX, Capture
 from console.gateway.events import emit
 from console.gateway.keys import ClientKeys, bearer, fingerprint
 from console.gateway.record import Outcome, RequestRecord
@@ -72,13 +73,14 @@ def _text(value: bytes | None, limit: int) -> str:
 class Gateway:
     def __init__(self, upstream: Upstream, *, keys: ClientKeys, max_request_bytes: int,
                  sinks: Iterable[Sink] = (), on_start: Callable[[RequestRecord], None] | None = None,
-                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_close: Callable[[], Awaitable[None]] | None = None, capture: Capture | None = None) -> None:
         self.upstream = upstream
         self.keys = keys
         self.max_request_bytes = max_request_bytes
         self.sinks = list(sinks)
         self.on_start = on_start
         self.on_close = on_close
+        self.capture = capture
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,6 +124,8 @@ class Gateway:
             client=fingerprint(presented) if presented else "anonymous",
             user_agent=_text(_header(headers, b"user-agent"), AGENT_CHARS), upstream=self.upstream.cfg.name)
         rid = rec.request_id.encode("ascii")
+        body = b""
+        reply = bytearray() if self.capture is not None and self.capture.replies else None
         self.in_flight += 1
         try:
             if self.keys:
@@ -159,10 +163,22 @@ class Gateway:
             rec.model = _model(body)
             if self.on_start is not None:
                 self.on_start(rec)
-            await self._forward(rec, t0, scope, headers, body, receive, send, rid)
+            await self._forward(rec, t0, scope, headers, body, receive, send, rid, reply)
         finally:
             self.in_flight -= 1
             self._finish(rec, t0)
+            if self.capture is not None:
+                self._capture(rec, headers, body, reply)
+
+    def _capture(self, rec: RequestRecord, headers: list[tuple[bytes, bytes]], body: bytes,
+                 reply: bytearray | None) -> None:
+        assert self.capture is not None
+        try:
+            truncated = reply is not None and rec.bytes_out > len(reply)
+            self.capture.write(self.capture.entry(rec, headers, body, None if reply is None else bytes(reply),
+                                                  truncated))
+        except (OSError, ValueError) as exc:
+            emit("capture_failed", level="error", request_id=rec.request_id, error=f"{type(exc).__name__}: {exc}")
 
     async def _body(self, receive: Receive) -> bytes:
         parts: list[bytes] = []
@@ -180,7 +196,7 @@ class Gateway:
                 return b"".join(parts)
 
     async def _forward(self, rec: RequestRecord, t0: int, scope: Scope, headers: list[tuple[bytes, bytes]],
-                       body: bytes, receive: Receive, send: Send, rid: bytes) -> None:
+                       body: bytes, receive: Receive, send: Send, rid: bytes, reply: bytearray | None) -> None:
         query: bytes = scope.get("query_string", b"")
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         target = raw_path + (b"?" + query if query else b"")
@@ -202,6 +218,8 @@ class Gateway:
                         rec.ttft_ms = (time.perf_counter_ns() - t0) / 1e6
                     counter.feed(piece)
                     rec.bytes_out += len(piece)
+                    if reply is not None and len(reply) < REPLY_MAX:
+                        reply += piece[:REPLY_MAX - len(reply)]
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
                 counter.end()
                 rec.tokens_in, rec.tokens_out = counter.tokens_in, counter.tokens_out

@@ -46,6 +46,9 @@ class Settings:
     log_max_bytes: int
     log_max_age_s: float
     db_path: Path  # the usage ledger's database
+    capture_bytes: int = 0
+    capture_replies: bool = False
+    capture_redact: tuple[str, ...] = ()
 
 
 def is_loopback(host: str) -> bool:
@@ -84,7 +87,9 @@ def resolve(config: Config, gateway: GatewayConfig) -> Settings:
                     log_dir=log_dir, key_file=gateway.key_file or log_dir / "request-log.key", keys=keys,
                     max_request_bytes=gateway.max_request_bytes, drain_timeout_s=gateway.drain_timeout_s,
                     log_max_bytes=gateway.log_max_bytes, log_max_age_s=gateway.log_max_age_s,
-                    db_path=config.db_path)
+                    db_path=config.db_path, capture_bytes=gateway.capture_bytes,
+                    capture_replies=gateway.capture_replies,
+                    capture_redact=tuple(f.strip() for f in gateway.capture_redact.split(",") if f.strip()))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -157,15 +162,22 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
             await asyncio.sleep(0.01)
         await ledger.flush()
 
+    capture = None
+    if settings.capture_bytes:
+        from console.gateway.capture import Capture
+
+        capture = Capture(settings.log_dir / "capture", settings.capture_bytes, replies=settings.capture_replies,
+                          redact_fields=settings.capture_redact)
     app = Gateway(upstream, keys=settings.keys, max_request_bytes=settings.max_request_bytes,
-                  sinks=(write, ledger, *extra_sinks), on_close=drained)
+                  sinks=(write, ledger, *extra_sinks), on_close=drained, capture=capture)
     _quiet_uvicorn()
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, server_header=False,
                             date_header=False, timeout_graceful_shutdown=int(settings.drain_timeout_s + 0.999),
                             ws="none", proxy_headers=False, backlog=2048)
     server = uvicorn.Server(config)
     emit("listening", gateway=settings.name, listen=f"{settings.host}:{port}", port=port,
-         upstream=settings.engine.url, keys=len(settings.keys), log=str(log.path))
+         upstream=settings.engine.url, keys=len(settings.keys), log=str(log.path),
+         capture=str(capture.directory) if capture is not None else None)
     flusher = asyncio.create_task(ledger.run())
     with _signals_absorbed():
         try:
@@ -176,6 +188,8 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
             await ledger.flush()
             await store.close()
             log.close()
+            if capture is not None:
+                capture.close()
             sock.close()
     emit("stopped", gateway=settings.name)
     return 0
