@@ -73,7 +73,8 @@ def _text(value: bytes | None, limit: int) -> str:
 class Gateway:
     def __init__(self, upstream: Upstream, *, keys: ClientKeys, max_request_bytes: int,
                  sinks: Iterable[Sink] = (), on_start: Callable[[RequestRecord], None] | None = None,
-                 on_close: Callable[[], Awaitable[None]] | None = None, capture: Capture | None = None) -> None:
+                 on_close: Callable[[], Awaitable[None]] | None = None, capture: Capture | None = None,
+                 on_chunk: Callable[[RequestRecord, int], None] | None = None) -> None:
         self.upstream = upstream
         self.keys = keys
         self.max_request_bytes = max_request_bytes
@@ -81,6 +82,7 @@ class Gateway:
         self.on_start = on_start
         self.on_close = on_close
         self.capture = capture
+        self.on_chunk = on_chunk
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -209,6 +211,7 @@ class Gateway:
             async with self.upstream.open(rec.method, target, headers, body) as resp:
                 rec.stream = resp.streaming
                 counter = TokenCounter(streaming=resp.streaming)
+                on_chunk = self.on_chunk
                 await send({"type": "http.response.start", "status": resp.status,
                             "headers": [*resp.headers, (REQUEST_ID_HEADER, rid)]})
                 started = True
@@ -220,6 +223,8 @@ class Gateway:
                     rec.bytes_out += len(piece)
                     if reply is not None and len(reply) < REPLY_MAX:
                         reply += piece[:REPLY_MAX - len(reply)]
+                    if on_chunk is not None:
+                        on_chunk(rec, len(piece))
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
                 counter.end()
                 rec.tokens_in, rec.tokens_out = counter.tokens_in, counter.tokens_out

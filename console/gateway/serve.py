@@ -168,8 +168,17 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
 
         capture = Capture(settings.log_dir / "capture", settings.capture_bytes, replies=settings.capture_replies,
                           redact_fields=settings.capture_redact)
+    from console.gateway.live import SOCKET, Live
+
+    live = Live(settings.name, settings.engine.url)
+    try:
+        live_server: asyncio.Server | None = await live.serve(settings.log_dir / SOCKET)
+    except OSError as exc:  # a path too long for a unix socket (108 bytes), a read-only directory
+        live_server = None
+        emit("live_unavailable", level="warning", socket=str(settings.log_dir / SOCKET), error=str(exc))
     app = Gateway(upstream, keys=settings.keys, max_request_bytes=settings.max_request_bytes,
-                  sinks=(write, ledger, *extra_sinks), on_close=drained, capture=capture)
+                  sinks=(write, ledger, live.end, *extra_sinks), on_close=drained, capture=capture,
+                  on_start=live.start, on_chunk=live.chunk)
     _quiet_uvicorn()
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, server_header=False,
                             date_header=False, timeout_graceful_shutdown=int(settings.drain_timeout_s + 0.999),
@@ -177,13 +186,17 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
     server = uvicorn.Server(config)
     emit("listening", gateway=settings.name, listen=f"{settings.host}:{port}", port=port,
          upstream=settings.engine.url, keys=len(settings.keys), log=str(log.path),
-         capture=str(capture.directory) if capture is not None else None)
+         capture=str(capture.directory) if capture is not None else None, live=str(settings.log_dir / SOCKET))
     flusher = asyncio.create_task(ledger.run())
     with _signals_absorbed():
         try:
             await server.serve(sockets=[sock])
         finally:
             flusher.cancel()
+            live.close()
+            if live_server is not None:
+                live_server.close()
+                (settings.log_dir / SOCKET).unlink(missing_ok=True)
             upstream.close()
             await ledger.flush()
             await store.close()
