@@ -100,6 +100,11 @@ class PassResponse:
             not isinstance(self._framing, UntilClose)
 
     @property
+    def complete(self) -> bool:
+        """The body's framing has ended: the piece just read was the last."""
+        return self._framing.done
+
+    @property
     def reusable(self) -> bool:
         """The answer was read to its end on a connection the engine keeps open."""
         return self._keep and self._framing.done

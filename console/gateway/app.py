@@ -225,11 +225,14 @@ class Gateway:
                         reply += piece[:REPLY_MAX - len(reply)]
                     if on_chunk is not None:
                         on_chunk(rec, len(piece))
-                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    # The last piece goes with the body's end: one write (and syscall) instead of two.
+                    last = flags.done = resp.complete
+                    await send({"type": "http.response.body", "body": piece, "more_body": not last})
                 counter.end()
                 rec.tokens_in, rec.tokens_out = counter.tokens_in, counter.tokens_out
-                flags.done = True
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if not flags.done:  # no body, or one that ended with the connection
+                    flags.done = True
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
                 if resp.status >= 400:
                     rec.outcome = Outcome.UPSTREAM_ERROR
                     rec.error = f"the engine answered {resp.status}"
