@@ -149,3 +149,10 @@ def test_an_upstream_killed_mid_stream_cuts_the_client_short(synthetic_engine, g
     assert rec["outcome"] == "upstream_error" and rec["status_code"] == 200
     assert "broke" in rec["error"]
     verify(gw)
+
+
+@pytest.mark.vllm
+def test_openai_client_against_vllm(vllm_server, gateway) -> None:
+    gw = gateway(vllm_server.url)
+    seen = _openai_figures(openai.OpenAI(base_url=f"{gw.url}/v1", api_key="none", max_retries=0), vllm_server.model)
+    _check_openai_records(gw, seen)
