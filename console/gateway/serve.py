@@ -28,6 +28,9 @@ from console.gateway.events import JsonLines, emit
 from console.gateway.keys import ClientKeys
 
 LOOPBACK_NAMES = ("localhost",)
+# Connections and requests at once; beyond it uvicorn answers 503 itself (and no record is written for those): the
+# bound on what a flood of clients can make the gateway hold.
+MAX_CONCURRENCY = 4096
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
     _quiet_uvicorn()
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, server_header=False,
                             date_header=False, timeout_graceful_shutdown=int(settings.drain_timeout_s + 0.999),
-                            ws="none", proxy_headers=False, backlog=2048)
+                            ws="none", proxy_headers=False, backlog=2048, limit_concurrency=MAX_CONCURRENCY)
     server = uvicorn.Server(config)
     emit("listening", gateway=settings.name, listen=f"{settings.host}:{port}", port=port,
          upstream=settings.engine.url, keys=len(settings.keys), log=str(log.path),
