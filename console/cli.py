@@ -19,8 +19,8 @@ from console import __version__
 from console.argtypes import seconds
 
 # Each module in console/commands/ defines register(subparsers, common) and sets `handler` on its parsers.
-COMMAND_MODULES = ("fleet", "model_ops", "chat", "history", "probe", "logs", "audit", "doctor", "gateway", "usage",
-                   "traffic")
+COMMAND_MODULES = ("fleet", "model_ops", "chat", "history", "probe", "logs", "audit", "doctor", "exporter",
+                   "watch", "gateway", "usage", "traffic")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -115,14 +115,17 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from console.services import Context
 
+        handler = getattr(args, "handler", None)
         try:
             ctx = Context.from_args(args)
+            if handler is None:  # the console's [keymap] is checked against its bindings before it starts
+                from console.ui.start import check_keymap, run_tui
+
+                check_keymap(ctx.config)
         except ConfigError as exc:  # a bad config file or variable is a usage error: nothing was tried
             _fail(str(exc))
             return EXIT_USAGE
-        handler = getattr(args, "handler", None)
         if handler is None:
-            from console.ui.start import run_tui
 
             return run_tui(ctx)
         gc.enable()

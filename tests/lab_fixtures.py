@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -176,3 +177,67 @@ def vllm_server(lab_logs: Path) -> Iterator[LabVllmServer]:
         assert manifest.lora_dir is not None
         yield LabVllmServer(url=launch.url, model=labkit.SERVED_NAME, log_path=log, pid=pid,
                             lora_path=manifest.lora_dir)
+
+
+@dataclass(frozen=True)
+class LabPrometheus:
+    url: str
+    log_path: Path
+    pid: int
+
+    def query(self, promql: str) -> list[dict[str, object]]:
+        """An instant query through the HTTP API: the result vector (each item's `metric` and `value`)."""
+        q = urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{q}", timeout=10) as resp:
+            body = json.load(resp)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def wait_for(self, promql: str, count: int = 1, timeout_s: float = 60.0) -> list[dict[str, object]]:
+        """Query until the answer has at least `count` series (Prometheus scrapes on its own interval)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = self.query(promql)
+            if len(result) >= count:
+                return result
+            if time.monotonic() > deadline:
+                pytest.fail(f"Prometheus answered {result!r} to {promql!r} after {timeout_s:.0f} s", pytrace=False)
+            time.sleep(0.25)
+
+
+PrometheusFactory = Callable[[list[dict[str, object]]], LabPrometheus]
+
+
+@pytest.fixture
+def prometheus_server(tmp_path: Path) -> Iterator[PrometheusFactory]:
+    """A factory: `prometheus_server(static_configs)` starts the lab's real Prometheus (Debian's package, from
+    `python scripts/lab.py setup prometheus`) on a free loopback port, scraping those targets every second; it
+    is stopped after the test. Skips (fails under ENGINEDECK_LAB_REQUIRED=1) when the lab has no Prometheus."""
+    try:
+        manifest = labkit.Manifest.load()
+    except labkit.LabError as exc:
+        _unavailable(str(exc))
+    if manifest.missing("prometheus"):
+        _unavailable("missing: prometheus; run python scripts/lab.py setup prometheus")
+    stack: list[Iterator[tuple[labkit.Launch, int, Path]]] = []
+
+    def start(static_configs: list[dict[str, object]]) -> LabPrometheus:
+        n = len(stack)
+        config = tmp_path / f"prometheus-{n}.yml"
+        # JSON is YAML: Prometheus reads it as its config file.
+        config.write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "enginedeck", "static_configs": static_configs}],
+        }))
+
+        def make(port: int) -> labkit.Launch:
+            return labkit.prometheus_launch(manifest, port, config, tmp_path / f"prometheus-data-{n}")
+
+        served = _serve(make, tmp_path, f"prometheus-{n}")
+        launch, pid, log = next(served)
+        stack.append(served)
+        return LabPrometheus(url=launch.url, log_path=log, pid=pid)
+
+    yield start
+    for served in reversed(stack):
+        next(served, None)  # runs _serve's teardown: the server's process group ends

@@ -1,4 +1,5 @@
-"""`enginedeck engines`, `models [ENGINE]`, `ps [ENGINE]`: what runs, what it can serve, what is loaded.
+"""`enginedeck engines`, `models [ENGINE]`, `ps [ENGINE]`: what runs, what it can serve, what is loaded; and
+`enginedeck fleet`: the same over every host, from Prometheus (`[fleet] prometheus_url`) or this box alone.
 
 Every engine is asked concurrently with its own deadline, so a dead host costs its timeout and nothing more.
 With no ENGINE, one engine failing is reported (stderr, or `errors` in JSON) and the others still print; the
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from console.engines.poll import EngineStatus
     from console.engines.registry import EngineEntry
     from console.services import Context
+    from console.watch.fleet import FleetView
 
 T = TypeVar("T")
 Item = TypeVar("Item", "ModelInfo", "LoadedModel")  # what `models` and `ps` list
@@ -49,6 +51,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("ps", parents=[common], help="models loaded now: size, VRAM, context, expiry")
     p.add_argument("engine", nargs="?", metavar="ENGINE", help="a configured name, a name from `engines`, or a URL")
     p.set_defaults(handler=run_ps)
+    p = sub.add_parser("fleet", parents=[common], help="every host's engines, models, pressure, GPUs and alerts",
+                       description="Every host's engines, models, pressure, GPUs, findings and firing alerts, from "
+                                   "the Prometheus of [fleet] prometheus_url (which scrapes `enginedeck exporter` "
+                                   "on each host); without it, this box alone.")
+    p.add_argument("--host", metavar="GLOB", help="only the hosts whose name matches (shell pattern, e.g. 'gpu-*')")
+    p.set_defaults(handler=run_fleet)
 
 
 # Past the engine's own request deadline, so that when one request runs out, its error (which names the endpoint
@@ -211,3 +219,91 @@ def _nothing(args: argparse.Namespace, ctx: Context, key: str) -> int:
     else:
         sys.stderr.write(no_engine_message(ctx))
     return 0
+
+
+# -- fleet --------------------------------------------------------------------------------------------------------
+
+FLEET_ENGINE_COLUMNS = (Col("HOST", "middle", keep=9, min=12), Col("ENGINE", "middle", keep=8, min=12),
+                        Col("KIND", keep=5), Col("UP", keep=8), Col("LATENCY", keep=3, right=True),
+                        Col("RUN", keep=6, right=True), Col("WAIT", keep=6, right=True), Col("KV", keep=5, right=True),
+                        Col("MODELS", "end", keep=7, min=16))
+FLEET_GPU_COLUMNS = (Col("HOST", "middle", keep=9, min=12), Col("GPU", keep=8), Col("NAME", "end", keep=3, min=8),
+                     Col("MEMORY", keep=7), Col("UTIL", keep=6, right=True), Col("TEMP", keep=6, right=True),
+                     Col("POWER", keep=4, right=True))
+
+
+async def run_fleet(args: argparse.Namespace, ctx: Context) -> int:
+    from console.watch.fleet import as_json
+
+    view = await _fleet_view(args, ctx)
+    if args.json:
+        print_json(as_json(view))
+    else:
+        _print_fleet(view)
+        for error in view.errors:
+            print(f"enginedeck: {one_line(error, 600)}", file=sys.stderr)
+    # Nothing came back at all: Prometheus (or this box's collection) failed, not a host.
+    return 1 if view.errors and not view.hosts else 0
+
+
+async def _fleet_view(args: argparse.Namespace, ctx: Context) -> FleetView:
+    from console.watch.fleet import local_view, prometheus_view
+
+    fleet = ctx.config.fleet
+    if fleet.prometheus_url is None:
+        from console.commands.exporter import build_collector, host_name
+
+        collector = build_collector(ctx, deadline(args))
+        try:
+            snap = await collector.collect()
+        finally:
+            collector.close()
+            if collector.gpu is not None:
+                collector.gpu.close()
+        return local_view(snap, host=host_name(args, ctx), host_filter=args.host)
+    from console.engines.prometheus import PrometheusClient
+
+    client = PrometheusClient(fleet.prometheus_url, timeouts=ctx.config.timeouts, limits=ctx.config.limits,
+                              max_series=fleet.max_series)
+    try:
+        return await prometheus_view(client, host_filter=args.host, deadline_s=deadline(args))
+    finally:
+        await client.aclose()
+
+
+def _print_fleet(view: FleetView) -> None:
+    from console.present.format import human_bytes, latency, pct
+
+    def num(value: float | None) -> str | None:
+        return None if value is None else f"{value:g}"
+
+    engines: list[tuple[str | None, ...]] = []
+    gpus: list[tuple[str | None, ...]] = []
+    for h in view.hosts:
+        if not h.engines:
+            engines.append((h.name, None, None, "unreachable" if h.reachable is False else "no engine",
+                            None, None, None, None, None))
+        for e in sorted(h.engines.values(), key=lambda e: e.name):
+            models = ", ".join(m.name if m.count == 1 else f"{m.name} ({m.count:g})" for m in e.models)
+            engines.append((h.name, e.name, e.kind, (e.health or "up") if e.up else "down", latency(e.latency_s),
+                            num(e.running), num(e.waiting), pct(e.kv_cache_usage, ratio=True) if e.kv_cache_usage
+                            is not None else None, models or None))
+        for g in sorted(h.gpus.values(), key=lambda g: (g.source, g.index)):
+            memory = (f"{human_bytes(g.mem_used_bytes)} / {human_bytes(g.mem_total_bytes)}"
+                      if g.mem_used_bytes is not None else None)
+            gpus.append((h.name, g.index if g.source == "enginedeck" else f"{g.index} (dcgm)", g.name or None, memory,
+                         pct(g.utilization, ratio=True) if g.utilization is not None else None,
+                         None if g.temperature_c is None else f"{g.temperature_c:.0f}°C",
+                         None if g.power_w is None else f"{g.power_w:.0f} W"))
+    print(f"fleet from {view.source}: {len(view.hosts)} host{'s' if len(view.hosts) != 1 else ''}"
+          f"{' (cut at [fleet] max_series)' if view.truncated else ''}")
+    print_table(FLEET_ENGINE_COLUMNS, engines)
+    if gpus:
+        print()
+        print_table(FLEET_GPU_COLUMNS, gpus)
+    notes = [(h.name, f"finding {f['kind']} on {f['engine']}" + (f" ({f['count']:g})" if f["count"] != 1 else ""))
+             for h in view.hosts for f in h.findings if isinstance(f["count"], float | int)]
+    notes += [(h.name, "alert " + a.get("alertname", "?")) for h in view.hosts for a in h.alerts]
+    notes += [("(fleet)", "alert " + a.get("alertname", "?")) for a in view.alerts]
+    for host, note in notes:
+        print(f"{host}: {note}")

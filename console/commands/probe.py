@@ -11,7 +11,7 @@ import asyncio
 import csv
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -21,7 +21,17 @@ from console.commands.probe_workload import add_workload_options, run_workload
 from console.config import EngineConfig
 from console.errors import ConfigError, EngineDeckError, ProbeError, ReadOnlyError
 from console.logs.sanitize import neutralise, one_line
-from console.present.probe import LEVEL_HEADERS, change, level_row, millis, number, or_dash, rate, verdict_lines
+from console.present.probe import (
+    LEVEL_HEADERS,
+    PHASE_LEGEND,
+    change,
+    level_row,
+    millis,
+    number,
+    or_dash,
+    rate,
+    verdict_lines,
+)
 
 if TYPE_CHECKING:
     from console.probe.figures import LevelFigures
@@ -57,6 +67,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "streams on a box with the cores; 1: always in this process)")
     p.add_argument("--slo", default=None, metavar="SPEC",
                    help="e.g. ttft_p90=1s,decode_p10=10,errors=1%% (defaults from the config)")
+    p.add_argument("--verdict", choices=("pessimistic", "point"), default="pessimistic",
+                   help="judge TTFT p90 and decode p10 at their 95%% intervals' pessimistic end (default) or at "
+                        "the figures")
+    p.add_argument("--precision", type=int, default=1, metavar="N",
+                   help="after the ladder, bisect between the last passing and first failing level until they "
+                        "are N apart (default 1: exact; 0: no bisection)")
+    p.add_argument("--noise-guard", action="store_true",
+                   help="run concurrency 1 twice and report the spread (a warning above 10%%)")
+    p.add_argument("--rate", default=None, metavar="R",
+                   help="open loop: requests arrive at R per second whatever the engine does (instead of --levels)")
+    p.add_argument("--rates", default=None, metavar="R1,R2,…", help="open loop: a ladder of arrival rates")
+    p.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson",
+                   help="open loop: Poisson arrivals (default) or evenly spaced")
+    p.add_argument("--max-in-flight", type=int, default=256, metavar="N",
+                   help="open loop: a request due while N are in flight is dropped (counted as failed), not "
+                        "delayed (default 256)")
     p.add_argument("--limit", type=int, default=20, help="probe history: how many runs (default 20)")
     add_workload_options(p)
     fmt = p.add_mutually_exclusive_group()
@@ -110,9 +136,9 @@ class _Progress:
         from console.commands.output import rewrite_line
 
         if p.phase == "done":
-            rewrite_line(self.out, f"c={p.concurrency}: {p.done} requests, {p.errors} errors\n")
+            rewrite_line(self.out, f"{p.label}: {p.done} requests, {p.errors} errors\n")
         else:
-            rewrite_line(self.out, f"c={p.concurrency} {p.phase} {p.done}/{p.total}  errors {p.errors}")
+            rewrite_line(self.out, f"{p.label} {p.phase} {p.done}/{p.total}  errors {p.errors}")
         self.out.flush()
 
 
@@ -120,17 +146,24 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
     from console.engines.registry import build_engine
     from console.probe.environment import engine_version, environment
     from console.probe.ladder import Probe
-    from console.probe.params import DEFAULT_LEVELS, ProbeParams, parse_levels
+    from console.probe.params import DEFAULT_LEVELS, ProbeParams, parse_levels, parse_rates
     from console.probe.report import RunView
     from console.probe.slo import parse_slo
     from console.probe.workers import EngineSource
 
     if ctx.config.read_only:
         raise ReadOnlyError("probe refused: enginedeck runs with --read-only (a probe loads the engine)")
+    if args.rate and args.rates:
+        raise ConfigError("probe: give --rate or --rates, not both")
+    if (args.rate or args.rates) and args.levels:
+        raise ConfigError("probe: --levels is the closed loop and --rate/--rates the open loop; give one")
     params = ProbeParams(
         levels=parse_levels(args.levels) if args.levels else DEFAULT_LEVELS,
         requests=args.requests, max_tokens=args.max_tokens, prompt_tokens=args.prompt_tokens,
         timeout_s=args.request_timeout, ignore_eos=args.ignore_eos, workers=args.workers,
+        verdict=args.verdict, precision=args.precision, noise_guard=args.noise_guard,
+        rates=parse_rates(args.rate or args.rates) if (args.rate or args.rates) else (),
+        arrivals=args.arrivals, max_in_flight=args.max_in_flight,
     )
     slo = parse_slo(args.slo, ctx.config.slo)
     resolved = await ctx.engine(engine_ref)
@@ -203,7 +236,9 @@ async def _history(args: argparse.Namespace, ctx: Context) -> int:
             "run_id": r.id, "started_at": _iso(r.started_at), "status": r.status, "engine": r.engine,
             "engine_kind": r.engine_kind, "model": r.model,
             "max_usable_concurrency": (r.verdict or {}).get("max_usable_concurrency"),
+            "max_rate": (r.verdict or {}).get("max_rate"),
             "knee": (r.verdict or {}).get("knee"), "levels": (r.params or {}).get("levels"),
+            "rates": (r.params or {}).get("rates") or None,
         } for r in runs])
         return 0
     if not runs:
@@ -213,11 +248,23 @@ async def _history(args: argparse.Namespace, ctx: Context) -> int:
         [Col("ID", keep=9, right=True), Col("STARTED", keep=5), Col("ENGINE", "middle", keep=7),
          Col("MODEL", "middle", keep=8, min=14), Col("STATUS", keep=6), Col("LEVELS", "end", keep=3, min=8),
          Col("MAX USABLE", keep=9, right=True), Col("KNEE", keep=6, right=True)],
-        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status,
-          ",".join(str(n) for n in (r.params or {}).get("levels", [])),
-          (r.verdict or {}).get("max_usable_concurrency"), (r.verdict or {}).get("knee")] for r in runs],
+        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status, _steps(r.params or {}),
+          _usable(r.verdict or {}), (r.verdict or {}).get("knee")] for r in runs],
     )
     return 0
+
+
+def _steps(params: Mapping[str, Any]) -> str:
+    """A run's concurrency levels, or its open-loop rates as "2/s,5/s"."""
+    if params.get("rates"):
+        return ",".join(f"{r:g}/s" for r in params["rates"])
+    return ",".join(str(n) for n in params.get("levels", []))
+
+
+def _usable(verdict: Mapping[str, Any]) -> Any:
+    """Max usable concurrency, or for an open-loop run its max sustainable rate."""
+    rate = verdict.get("max_rate")
+    return f"{rate:g}/s" if rate is not None else verdict.get("max_usable_concurrency")
 
 
 async def _load(ctx: Context, run_id: int) -> RunView:
@@ -268,44 +315,50 @@ async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int)
 
 # -- printing ---------------------------------------------------------------------------------------------
 
-# The text table: the verdict's figures (TTFT p90, decode p10, errors, SLO) stay at 80 columns; each TTFT
-# column names its figure, since the one before it may be left out. (keep, right-aligned) by LEVEL_HEADERS.
-LEVEL_KEEP = (10, 7, 9, 4, 9, 3, 5, 2, 1, 8, 7, 3, 6, 10)
-LEVEL_TITLES = ("C", "OK", "ERR", "TTFT p50", "TTFT p90", "TTFT p99", *LEVEL_HEADERS[6:])
+# The text table: the verdict's figures (TTFT p90 and its interval, decode p10, errors, SLO attainment, SLO) stay
+# at 80 columns; each TTFT column names its figure, since the one before it may be left out. Keep priorities by
+# LEVEL_HEADERS, for a closed-loop run and for an open-loop one (offered rate, achieved rate, goodput, send lag).
+LEVEL_KEEP = {
+    "closed": (10, 7, 9, 4, 9, 8, 3, 5, 2, 1, 8, 4, 7, 3, 6, 7, 6, 0, 0, 10),
+    "open": (10, 5, 9, 4, 9, 8, 3, 2, 1, 1, 6, 3, 2, 9, 8, 7, 2, 9, 7, 10),
+}
+LEVEL_TITLES = ("C", "OK", "ERR", "TTFT p50", "TTFT p90", "p90 95% CI", "TTFT p99", *LEVEL_HEADERS[7:])
 
 
 def _print_view(args: argparse.Namespace, view: RunView, out: TextIO | None = None) -> None:
     from console.commands.output import print_json, print_table
 
     out = out or sys.stdout
-    judged = {lv.concurrency: lv.passed for lv in view.verdict.levels}
     if args.json:
         print_json(view.document(), out)
         return
     if getattr(args, "csv", False):
         writer = csv.writer(out)
-        writer.writerow([h.lower().replace(" ", "_") for h in LEVEL_HEADERS])
+        writer.writerow(["phase", *(h.lower().replace(" ", "_").replace("%", "") for h in LEVEL_HEADERS)])
         for f in view.levels:
-            writer.writerow(level_row(f, judged.get(f.concurrency)))
+            writer.writerow([f.phase, *level_row(f, view.passed(f))])
         return
     if getattr(args, "markdown", False):
         out.write(f"**{_who(view)}** — run {or_dash(view.run_id)}, {view.status}\n\n")
         out.write("| " + " | ".join(LEVEL_HEADERS) + " |\n|" + "---|" * len(LEVEL_HEADERS) + "\n")
         for f in view.levels:
-            out.write("| " + " | ".join(level_row(f, judged.get(f.concurrency))) + " |\n")
+            out.write("| " + " | ".join(level_row(f, view.passed(f))) + " |\n")
         out.write("\n" + "\n".join(f"- {line}" for line in verdict_lines(view)) + "\n")
         return
     out.write(f"{_who(view)} — run {or_dash(view.run_id)}, {view.status}\n")
     from console.commands.output import Col
 
-    columns = [Col(title, keep=keep, right=title != "SLO")
-               for title, keep in zip(LEVEL_TITLES, LEVEL_KEEP, strict=True)]
-    print_table(columns, [level_row(f, judged.get(f.concurrency)) for f in view.levels], out)
+    keep = LEVEL_KEEP["open" if any(f.phase == "open" for f in view.levels) else "closed"]
+    columns = [Col(title, keep=k, right=title != "SLO") for title, k in zip(LEVEL_TITLES, keep, strict=True)]
+    print_table(columns, [level_row(f, view.passed(f)) for f in view.levels], out)
     for line in verdict_lines(view):
         out.write(line + "\n")
     for w in view.warnings:
         out.write(f"warning: {one_line(w)}\n")
-    out.write("ITL marked ICL is per chunk (the engine did not count tokens per chunk). Definitions: docs/probe.md\n")
+    if any(f.phase in ("bisection", "noise") for f in view.levels):
+        out.write(PHASE_LEGEND + "\n")
+    out.write("95% CI: bootstrap of the percentile; SLO MET: share meeting every SLO, with its Wilson 95% interval. "
+              "ITL marked ICL is per chunk (the engine did not count tokens per chunk). Definitions: docs/probe.md\n")
 
 
 def _who(view: RunView) -> str:

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from console.config import SLO
+from console.probe.intervals import Interval, bootstrap, named, wilson
 from console.probe.overhead import Overhead
 from console.probe.record import ErrorKind, RequestRecord
 from console.probe.sampler import EngineSide
@@ -26,6 +28,14 @@ ACHIEVED_WARN = 0.9
 
 ITL_PER_TOKEN = "per-token"
 ITL_PER_CHUNK = "inter-chunk"
+
+# Where a level came from: the closed-loop ladder, a concurrency bisection put between the ladder's last passing
+# and first failing level, the noise guard's second run of concurrency 1, or one rate of the open loop.
+PHASES = ("ladder", "bisection", "repeat", "open")
+# The percentiles given a bootstrap interval, per figure (p95/p99 only where n allows: console/probe/intervals.py).
+BOOTSTRAPPED: Mapping[str, tuple[float, ...]] = {
+    "ttft_s": (50, 90, 99), "tpot_s": (50, 90), "decode_tok_s": (10, 50), "e2e_s": (50, 90),
+}
 
 
 class LevelTrace:
@@ -81,16 +91,41 @@ class LevelFigures:
     engine: EngineSide = field(default_factory=EngineSide)
     overhead: Overhead | None = None
     warnings: tuple[str, ...] = ()
+    phase: str = "ladder"  # one of PHASES
+    # How sure: bootstrap 95 % intervals by figure and percentile ({"ttft_s": {"p90": (lo, hi)}}), and the share
+    # of attempted requests that met every SLO on their own (success, TTFT ≤ target, decode ≥ target) with its
+    # Wilson 95 % interval; goodput is those requests per second of the window.
+    ci: Mapping[str, Mapping[str, Interval]] = field(default_factory=dict)
+    slo_met: int | None = None
+    slo_attainment: float | None = None
+    slo_attainment_ci: Interval | None = None
+    goodput: float | None = None
+    # Open loop only: the arrival rate asked for, the rate the schedule really offered over the measured arrivals,
+    # and how late each request's bytes left after it was due.
+    rate: float | None = None
+    offered_rate: float | None = None
+    send_lag_s: Dist | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["errors"] = dict(self.errors)
         out["warnings"] = list(self.warnings)
+        out["ci"] = {k: {q: list(iv) for q, iv in v.items()} for k, v in self.ci.items()}
+        out["slo_attainment_ci"] = list(self.slo_attainment_ci) if self.slo_attainment_ci else None
         return out
+
+    def interval(self, figure: str, q: str) -> Interval | None:
+        """The bootstrap interval of one percentile, e.g. interval("ttft_s", "p90"); None where not computed."""
+        return self.ci.get(figure, {}).get(q)
+
+    @property
+    def label(self) -> str:
+        """How the level is named in tables: its concurrency, or its rate in open loop."""
+        return f"{self.rate:g}/s" if self.rate is not None else str(self.concurrency)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LevelFigures:
-        dists = ("ttft_s", "ttfa_s", "e2e_s", "tpot_s", "decode_tok_s", "itl_s", "max_stall_s")
+        dists = ("ttft_s", "ttfa_s", "e2e_s", "tpot_s", "decode_tok_s", "itl_s", "max_stall_s", "send_lag_s")
         values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
         for key in dists:
             values[key] = Dist.from_dict(data.get(key))
@@ -98,6 +133,12 @@ class LevelFigures:
         values["warnings"] = tuple(data.get("warnings") or ())
         values["engine"] = EngineSide(**(data.get("engine") or {}))
         values["overhead"] = Overhead(**data["overhead"]) if data.get("overhead") else None
+        # Levels stored before intervals existed have none of these: their defaults say "not computed".
+        values["phase"] = data.get("phase") or "ladder"
+        values["ci"] = {k: {q: (float(iv[0]), float(iv[1])) for q, iv in (v or {}).items()}
+                        for k, v in (data.get("ci") or {}).items()}
+        att = data.get("slo_attainment_ci")
+        values["slo_attainment_ci"] = (float(att[0]), float(att[1])) if att else None
         return cls(**values)
 
 
@@ -105,15 +146,25 @@ def _mean(values: Sequence[float]) -> float | None:
     return math.fsum(values) / len(values) if values else None
 
 
+def met_slo(rec: RequestRecord, slo: SLO) -> bool:
+    """One request met every SLO on its own: it succeeded, its first token came within the TTFT target and its
+    decode rate reached the decode target (a reply too short to have a decode rate does not)."""
+    ttft, decode = rec.ttft_s, rec.decode_tok_s
+    return (rec.ok and ttft is not None and ttft <= slo.ttft_p90_s and decode is not None
+            and decode >= slo.decode_p10_tok_s)
+
+
 def summarise(
     concurrency: int, measured: Sequence[RequestRecord], trace: LevelTrace, *,
     overhead: Overhead | None = None, gauges: Mapping[str, float | None] | None = None, samples: int = 0,
+    slo: SLO | None = None, seed: int = 0, phase: str = "ladder", rate: float | None = None,
+    offered_rate: float | None = None,
 ) -> LevelFigures:
     good = [r for r in measured if r.ok]
     errors = Counter(r.error.value for r in measured if r.error is not None)
     attempted = len(measured)
 
-    start = min((r.t_send_ns for r in measured), default=0)
+    start = min((r.t_start_ns for r in measured), default=0)
     end = max((r.t_end_ns for r in measured), default=0)
     window_s = (end - start) / 1e9
 
@@ -147,8 +198,24 @@ def summarise(
     )
 
     itl_dist = Dist.of(itl)
+    samples_of: dict[str, list[float]] = {
+        "ttft_s": [v for r in good if (v := r.ttft_s) is not None],
+        "ttfa_s": [v for r in good if (v := r.ttfa_s) is not None],
+        "e2e_s": [v for r in good if (v := r.e2e_s) is not None],
+        "tpot_s": [v for r in good if (v := r.tpot_s) is not None],
+        "decode_tok_s": [v for r in good if (v := r.decode_tok_s) is not None],
+    }
+    # One seed per level and figure: the same records always give the same intervals.
+    ci = {name: named(bootstrap(samples_of[name], qs, seed=seed * 7919 + concurrency * 31 + i))
+          for i, (name, qs) in enumerate(BOOTSTRAPPED.items())}
+    slo_met = attainment = attainment_ci = goodput = None
+    if slo is not None and attempted:
+        slo_met = sum(1 for r in measured if met_slo(r, slo))
+        attainment, attainment_ci = slo_met / attempted, wilson(slo_met, attempted)
+        goodput = slo_met / window_s if window_s > 0 else None
+
     warnings: list[str] = []
-    if achieved is not None and achieved < ACHIEVED_WARN * concurrency:
+    if rate is None and achieved is not None and achieved < ACHIEVED_WARN * concurrency:
         warnings.append(f"achieved concurrency {achieved:.2f} is below 90% of {concurrency}: the client or the "
                         "ramp limited the load, so this level under-states it")
     if approximate:
@@ -163,16 +230,16 @@ def summarise(
         errors={k.value: errors[k.value] for k in ErrorKind if errors[k.value]},
         error_rate=(attempted - len(good)) / attempted if attempted else 0.0,
         window_s=window_s,
-        ttft_s=Dist.of(r.ttft_s for r in good if r.ttft_s is not None),
-        ttfa_s=Dist.of(r.ttfa_s for r in good if r.ttfa_s is not None),
-        e2e_s=Dist.of(r.e2e_s for r in good if r.e2e_s is not None),
-        tpot_s=Dist.of(r.tpot_s for r in good if r.tpot_s is not None),
-        decode_tok_s=Dist.of(r.decode_tok_s for r in good if r.decode_tok_s is not None),
+        ttft_s=Dist.of(samples_of["ttft_s"]), ttfa_s=Dist.of(samples_of["ttfa_s"]), e2e_s=Dist.of(samples_of["e2e_s"]),
+        tpot_s=Dist.of(samples_of["tpot_s"]), decode_tok_s=Dist.of(samples_of["decode_tok_s"]),
         itl_s=itl_dist, itl_kind=ITL_PER_TOKEN if per_token else ITL_PER_CHUNK,
         max_stall_s=Dist.of(r.max_stall_s for r in good if r.max_stall_s is not None),
         tokens_out_total=sum(tokens), tokens_out_mean=_mean(tokens),
         tokens_in_mean=_mean([r.tokens_in for r in good if r.tokens_in is not None]),
         token_source=", ".join(sources) if sources else None, tokens_approximate=approximate,
         agg_tok_s=agg_tok_s, req_s=req_s, achieved_concurrency=achieved,
-        engine=engine, overhead=overhead, warnings=tuple(warnings),
+        engine=engine, overhead=overhead, warnings=tuple(warnings), phase=phase,
+        ci={k: v for k, v in ci.items() if v}, slo_met=slo_met, slo_attainment=attainment,
+        slo_attainment_ci=attainment_ci, goodput=goodput, rate=rate, offered_rate=offered_rate,
+        send_lag_s=Dist.of(v for r in measured if (v := r.send_lag_s) is not None and r.error is not ErrorKind.DROPPED),
     )

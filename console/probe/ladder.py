@@ -22,11 +22,13 @@ It can be cancelled at any moment: completed levels are kept and `result.status`
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from console.config import SLO
 from console.engines.base import Engine
@@ -38,12 +40,13 @@ from console.probe.params import GC_THRESHOLD_DURING_PROBE, ProbeParams
 from console.probe.record import ErrorKind, RequestRecord
 from console.probe.request import measure
 from console.probe.sampler import MetricsSampler
-from console.probe.slo import Verdict, judge, verdict
+from console.probe.slo import Verdict, judge, max_usable, noise_guard, verdict
 from console.probe.streams import LevelStreams, build_request
 from console.probe.workers import EngineSource, WorkerPool, workers_for
 
 STOP_AFTER_FAILING = 2
 STOP_ERROR_RATE = 0.10
+STOP_OPEN_ERROR_RATE = 0.50  # open loop: past capacity drops are expected; half the arrivals lost ends the ladder
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class LevelProgress:
     done: int
     total: int
     errors: int
+    rate: float | None = None  # open loop: the level's arrival rate (concurrency is then the in-flight cap)
+
+    @property
+    def label(self) -> str:
+        return f"{self.rate:g}/s" if self.rate is not None else f"c={self.concurrency}"
 
 
 @dataclass
@@ -69,6 +77,7 @@ class ProbeResult:
     records: dict[int, list[RequestRecord]] = field(default_factory=dict)  # measured requests per level
     verdict: Verdict | None = None
     error: str | None = None  # the engine's refusal that stopped the run (status "error"), one line
+    noise: dict[str, Any] | None = None  # the noise guard's two runs of c=1 and their spread
 
 
 ProgressFn = Callable[[LevelProgress], None]
@@ -100,40 +109,31 @@ class Probe:
         """Processes that run level `level`'s streams (1: this event loop)."""
         return 1 if self.source is None else workers_for(level, self.params.workers)
 
-    def _progress(self, level: int, phase: str, done: int, total: int, errors: int) -> None:
+    def _progress(self, level: int, phase: str, done: int, total: int, errors: int,
+                  rate: float | None = None) -> None:
         if self.on_progress is not None:
-            self.on_progress(LevelProgress(level, phase, done, total, errors))
+            self.on_progress(LevelProgress(level, phase, done, total, errors, rate))
 
     async def run(self) -> ProbeResult:
         result = self.result
-        failing = 0
         stopped: str | None = None
         # A full collection pauses every stream at once and shows up as a fake stall in the figures. Objects made
         # before the run are frozen out of the collector and young collections made rarer; both are undone after.
         gc_threshold = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(GC_THRESHOLD_DURING_PROBE, *gc_threshold[1:])
+        first = self.params.levels[0]
         try:
             if self.params.warmup and (failure := await self._preflight()) is not None:
                 result.error = failure
-                stopped = f"stopped before c={self.params.levels[0]}: {failure}"
-            for level in self.params.levels if result.error is None else ():
-                figures = await self.run_level(level)
-                result.levels.append(figures)
-                if self.on_level is not None:
-                    await self.on_level(figures)
-                refusal = refused(result.records[level], first=level == self.params.levels[0])
-                if refusal is not None:
-                    result.error = refusal
-                    stopped = f"stopped at c={level}: {refusal}"
-                    break
-                failing = 0 if judge(figures, self.slo).passed else failing + 1
-                if figures.error_rate > STOP_ERROR_RATE and level != self.params.levels[-1]:
-                    stopped = f"stopped after c={level}: {figures.error_rate:.0%} of requests failed"
-                    break
-                if failing >= STOP_AFTER_FAILING and level != self.params.levels[-1]:
-                    stopped = f"stopped after c={level}: {STOP_AFTER_FAILING} levels in a row failed the SLO"
-                    break
+                what = f"{self.params.rates[0]:g}/s" if self.params.open_loop else f"c={first}"
+                stopped = f"stopped before {what}: {failure}"
+            elif self.params.open_loop:
+                stopped = await self._open_loop()
+            else:
+                stopped = await self._ladder()
+                if result.error is None and self.params.precision > 0:
+                    await self._bisect()
             result.status = "complete" if result.error is None else "error"
         except asyncio.CancelledError:
             result.status = "cancelled"
@@ -146,20 +146,113 @@ class Probe:
             gc.set_threshold(*gc_threshold)
             gc.unfreeze()
             result.finished_at = datetime.now(UTC)
-            result.verdict = verdict(result.levels, self.slo, engine_kind=self.engine.kind, stopped=stopped)
+            result.verdict = verdict(result.levels, self.slo, engine_kind=self.engine.kind, stopped=stopped,
+                                     mode=self.params.verdict, noise=result.noise)
         return result
+
+    async def _measured(self, figures: LevelFigures, *, first: bool) -> str | None:
+        """Keep one measured level; the engine's refusal in one line when its answers say no level can succeed."""
+        self.result.levels.append(figures)
+        if self.on_level is not None:
+            await self.on_level(figures)
+        refusal = refused(self.result.records[figures.concurrency], first=first)
+        if refusal is not None:
+            self.result.error = refusal
+        return refusal
+
+    async def _ladder(self) -> str | None:
+        """The concurrency ladder (and the noise guard's c=1 runs); why it stopped early, or None."""
+        levels = self.params.levels
+        failing = 0
+        if self.params.noise_guard and levels[0] != 1:  # c=1 twice before a ladder that does not start there
+            base = await self.run_level(1, phase="noise")
+            if (refusal := await self._measured(base, first=True)) is not None:
+                return f"stopped at c=1: {refusal}"
+            await self._noise(base)
+        for level in levels:
+            figures = await self.run_level(level)
+            if (refusal := await self._measured(figures, first=level == levels[0])) is not None:
+                return f"stopped at c={level}: {refusal}"
+            if self.params.noise_guard and level == 1:
+                await self._noise(figures)
+            failing = 0 if judge(figures, self.slo, self.params.verdict).passed else failing + 1
+            if figures.error_rate > STOP_ERROR_RATE and level != levels[-1]:
+                return f"stopped after c={level}: {figures.error_rate:.0%} of requests failed"
+            if failing >= STOP_AFTER_FAILING and level != levels[-1]:
+                return f"stopped after c={level}: {STOP_AFTER_FAILING} levels in a row failed the SLO"
+        return None
+
+    async def _noise(self, base: LevelFigures) -> None:
+        """The noise guard: concurrency 1 once more, right after `base`, and the spread of the two."""
+        again = await self.run_level(1, phase="noise")
+        self.result.levels.append(again)
+        if self.on_level is not None:
+            await self.on_level(again)
+        self.result.noise = noise_guard(base, again)
+
+    async def _bisect(self) -> None:
+        """Concurrencies between the last passing level (every lower one passing too) and the first failing one
+        above it, halving the gap until it is at most `precision`: max usable concurrency to that precision."""
+        judged = [judge(f, self.slo, self.params.verdict) for f in self.result.levels
+                  if f.phase in ("ladder", "bisection")]
+        low = max_usable(judged) or 0
+        above = [v.concurrency for v in judged if not v.passed and v.concurrency > low]
+        if not above:
+            return  # nothing failed above the limit: there is no bracket to narrow
+        high = min(above)
+        while high - low > self.params.precision:
+            mid = (low + high) // 2
+            if mid <= low:
+                break
+            figures = await self.run_level(mid, phase="bisection")
+            if await self._measured(figures, first=False) is not None:
+                return
+            if judge(figures, self.slo, self.params.verdict).passed:
+                low = mid
+            else:
+                high = mid
+
+    async def _open_loop(self) -> str | None:
+        """One level per arrival rate (console/probe/openloop.py); why it stopped early, or None."""
+        from console.probe.openloop import run_rate
+
+        rates = self.params.rates
+        cap, total = self.params.max_in_flight, self.params.requests
+        for i, rate in enumerate(rates):
+            self._progress(cap, "warmup", 0, total, 0, rate)
+            records, figures = await run_rate(
+                self.engine, self.model, self.params, self.slo, rate, index=i,
+                on_record=functools.partial(self._measuring, cap, total, rate))
+            self._progress(cap, "done", len(records), total, sum(1 for r in records if not r.ok), rate)
+            self.result.records[cap] = records  # open loop: the latest rate's, under the in-flight cap
+            self.result.levels.append(figures)
+            if self.on_level is not None:
+                await self.on_level(figures)
+            refusal = refused(records, first=i == 0)
+            if refusal is not None:
+                self.result.error = refusal
+                return f"stopped at {rate:g}/s: {refusal}"
+            if figures.error_rate > STOP_OPEN_ERROR_RATE and rate != rates[-1]:
+                return f"stopped after {rate:g}/s: {figures.error_rate:.0%} of requests failed or were dropped"
+        return None
+
+    def _measuring(self, cap: int, total: int, rate: float, done: int, errors: int) -> None:
+        self._progress(cap, "measure", done, total, errors, rate)
 
     async def _preflight(self) -> str | None:
         """One request before the ladder: the engine's error in one line when it failed for any reason but load."""
         tag = "preflight"
         request = build_request(self.engine.kind, self.model, self.params, tag, 0)
-        self._progress(self.params.levels[0], "warmup", 0, self.params.requests_for(self.params.levels[0]), 0)
+        if self.params.open_loop:
+            self._progress(self.params.max_in_flight, "warmup", 0, self.params.requests, 0, self.params.rates[0])
+        else:
+            self._progress(self.params.levels[0], "warmup", 0, self.params.requests_for(self.params.levels[0]), 0)
         rec = await measure(self.engine, request, index=-1, tag=tag, warmup=True, timeout_s=self.params.timeout_s)
         if rec.ok or rec.error is ErrorKind.BUSY:
             return None
         return one_line(rec.error_message or str(rec.error))
 
-    async def run_level(self, level: int) -> LevelFigures:
+    async def run_level(self, level: int, *, phase: str = "ladder") -> LevelFigures:
         total = self.params.requests_for(level)
         workers = self.workers_for(level)
         trace = LevelTrace()
@@ -195,10 +288,11 @@ class Probe:
                                               trace=trace)
             overhead = combine([meter.state(), *states], workers=workers)
         measured.sort(key=lambda r: r.index)
-        self.result.records[level] = measured
+        if phase != "noise" or level not in self.result.records:
+            self.result.records[level] = measured
         self._progress(level, "done", len(measured), total, errors)
         return summarise(level, measured, trace, overhead=overhead, gauges=sampler.gauges(),
-                         samples=len(sampler.snapshots))
+                         samples=len(sampler.snapshots), slo=self.slo, seed=self.params.seed, phase=phase)
 
     async def _worker_pool(self) -> WorkerPool:
         """Started at the first level that needs it, as large as the largest level of the run needs."""

@@ -11,6 +11,9 @@ from console.errors import ConfigError
 DEFAULT_LEVELS = (1, 2, 4, 8, 16, 32)
 MAX_LEVEL = 4096
 MAX_WORKERS = 64
+MAX_RATE = 10_000.0  # requests per second an open-loop level may ask for
+ARRIVALS = ("poisson", "constant")
+VERDICTS = ("pessimistic", "point")
 
 GC_THRESHOLD_DURING_PROBE = 50_000  # measured: halves p99 client lag at 64 and 256 streams (docs/probe.md)
 
@@ -27,6 +30,13 @@ class ProbeParams:
     seed: int = 1234
     ignore_eos: bool = False  # ask engines that support it (vLLM, llama.cpp, SGLang) for exactly max_tokens
     workers: int = 0  # processes per large level; 0 = by level size and free cores; 1 = the probe's own loop
+    verdict: str = "pessimistic"  # judge TTFT p90 / decode p10 at their intervals' pessimistic end, or "point"
+    precision: int = 0  # bisect between the last passing and first failing level down to this gap; 0 = no bisection
+    noise_guard: bool = False  # run concurrency 1 twice and report the spread of TTFT and TPOT p50
+    # Open loop (console/probe/openloop.py): arrival rates (requests/s) instead of concurrency levels.
+    rates: tuple[float, ...] = ()
+    arrivals: str = "poisson"
+    max_in_flight: int = 256  # open loop: a request due while this many are in flight is dropped, never delayed
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -41,19 +51,48 @@ class ProbeParams:
             raise ConfigError("probe timeout must be positive")
         if not 0 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"probe workers must be between 0 (automatic) and {MAX_WORKERS}, not {self.workers}")
+        if self.verdict not in VERDICTS:
+            raise ConfigError(f"probe --verdict must be one of {', '.join(VERDICTS)}, not {self.verdict!r}")
+        if self.precision < 0:
+            raise ConfigError(f"probe --precision must be 0 (no bisection) or more, not {self.precision}")
+        if self.arrivals not in ARRIVALS:
+            raise ConfigError(f"probe --arrivals must be one of {', '.join(ARRIVALS)}, not {self.arrivals!r}")
+        if any(not 0 < r <= MAX_RATE for r in self.rates):
+            raise ConfigError(f"probe rates must be above 0 and at most {MAX_RATE:g} requests/s, "
+                              f"not {list(self.rates)}")
+        if list(self.rates) != sorted(set(self.rates)):
+            raise ConfigError(f"probe rates must rise without repeats, not {list(self.rates)}")
+        if not 1 <= self.max_in_flight <= MAX_LEVEL:
+            raise ConfigError(f"probe --max-in-flight must be between 1 and {MAX_LEVEL}, not {self.max_in_flight}")
 
     def requests_for(self, level: int) -> int:
         return max(self.requests, 2 * level)
 
     @property
+    def open_loop(self) -> bool:
+        return bool(self.rates)
+
+    @property
     def connections(self) -> int:
         """Connection pool the engine client needs: every stream in flight plus the metrics scraper."""
-        return max(self.levels) + 4
+        return (self.max_in_flight if self.open_loop else max(self.levels)) + 4
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["levels"] = list(self.levels)
+        out["rates"] = list(self.rates)
         return out
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """`--rates 1,2,5.5` (requests per second); a bad number is a one-line error."""
+    try:
+        rates = tuple(float(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise ConfigError(f"--rates wants requests per second separated by commas, like 1,2,4; not {text!r}") from None
+    if not rates or any(r != r for r in rates):  # nan compares unequal to itself
+        raise ConfigError(f"--rates wants requests per second separated by commas, like 1,2,4; not {text!r}")
+    return rates
 
 
 def parse_levels(text: str) -> tuple[int, ...]:

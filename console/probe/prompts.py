@@ -29,9 +29,10 @@ CONTEXT_TEXT = (
 CONTEXT = CONTEXT_TEXT.split(" ")
 
 
-def prompt_tag(level: int, index: int, *, warmup: bool = False, filler: bool = False) -> str:
+def prompt_tag(level: int, index: int, *, warmup: bool = False, filler: bool = False, prefix: str = "c") -> str:
+    """`c4-r7`: level 4's measured request 7 (prefix "o" and the rate's position for open-loop levels)."""
     kind = "w" if warmup else "f" if filler else "r"
-    return f"c{level}-{kind}{index}"
+    return f"{prefix}{level}-{kind}{index}"
 
 
 def build_prompt(tag: str, index: int, prompt_tokens: int) -> str:

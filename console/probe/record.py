@@ -32,6 +32,7 @@ class ErrorKind(StrEnum):
     DISCONNECT = "disconnect"  # connection refused or broken, or the stream ended without its final chunk
     EMPTY = "empty_stream"  # the stream finished without one content-bearing chunk
     INVALID = "invalid"  # timestamps that cannot be right (TTFT <= 0, first after last)
+    DROPPED = "dropped"  # open loop: due while the in-flight cap was full, so never sent
 
 
 def classify(exc: EngineError) -> ErrorKind:
@@ -77,23 +78,37 @@ class RequestRecord:
     error: ErrorKind | None = None
     error_message: str = ""
     http_status: int | None = None  # the engine's status when it answered the request with an error
+    # Open loop: when the request was due by the arrival schedule. Its latencies are measured from here, not from
+    # the send, so a client that sends late cannot hide the wait (no coordinated omission).
+    t_sched_ns: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     @property
+    def t_start_ns(self) -> int:
+        """Where this request's latencies start: its scheduled arrival in open loop, else its send."""
+        return self.t_send_ns if self.t_sched_ns is None else self.t_sched_ns
+
+    @property
+    def send_lag_s(self) -> float | None:
+        """Open loop: how late the request's bytes left after it was due (None in closed loop)."""
+        return None if self.t_sched_ns is None else (self.t_send_ns - self.t_sched_ns) / 1e9
+
+    @property
     def ttft_s(self) -> float | None:
-        return None if self.t_first_ns is None else (self.t_first_ns - self.t_send_ns) / 1e9
+        return None if self.t_first_ns is None else (self.t_first_ns - self.t_start_ns) / 1e9
 
     @property
     def ttfa_s(self) -> float | None:
-        return None if self.t_first_answer_ns is None else (self.t_first_answer_ns - self.t_send_ns) / 1e9
+        return None if self.t_first_answer_ns is None else (self.t_first_answer_ns - self.t_start_ns) / 1e9
 
     @property
     def e2e_s(self) -> float | None:
-        """Send to the last content-bearing chunk (a trailing usage chunk does not lengthen it)."""
-        return None if self.t_last_ns is None else (self.t_last_ns - self.t_send_ns) / 1e9
+        """Send (open loop: scheduled arrival) to the last content-bearing chunk (a trailing usage chunk does not
+        lengthen it)."""
+        return None if self.t_last_ns is None else (self.t_last_ns - self.t_start_ns) / 1e9
 
     @property
     def busy_s(self) -> float:

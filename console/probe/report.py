@@ -6,7 +6,7 @@ and a live one look the same everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,9 +33,24 @@ DEFINITIONS: Mapping[str, str] = {
     "req_s": "successful measured requests / measured window",
     "achieved_concurrency": "time-averaged requests in flight over the measured window (Little's law)",
     "percentiles": "linear interpolation; p95 only with n ≥ 20, p99 only with n ≥ 100 (else null)",
-    "errors": "failed requests by kind, excluded from every latency figure",
-    "load": "closed loop: N streams, no think time, one warm-up request per stream not counted",
+    "errors": "failed requests by kind, excluded from every latency figure; open loop: dropped = due while "
+              "max_in_flight requests were open, never sent",
+    "load": "closed loop: N streams, no think time, one warm-up request per stream not counted; open loop "
+            "(levels with a rate): arrivals on a seeded Poisson or constant schedule, latencies from each "
+            "request's scheduled arrival",
+    "phase": "ladder | bisection (between the last passing and first failing ladder level) | noise (the noise "
+             "guard's second c=1) | open (an open-loop rate)",
+    "ci": "95% percentile-bootstrap intervals [low, high] of p10/p50/p90 (p99 with n ≥ 100), 1000 resamples, "
+          "seeded per level",
+    "slo_attainment": "share of attempted requests meeting every SLO on their own (success, TTFT ≤ target, "
+                      "decode ≥ target); slo_attainment_ci its Wilson 95% interval",
+    "goodput": "requests meeting every SLO / measured window (requests/s)",
+    "verdict_mode": "pessimistic: TTFT p90 and decode p10 judged at their intervals' pessimistic end; point: "
+                    "at the figures",
+    "offered_rate": "open loop: measured arrivals − 1 / their scheduled span (requests/s); req_s is the achieved rate",
+    "send_lag_s": "open loop: scheduled arrival → request bytes written (how late the client sent)",
 }
+PHASE_ORDER = {"ladder": 0, "bisection": 0, "noise": 1, "open": 2}
 
 
 @dataclass(frozen=True)
@@ -59,7 +74,7 @@ class RunView:
                     environment: Mapping[str, Any] | None = None) -> RunView:
         return cls(
             engine=result.engine, engine_kind=result.engine_kind, model=result.model, status=result.status,
-            params=result.params.to_dict(), slo=asdict(result.slo), levels=tuple(result.levels),
+            params=result.params.to_dict(), slo=asdict(result.slo), levels=ordered(result.levels),
             verdict=result.verdict or Verdict(None, None), run_id=run_id, engine_version=engine_version,
             started_at=result.started_at, finished_at=result.finished_at, environment=dict(environment or {}),
         )
@@ -68,7 +83,7 @@ class RunView:
     def from_stored(cls, run: ProbeRun) -> RunView:
         return cls(
             engine=run.engine, engine_kind=run.engine_kind, model=run.model, status=run.status,
-            params=dict(run.params), slo=dict(run.slo), levels=tuple(LevelFigures.from_dict(f) for f in run.levels),
+            params=dict(run.params), slo=dict(run.slo), levels=ordered(LevelFigures.from_dict(f) for f in run.levels),
             verdict=Verdict.from_dict(run.verdict), run_id=run.id, engine_version=run.engine_version,
             started_at=datetime.fromtimestamp(run.started_at, UTC),
             finished_at=datetime.fromtimestamp(run.finished_at, UTC) if run.finished_at else None,
@@ -82,18 +97,28 @@ class RunView:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"c={f.concurrency}: {w}" for f in self.levels for w in f.warnings]
+        out = [f"{f.label if f.rate is not None else f'c={f.concurrency}'}: {w}" for f in self.levels
+               for w in f.warnings]
+        if self.verdict.noise and self.verdict.noise.get("warning"):
+            out.append(f"noise guard: {self.verdict.noise['warning']}")
+        return out
 
     def level(self, concurrency: int) -> LevelFigures | None:
-        return next((f for f in self.levels if f.concurrency == concurrency), None)
+        """The ladder's (or bisection's) level at `concurrency`: what two runs are compared on."""
+        return next((f for f in self.levels if f.concurrency == concurrency and f.phase in ("ladder", "bisection")),
+                    None)
+
+    def passed(self, fig: LevelFigures) -> bool | None:
+        """Whether the run's verdict passed this level (None: not judged)."""
+        v = self.verdict.of(fig)
+        return v.passed if v else None
 
     def document(self) -> dict[str, Any]:
         """The JSON document of `enginedeck probe --json` and `probe show --json`."""
-        judged = {v.concurrency: v for v in self.verdict.levels}
         levels = []
         for f in self.levels:
             d = f.to_dict()
-            v = judged.get(f.concurrency)
+            v = self.verdict.of(f)
             d["slo_pass"] = v.passed if v else None
             d["slo_fail_reasons"] = list(v.reasons) if v else []
             levels.append(d)
@@ -104,18 +129,28 @@ class RunView:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "max_usable_concurrency": self.verdict.max_usable_concurrency,
+            "max_rate": self.verdict.max_rate,
+            "verdict_mode": self.verdict.mode,
+            "bisected": list(self.verdict.bisected),
+            "noise": dict(self.verdict.noise) if self.verdict.noise else None,
             "knee": self.verdict.knee,
             "queueing": self.verdict.queueing,
             "stopped": self.verdict.stopped,
             "token_source": self.token_source,
             "tokens_approximate": any(f.tokens_approximate for f in self.levels),
             "slo": dict(self.slo), "params": dict(self.params),
-            "overhead": {str(f.concurrency): f.overhead.to_dict() for f in self.levels if f.overhead},
+            "overhead": {f.label: f.overhead.to_dict() for f in self.levels if f.overhead and f.phase != "noise"},
             "warnings": self.warnings,
             "levels": levels,
             "environment": dict(self.environment),
             "definitions": dict(DEFINITIONS),
         }
+
+
+def ordered(levels: Iterable[LevelFigures]) -> tuple[LevelFigures, ...]:
+    """Levels as tables and plots show them: by concurrency (bisection levels among the ladder's), the noise
+    guard's second c=1 after them, open-loop levels by rate."""
+    return tuple(sorted(levels, key=lambda f: (PHASE_ORDER.get(f.phase, 3), f.rate or 0.0, f.concurrency)))
 
 
 # The figures two runs are compared on, in the order shown: key -> the figure of one level.

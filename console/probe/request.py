@@ -59,7 +59,7 @@ class _Tally:
 
 async def measure(
     engine: Engine, request: ChatRequest, *, index: int, tag: str, warmup: bool, timeout_s: float,
-    meter: OverheadMeter | None = None, trace: LevelTrace | None = None,
+    meter: OverheadMeter | None = None, trace: LevelTrace | None = None, t_sched_ns: int | None = None,
 ) -> RequestRecord:
     """Run one request to its end. Never raises for an engine failure: the record carries the error kind.
 
@@ -105,7 +105,7 @@ async def measure(
     elif tally.chunks:
         tokens_out, source = tally.chunks, TokenSource.CHUNKS
     return RequestRecord(
-        index=index, tag=tag, warmup=warmup, t_send_ns=t_send, t_end_ns=t_end,
+        index=index, tag=tag, warmup=warmup, t_send_ns=t_send, t_end_ns=t_end, t_sched_ns=t_sched_ns,
         t_first_ns=tally.first, t_first_answer_ns=tally.first_answer, t_last_ns=tally.last,
         chunks=tally.chunks, chunk_tokens_known=tally.tokens_known and tally.chunks > 0,
         first_chunk_tokens=tally.first_tokens if tally.tokens_known else None,

@@ -123,9 +123,26 @@ UPDATE messages SET params_json = (SELECT s.params_json FROM sessions s WHERE s.
 CREATE INDEX sessions_by_recency ON sessions(archived, updated_at DESC);
 """
 
-# v3: the gateway's usage ledger (console/store/usage.py): requests, errors, tokens and busy time per gateway,
-# client, model and hour; each request adds to its row, so the table grows with hours × clients × models only.
+# v3: a probe run may measure one concurrency twice (the noise guard's second c=1) and its open-loop levels are
+# rates, so a level is keyed by the order it was measured in (seq), no longer by its concurrency. Levels stored
+# before v3 keep their concurrency as their seq, which keeps their order.
 V3 = """
+CREATE TABLE probe_levels_v3 (
+    run_id       INTEGER NOT NULL REFERENCES probe_runs(id) ON DELETE CASCADE,
+    seq          INTEGER NOT NULL,
+    concurrency  INTEGER NOT NULL,
+    figures_json TEXT    NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+INSERT INTO probe_levels_v3 (run_id, seq, concurrency, figures_json)
+    SELECT run_id, concurrency, concurrency, figures_json FROM probe_levels;
+DROP TABLE probe_levels;
+ALTER TABLE probe_levels_v3 RENAME TO probe_levels;
+"""
+
+# v4: the gateway's usage ledger (console/store/usage.py): requests, errors, tokens and busy time per gateway,
+# client, model and hour; each request adds to its row, so the table grows with hours × clients × models only.
+V4 = """
 CREATE TABLE gateway_usage (
     hour       INTEGER NOT NULL,
     gateway    TEXT    NOT NULL,
@@ -140,7 +157,7 @@ CREATE TABLE gateway_usage (
 );
 """
 
-STEPS: tuple[str, ...] = (V1, V2, V3)
+STEPS: tuple[str, ...] = (V1, V2, V3, V4)
 LATEST = len(STEPS)
 
 

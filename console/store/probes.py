@@ -34,7 +34,7 @@ class ProbeRun:
     slo: Mapping[str, Any] = field(default_factory=dict)
     verdict: Mapping[str, Any] | None = None
     environment: Mapping[str, Any] | None = None
-    levels: tuple[Mapping[str, Any], ...] = ()  # figures per level, by rising concurrency
+    levels: tuple[Mapping[str, Any], ...] = ()  # figures per level, in the order they were measured
 
 
 def _dump(value: Mapping[str, Any] | None) -> str | None:
@@ -63,10 +63,11 @@ class ProbesRepo:
         return run_id
 
     async def save_level(self, run_id: int, concurrency: int, figures: Mapping[str, Any]) -> None:
+        """Add one measured level after the run's others (a concurrency may come twice: the noise guard)."""
         await self._db.execute(
-            "INSERT INTO probe_levels (run_id, concurrency, figures_json) VALUES (?, ?, ?) "
-            "ON CONFLICT (run_id, concurrency) DO UPDATE SET figures_json = excluded.figures_json",
-            (run_id, concurrency, _dump(figures)), doing="record the probe level")
+            "INSERT INTO probe_levels (run_id, seq, concurrency, figures_json) VALUES "
+            "(?, (SELECT COALESCE(MAX(seq), -1) + 1 FROM probe_levels WHERE run_id = ?), ?, ?)",
+            (run_id, run_id, concurrency, _dump(figures)), doing="record the probe level")
 
     async def finish(self, run_id: int, status: str, verdict: Mapping[str, Any] | None) -> None:
         if status not in STATUSES or status == "running":
@@ -80,7 +81,7 @@ class ProbesRepo:
         if row is None:
             return None
         levels = await self._db.fetchall(
-            "SELECT figures_json FROM probe_levels WHERE run_id = ? ORDER BY concurrency", (run_id,))
+            "SELECT figures_json FROM probe_levels WHERE run_id = ? ORDER BY seq", (run_id,))
         return self._run(row, tuple(json.loads(r["figures_json"]) for r in levels))
 
     async def recent(self, *, limit: int = 50, engine: str | None = None, model: str | None = None) -> list[ProbeRun]:

@@ -12,12 +12,15 @@ Conventions every screen follows (chat, probe and logs too):
   Set `AUTO_FOCUS` to a widget that is not a text field, so that a digit typed on arrival switches screens.
 - A screen that is not shown costs nothing: subclass `console.ui.calm.QuietWhenHidden` when its widgets
   have timers, and pause the screen's own loops in `on_screen_suspend` (work that must go on runs in workers).
-- Services come from the app, never from globals: `self.app.ctx` (a `console.services.Context`:
-  `config`, `registry()`, `engine(ref)`, `store()`, `actions()`), `self.app.read_only`, `self.app.store`
-  (None until opened, `self.app.store_problem` says why), and the telemetry sources `self.app.gpu_monitor`,
-  `self.app.host_monitor`, `self.app.scan_processes`. Tests inject stubs through the constructor.
-- Every binding has an `id` and a description; a mutating one is refused in `check_action` under
-  `--read-only` (return None so the footer greys it out) and the screen says why in words: its
+- Services come from the app, never from globals, typed: a screen subclasses `console.ui.base.DeckScreen` and
+  reads `self.ctx` (a `console.services.Context`: `config`, `registry()`, `engine(ref)`, `store()`, `actions()`)
+  and `self.deck` (the app as `console.ui.base.Deck`): `read_only`, `store` (None until opened, `store_problem`
+  says why), and the telemetry sources `gpu_monitor`, `host_monitor`, `scan_processes`; a widget calls
+  `deck(self)`. Tests inject stubs through the constructor.
+- Every binding has an `id` (the config's [keymap] moves keys by id, console/ui/keymap.py: a class with bindings
+  that is not a screen, a HELP_WIDGET or listed there fails tests/ui/test_keymap.py) and a description; a hint that
+  names a key asks `self.key_of(binding_id)`, so it names the person's key. A mutating binding is refused in
+  `check_action` under `--read-only` (return None so the footer greys it out) and the screen says why in words: its
   `why_refused(action)` returns them, and the app shows them when the greyed key is pressed. The palette
   (every screen's actions, from anywhere) and the help screen list bindings from `BINDINGS`, so there is
   nothing else to register, except that a widget with keys of its own (the chat prompt) goes in its
@@ -40,25 +43,32 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
-from textual.app import App, SystemCommand
+from textual.actions import parse as parse_action
+from textual.app import App, ScreenStackError, SystemCommand, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.widget import Widget
 
+from console.ui import textual_compat
 from console.ui.focus import text_field_has_focus
 from console.ui.guard import CrashReporter, guard_screen, screen_name
+from console.ui.keymap import key_text, resolve_keymap
 from console.ui.messages import EnginesRefreshed
 from console.ui.screens import SCREENS, ScreenSpec
 from console.ui.themes import load_themes
 
 if TYPE_CHECKING:
+    import asyncio
+
     from textual import events
     from textual.actions import ActionParseResult
     from textual.dom import DOMNode
     from textual.driver import Driver
+    from textual.screen import ScreenResultCallbackType
+    from textual.widget import AwaitMount
     from textual.worker import Worker
 
     from console.engines.poll import FirstPoll
@@ -67,9 +77,9 @@ if TYPE_CHECKING:
     from console.store.db import Store
     from console.telemetry.gpu import GpuMonitor
     from console.telemetry.host import HostMonitor
-    from console.telemetry.processes import EngineProcess
+    from console.ui.base import Deck, ProcessScan
 
-    ProcessScan = Callable[[Mapping[int, str]], list[EngineProcess]]
+ResultT = TypeVar("ResultT")
 
 
 # The garbage collector after start-up. CPython's full collection stops every thread, the UI loop's included, for
@@ -88,8 +98,8 @@ class EngineDeckApp(App[int]):
     TITLE = "enginedeck"
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
-    MODES: ClassVar[dict[str, str]] = {}  # filled in __init__ with lazy factories
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012 - App declares it an instance variable, not a ClassVar
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {}  # filled in __init__ with lazy factories
     DEFAULT_MODE = "dashboard"  # the first screen composed: no default screen to build and switch away from
     BINDINGS: ClassVar[list[BindingType]] = [
         *[Binding(spec.key, f"open_screen('{name}')", spec.title, id=f"screen-{name}")
@@ -125,12 +135,19 @@ class EngineDeckApp(App[int]):
         self._gpu_monitor = gpu_monitor
         self._host_monitor = host_monitor
         self._scan_processes = scan_processes
+        self._mode_screens: dict[str, Screen[Any]] = {}  # each mode's screen, once built
         super().__init__()
-        self.crash_reporter = CrashReporter(self, ctx.config.data_dir, fatal=lambda e: App._handle_exception(self, e))
+        self.keymap = resolve_keymap(ctx.config, self.BINDINGS)
+        """The person's keys (binding id -> keys, console/ui/keymap.py): Textual's keymap, and what lists show."""
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        self.crash_reporter = CrashReporter(self, ctx.config.data_dir, fatal=self._fatal)
         self.engines_changed: Signal[list[EngineEntry]] = Signal(self, "engines-changed")
         """Published after every registry refresh, for widgets (screens get EnginesRefreshed)."""
+        self.firing_alerts: tuple[str, ...] = ()  # names of the alert rules firing now ([alerts] rules_file)
+        self.alerts_changed: Signal[tuple[str, ...]] = Signal(self, "alerts-changed")
         for name, spec in SCREENS.items():
-            self.add_mode(name, self._factory(spec))
+            self.add_mode(name, self._factory(name, spec))
         self._theme_problems = self._set_theme()
         if ascii_mode:
             self.add_class("-ascii")
@@ -155,7 +172,7 @@ class EngineDeckApp(App[int]):
         dark = self.current_theme.dark
         self.set_class(dark, "-dark-mode", update=False)
         self.set_class(not dark, "-light-mode", update=False)
-        self._refresh_truecolor_filter(self.ansi_theme)
+        textual_compat.refresh_ansi_colours(self)
         return problems
 
     def get_driver_class(self) -> type[Driver]:
@@ -163,24 +180,41 @@ class EngineDeckApp(App[int]):
         the same terminal driver with an input thread that sleeps while nothing is typed (console/ui/driver.py)."""
         from textual import constants
 
-        if sys.platform == "win32" or constants.DRIVER is not None:
+        if sys.platform == "win32" or constants.DRIVER is not None or textual_compat.xterm_parser(False) is None:
             return super().get_driver_class()
         from console.ui.driver import QuietLinuxDriver
 
         return QuietLinuxDriver
 
-    def _factory(self, spec: ScreenSpec) -> Callable[[], Screen]:
-        return lambda: self._guarded(spec.load()())
+    def _factory(self, name: str, spec: ScreenSpec) -> Callable[[], Screen[Any]]:
+        def build() -> Screen[Any]:
+            screen = self._mode_screens[name] = self._guarded(spec.load()())
+            return screen
 
-    def _guarded(self, screen: Screen) -> Screen:
+        return build
+
+    def _guarded(self, screen: Screen[ResultT]) -> Screen[ResultT]:
         guard_screen(screen, self.crash_reporter.report)
         return screen
 
-    def push_screen(self, screen, *args, **kwargs):  # type: ignore[no-untyped-def, override]  # noqa: ANN001, ANN201 - Textual's overloads
+    if TYPE_CHECKING:  # Textual's own overloads: the result type follows wait_for_dismiss
+        @overload
+        def push_screen(self, screen: Screen[ResultT] | str, callback: ScreenResultCallbackType[ResultT] | None = None,
+                        wait_for_dismiss: Literal[False] = False, *, mode: str | None = None) -> AwaitMount: ...
+
+        @overload
+        def push_screen(self, screen: Screen[ResultT] | str, callback: ScreenResultCallbackType[ResultT] | None = None,
+                        wait_for_dismiss: Literal[True] = True, *, mode: str | None = None) -> asyncio.Future[ResultT]:
+            ...
+
+    def push_screen(self, screen: Screen[ResultT] | str, callback: ScreenResultCallbackType[ResultT] | None = None,
+                    wait_for_dismiss: bool = False, *, mode: str | None = None) -> AwaitMount | asyncio.Future[ResultT]:
         """Every pushed screen (dialogs, help) gets the same guard as the mode screens."""
         if isinstance(screen, Screen):
             self._guarded(screen)
-        return super().push_screen(screen, *args, **kwargs)
+        if wait_for_dismiss:
+            return super().push_screen(screen, callback, wait_for_dismiss=True, mode=mode)
+        return super().push_screen(screen, callback, wait_for_dismiss=False, mode=mode)
 
     # -- the crash guard (console/ui/guard.py) ---------------------------------------------------------------
     async def run_action(self, action: str | ActionParseResult, default_namespace: DOMNode | None = None,
@@ -189,28 +223,54 @@ class EngineDeckApp(App[int]):
         (the screen's `why_refused`) says so instead of doing nothing; one that fails is reported, and the app
         goes on."""
         try:
-            target, name, params = self._parse_action(
+            target, name, params = self._action_target(
                 action, self if default_namespace is None else default_namespace, namespaces)
             why_refused = getattr(target, "why_refused", None)
-            if callable(why_refused) and target.check_action(name, params) is None \
+            if target is not None and callable(why_refused) and target.check_action(name, params) is None \
                     and (reason := why_refused(name)):
                 self.notify(reason, title="Not now", severity="warning", markup=False)
                 return True
             return await super().run_action(action, default_namespace, namespaces)
         except Exception as error:  # one bug must not end the console
-            where = screen_name(self.screen) if self._screen_stacks else "app"
+            where = self._where()
             self.crash_reporter.report(f"{where} (action {action if isinstance(action, str) else action[1]})",
                                        error)
             return True
 
+    def _where(self) -> str:
+        """The screen shown now, for a report; "app" before the first screen (or after the last)."""
+        try:
+            return screen_name(self.screen)
+        except (ScreenStackError, UnknownModeError):
+            return "app"
+
+    def _action_target(self, action: str | ActionParseResult, default_namespace: DOMNode,
+                       namespaces: Mapping[str, DOMNode] | None) -> tuple[DOMNode | None, str, tuple[object, ...]]:
+        """The node an action runs on, its name and parameters, as Textual resolves them: a namespace given by
+        the caller, then `app.`, `screen.` or `focused.`, else the default. None: a namespace Textual will refuse
+        itself."""
+        destination, name, params = action if isinstance(action, tuple) else parse_action(action)
+        target = None if namespaces is None else namespaces.get(destination)
+        if target is not None or not destination:
+            return (default_namespace if target is None else target), name, params
+        if destination == "app":
+            return self, name, params
+        if destination == "screen":
+            return self.screen, name, params
+        return (self.focused if destination == "focused" else None), name, params
+
+    def _fatal(self, error: BaseException) -> None:
+        """Textual's own handling of an error (print the traceback and exit): the crash guard's strict mode."""
+        textual_compat.textual_fatal(self, error)
+
     def _handle_exception(self, error: Exception) -> None:
         """What reaches Textual's own handler: a widget's handler, a timer, a worker started with
         exit_on_error. Reported, and the app goes on, unless it is the app's own message loop that failed (that
-        loop ends after this call, so only Textual's exit is left)."""
-        from textual._context import active_message_pump
+        loop ends after this call, so only Textual's exit is left). The method is Textual's private one
+        (console/ui/textual_compat.py: tests/ui/test_textual_drift.py fails if Textual stops calling it)."""
         from textual.worker import WorkerFailed
 
-        pump = active_message_pump.get(None)
+        pump = textual_compat.active_pump()
         if isinstance(error, WorkerFailed):
             error = error.error if isinstance(error.error, Exception) else error
         elif pump is None or pump is self or not self.is_running:
@@ -274,6 +334,19 @@ class EngineDeckApp(App[int]):
         self.run_worker(self._open_store(), name="open-store", group="store", exclusive=True,
                         exit_on_error=False)
         self.refresh_engines()
+        if (rules_file := self.ctx.config.alerts.rules_file) is not None:
+            from console.ui.alerts import watch_alerts
+
+            self.run_worker(watch_alerts(rules_file, self.ctx.registry(), lambda: self.gpu_monitor,
+                                         notify=self._alerts_off, changed=self._alerts_firing),
+                            name="alerts-loop", group="alerts", exclusive=True, exit_on_error=False)
+
+    def _alerts_off(self, text: str) -> None:
+        self.notify(text, title="Alerts", severity="warning", timeout=15, markup=False)
+
+    def _alerts_firing(self, firing: tuple[str, ...]) -> None:
+        self.firing_alerts = firing
+        self.alerts_changed.publish(firing)
 
     def _started(self, work: str) -> None:
         """`work` ("store", "engines") of start-up is done. Once both are (the modules they import, the store,
@@ -316,9 +389,9 @@ class EngineDeckApp(App[int]):
             screen.post_message(EnginesRefreshed(entries))
         self._started("engines")
 
-    def _each_screen(self) -> Iterable[Screen]:
-        for stack in self._screen_stacks.values():
-            yield from stack
+    def _each_screen(self) -> Iterable[Screen[Any]]:
+        """Every mode's screen built so far (the dialogs above them have no use for engine lists)."""
+        return list(self._mode_screens.values())
 
     async def on_unmount(self) -> None:
         if self._gc_thresholds is not None:  # another app in this process (a test) starts from the defaults
@@ -362,7 +435,7 @@ class EngineDeckApp(App[int]):
         composed, so that no screen has to remember to."""
         from console.ui.widgets.notes import NoEngineNote
 
-        screen = self._screen_stacks.get(name, [None])[0]
+        screen = self._mode_screens.get(name)
         if screen is None or screen.query(NoEngineNote):
             return
         if screen.is_mounted:
@@ -382,7 +455,7 @@ class EngineDeckApp(App[int]):
         if event.key == "escape" and text_field_has_focus(self.screen):
             self.call_later(self._after_escape, self.screen)
 
-    def _after_escape(self, screen: Screen) -> None:
+    def _after_escape(self, screen: Screen[Any]) -> None:
         if self.screen is screen and text_field_has_focus(screen):
             self.leave_field()
 
@@ -399,11 +472,11 @@ class EngineDeckApp(App[int]):
             screen.set_focus(target)
 
     # -- the command palette ---------------------------------------------------------------------------------
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Every screen, every action of the screen shown now (with its key), and every action of the other
         screens, which opens that screen and runs it there: "Run probe" works from the dashboard too."""
         for name, spec in SCREENS.items():
-            yield SystemCommand(f"Open {spec.title}  [{spec.key}]", spec.description,
+            yield SystemCommand(f"Open {spec.title}  [{self.screen_key(name)}]", spec.description,
                                 lambda name=name: self.action_open_screen(name))
         here = next((name for name, spec in SCREENS.items() if isinstance(screen, spec.load())), None) \
             if not screen.is_modal else None
@@ -424,17 +497,25 @@ class EngineDeckApp(App[int]):
                 screen_cls = spec.load()
             except (ImportError, AttributeError):
                 continue
-            for binding in screen_cls.BINDINGS:
-                if isinstance(binding, Binding) and binding.description and binding.key != "escape":
+            for entry in screen_cls.BINDINGS:
+                if isinstance(entry, Binding) and entry.description and entry.key != "escape":
                     yield SystemCommand(
-                        f"{spec.title}: {binding.description}  [{spec.key} {binding.key_display or binding.key}]",
-                        binding.tooltip or f"opens {spec.title} and does it there",
-                        lambda name=name, action=binding.action: self._run_on_screen(name, action))
+                        f"{spec.title}: {entry.description}  [{self.screen_key(name)} {self.binding_key(entry)}]",
+                        entry.tooltip or f"opens {spec.title} and does it there",
+                        lambda name=name, action=entry.action: self._run_on_screen(name, action))
         yield SystemCommand("Refresh engines", "Rediscover and poll every engine now", self.refresh_engines)
         yield from super().get_system_commands(screen)
 
+    def screen_key(self, name: str) -> str:
+        """The key that opens a screen: its digit, or the person's (console/ui/keymap.py)."""
+        return self.keymap.get(f"screen-{name}", SCREENS[name].key)
+
+    def binding_key(self, binding: Binding) -> str:
+        """The key a list (help, palette) shows for a binding: the person's when their keymap moved it."""
+        return key_text(binding, self.keymap)
+
     @staticmethod
-    def _palette_worthy(binding: Binding, node: DOMNode, screen: Screen) -> bool:
+    def _palette_worthy(binding: Binding, node: DOMNode, screen: Screen[Any]) -> bool:
         """The app's and the screen's own actions, and those of the widgets the screen lists for the help
         (the chat prompt, the session list); not Textual's editing keys of every focused input."""
         if not binding.description or binding.action.startswith("open_screen") \
@@ -448,3 +529,9 @@ class EngineDeckApp(App[int]):
             screen = self.screen
             screen.call_later(self.run_action, action, screen)
 
+
+
+if TYPE_CHECKING:
+    def _is_a_deck(app: EngineDeckApp) -> Deck:
+        """The app gives screens and widgets all that console/ui/base.py promises them: mypy checks this line."""
+        return app

@@ -8,26 +8,28 @@ probe measuring) runs in workers, which this leaves alone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
+
+from console.ui.base import DeckScreen
+from console.ui.textual_compat import running_timers
 
 if TYPE_CHECKING:
     from textual.timer import Timer
 
 
-def pause_timers(screen: Screen) -> list[Timer]:
+def pause_timers(screen: Screen[Any]) -> list[Timer]:
     """Pause every running timer of the screen's widgets (not the screen's own repaint timer); return them."""
-    paused = []
+    paused: list[Timer] = []
     for widget in screen.walk_children():
-        for timer in list(widget._timers):  # Textual has no public list of a widget's timers
-            if timer._active.is_set():
-                timer.pause()
-                paused.append(timer)
+        for timer in running_timers(widget):  # Textual has no public list of a widget's timers
+            timer.pause()
+            paused.append(timer)
     return paused
 
 
-class QuietWhenHidden(Screen):
+class QuietWhenHidden(DeckScreen[None]):
     """Base for a screen whose widgets have timers: they are paused on ScreenSuspend, resumed on ScreenResume.
     A subclass that has loops of its own pauses them in its own `on_screen_suspend` (both handlers run)."""
 

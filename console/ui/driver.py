@@ -6,9 +6,10 @@ measured, so that thread was ~1.2 ms a second, a fifth of the idle dashboard's C
 driver waits in select() for input, for the parser's own deadline while it holds an unfinished sequence, or for
 a byte on a wake pipe that `exit_event.set()` writes, so quitting and suspending stay immediate.
 
-It leans on two private names of Textual (the parser's `_timeout_time` and `textual._time.get_time`); when
-they are missing the thread falls back to Textual's 0.1 s tick, and tests/ui/test_driver.py fails, so an
-upgrade that moves them is noticed rather than silently costing CPU.
+It leans on private names of Textual, all in console/ui/textual_compat.py: its input parser (without it the app
+uses Textual's own driver) and the parser's deadline on Textual's clock (without them the thread falls back to
+Textual's 0.1 s tick). tests/ui/test_textual_drift.py fails when one is missing, so an upgrade that moves them is
+noticed rather than silently costing CPU.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import os
 import selectors
 import threading
 from codecs import getincrementaldecoder
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from textual._time import get_time
-from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
+
+from console.ui import textual_compat
+
+if TYPE_CHECKING:
+    from textual.app import App
 
 TEXTUAL_TICK_S = 0.1  # what LinuxDriver waits between ticks; used only when the parser's deadline is unknown
 READ_BYTES = 4096
@@ -60,25 +64,25 @@ class WakingEvent(threading.Event):
         self._read_fd = self._write_fd = -1
 
 
-def parser_wait_s(parser: Any) -> float | None:
+def parser_wait_s(parser: object) -> float | None:
     """How long the input thread may sleep: until the parser's deadline, forever when it has none."""
-    try:
-        deadline = parser._timeout_time
-    except AttributeError:
-        return TEXTUAL_TICK_S
-    return None if deadline is None else max(0.0, deadline - get_time())
+    return textual_compat.parser_wait_s(parser, TEXTUAL_TICK_S)
 
 
 class QuietLinuxDriver(LinuxDriver):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, app: App[Any], *, debug: bool = False, mouse: bool = True,
+                 size: tuple[int, int] | None = None) -> None:
+        super().__init__(app, debug=debug, mouse=mouse, size=size)
+        self.debug_input = debug
         self.exit_event: WakingEvent = WakingEvent()
 
     def run_input_thread(self) -> None:
         selector = selectors.SelectSelector()  # as Textual: epoll refuses a stdin that is a regular file
         selector.register(self.fileno, selectors.EVENT_READ)
         selector.register(self.exit_event, selectors.EVENT_READ)
-        parser = XTermParser(self._debug)
+        parser = textual_compat.xterm_parser(self.debug_input)
+        if parser is None:  # the app picks Textual's own driver then (EngineDeckApp.get_driver_class)
+            raise RuntimeError("Textual's input parser moved: use Textual's own driver")
         decode = getincrementaldecoder("utf-8")().decode
 
         def handle(ready: list[tuple[selectors.SelectorKey, int]], *, final: bool = False) -> None:

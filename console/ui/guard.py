@@ -17,6 +17,7 @@ a bounded log file in the data directory.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -26,11 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.logs.sanitize import neutralise, one_line
+from console.ui.textual_compat import wrap_message_handler
 
 if TYPE_CHECKING:
     from textual.app import App
     from textual.message import Message
     from textual.screen import Screen
+
+    from console.ui.textual_compat import Handler
 
 LOG_NAME = "ui-errors.log"
 LOG_MAX_BYTES = 256 * 1024  # this file and one older copy: a few hundred tracebacks at most
@@ -89,9 +93,9 @@ class CrashReporter:
         class PrivateFile(RotatingFileHandler):
             """Mode 600, like the database and the audit key beside it: a traceback may show paths and names."""
 
-            def _open(self):  # noqa: ANN202 - logging's own signature
+            def _open(self) -> io.TextIOWrapper:
                 fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+                return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -124,15 +128,16 @@ def guard_screen(screen: Screen[Any], report: Report) -> None:
     """
     from textual.worker import Worker, WorkerState
 
-    handle = screen._on_message
+    def wrap(handle: Handler) -> Handler:
+        async def guarded(message: Message) -> None:
+            try:
+                await handle(message)
+            except Exception as error:  # the point: one bug must not end the console
+                report(f"{screen_name(screen)} ({type(message).__name__})", error)
+            if isinstance(message, Worker.StateChanged) and message.state is WorkerState.ERROR \
+                    and isinstance(message.worker.error, BaseException):
+                report(f"{screen_name(screen)} ({message.worker.name or 'worker'})", message.worker.error)
 
-    async def guarded(message: Message) -> None:
-        try:
-            await handle(message)
-        except Exception as error:  # the point: one bug must not end the console
-            report(f"{screen_name(screen)} ({type(message).__name__})", error)
-        if isinstance(message, Worker.StateChanged) and message.state is WorkerState.ERROR \
-                and isinstance(message.worker.error, BaseException):
-            report(f"{screen_name(screen)} ({message.worker.name or 'worker'})", message.worker.error)
+        return guarded
 
-    screen._on_message = guarded  # type: ignore[method-assign]
+    wrap_message_handler(screen, wrap)

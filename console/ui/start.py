@@ -29,6 +29,7 @@ from console.ui.engine_rows import (
 )
 
 if TYPE_CHECKING:
+    from console.config import Config
     from console.engines.poll import EngineStatus, FirstPoll
     from console.services import Context
 
@@ -45,6 +46,16 @@ def ascii_wanted(explicit: bool | None, configured: bool) -> bool:
     if explicit is not None:
         return explicit
     return configured or os.environ.get("TERM", "") in ("linux", "vt100", "vt220", "dumb")
+
+
+def check_keymap(config: Config) -> None:
+    """A [keymap] the console cannot use is a ConfigError before anything is painted (console/ui/keymap.py). Only a
+    config with a keymap pays for importing the app and every screen here."""
+    if config.keymap.choices:
+        from console.ui.app import EngineDeckApp
+        from console.ui.keymap import resolve_keymap
+
+        resolve_keymap(config, EngineDeckApp.BINDINGS)
 
 
 def run_tui(ctx: Context) -> int:

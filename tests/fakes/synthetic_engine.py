@@ -67,6 +67,7 @@ class Knobs:
     empty_rate: float = 0.0  # share that finish without one content chunk
     stall_rate: float = 0.0  # share that pause `stall_s` halfway through
     stall_s: float = 5.0
+    slowdown: float = 0.0  # each request served makes the next TTFT longer by this share (a noisy, drifting box)
     seed: int = 7
 
 
@@ -81,6 +82,7 @@ class _Server:
         self.truth: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.served = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -174,7 +176,8 @@ class _Server:
         if outcome == "empty":
             await _sleep_until(start + int(k.ttft_s * 1e9))
             n_tokens = 0
-        ttft_ns, itl_ns = int(k.ttft_s * 1e9), int(k.itl_s * 1e9)
+        ttft_ns, itl_ns = int(k.ttft_s * (1.0 + k.slowdown * self.served) * 1e9), int(k.itl_s * 1e9)
+        self.served += 1
         sent = 0
         stall_done = False
         while sent < n_tokens:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from textual.widgets import OptionList
 
 from console.ui.screens.chat import OPEN_PANES, ChatScreen
+from console.ui.textual_compat import running_timers
 from console.ui.widgets.chat_pane import ChatPane
 from tests.ui.fixtures import demo_app, settle
 
@@ -96,7 +97,7 @@ async def test_a_hidden_chat_screen_pauses_its_timers(tmp_path):
         await pilot.pause()
 
         def running() -> list:
-            return [t for w in screen.walk_children() for t in w._timers if t._active.is_set()]
+            return [t for w in screen.walk_children() for t in running_timers(w)]
 
         assert running()
         # Away with the prompt still focused (the palette; a digit would be typed): the focus stays for the return.

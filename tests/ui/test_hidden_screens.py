@@ -7,6 +7,7 @@ from __future__ import annotations
 from console.config import UIConfig
 from console.engines.base import LoadedModel
 from console.ui.app import EngineDeckApp
+from console.ui.textual_compat import running_timers
 from tests.ui.fixtures import HOST, NO_GPU, FixedGpu, FixedHost, StubEngine, StubRegistry, TestContext, make_config
 from tests.ui.fixtures import settle as settle_
 
@@ -80,7 +81,7 @@ async def test_the_probe_screen_stops_its_clock_while_hidden(tmp_path):
         probe = app.screen
 
         def running() -> list:
-            return [t for w in probe.walk_children() for t in w._timers if t._active.is_set()]
+            return [t for w in probe.walk_children() for t in running_timers(w)]
 
         assert running()  # the progress bar's clock ticks every second
         await pilot.press("1")

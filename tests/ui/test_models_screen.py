@@ -362,3 +362,17 @@ async def test_an_interrupted_swap_says_what_is_loaded_now(tmp_path, fake):
         assert [(a.action, a.target, a.result) for a in audit] == [
             ("swap", SLOTH, "cancelled; verified: loaded now: nothing")]
         assert app.screen.check_action("swap", ()) is True  # the engine is free for the next action
+
+
+async def test_an_engine_that_does_not_answer_in_time_says_timed_out(tmp_path, monkeypatch):
+    # asyncio's TimeoutError has no text of its own: the notice said "dead: " and nothing more.
+    from console.ui.screens import models as models_screen
+    from tests.ui.fixtures import StubEngine
+
+    monkeypatch.setattr(models_screen, "LIST_DEADLINE_S", 0.2)
+    seen = Seen()
+    app = EngineDeckApp(TestContext(make_config(tmp_path), StubRegistry([StubEngine("dead", hang=True)])))
+    async with app.run_test(size=(120, 40), message_hook=seen) as pilot:
+        await pilot.press("2")
+        await settle(pilot, until=lambda: bool(seen.titled("Some engines did not answer")))
+        assert [n.message for n in seen.titled("Some engines did not answer")] == ["dead: timed out"]

@@ -15,6 +15,7 @@ import pytest
 
 from console.config import SLO
 from console.probe.figures import ITL_PER_TOKEN, LevelFigures
+from console.probe.intervals import wilson
 from console.probe.slo import verdict
 from console.probe.stats import Dist
 from console.ui.screens.chat import ChatScreen
@@ -128,7 +129,9 @@ def _level(c: int, ttft_s: float, itl_s: float, tok_s: float, req_s: float, achi
         tpot_s=Dist.of([itl_s] * n), decode_tok_s=Dist.of([1 / itl_s] * n), itl_s=Dist.of([itl_s] * n),
         itl_kind=ITL_PER_TOKEN, max_stall_s=None, tokens_out_total=128 * n, tokens_out_mean=128.0,
         tokens_in_mean=32.0, token_source="ollama eval_count", tokens_approximate=False, agg_tok_s=tok_s,
-        req_s=req_s, achieved_concurrency=achieved)
+        req_s=req_s, achieved_concurrency=achieved,
+        ci={"ttft_s": {"p90": (ttft_s * 1.0, ttft_s * 1.18)}, "decode_tok_s": {"p10": (0.9 / itl_s, 1 / itl_s)}},
+        slo_met=n, slo_attainment=1.0, slo_attainment_ci=wilson(n, n), goodput=req_s)
 
 
 async def _probe(pilot) -> None:

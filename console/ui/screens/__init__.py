@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from textual.screen import Screen
@@ -21,9 +21,10 @@ class ScreenSpec:
     target: str  # "module:Class"
     description: str
 
-    def load(self) -> type[Screen]:
+    def load(self) -> type[Screen[Any]]:
         module, _, cls = self.target.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        screen_cls: type[Screen[Any]] = getattr(importlib.import_module(module), cls)
+        return screen_cls
 
 
 SCREENS: dict[str, ScreenSpec] = {

@@ -7,7 +7,7 @@ written the warning bar says so and the chat goes on in memory.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -29,6 +29,8 @@ from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog
 from console.ui.widgets.prompt import PromptArea
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from textual.worker import Worker
 
     from console.conversation import ChatParams, Conversation
@@ -46,7 +48,7 @@ def parse_params(text: str) -> ChatParams:
     """`temperature=0.7 max_tokens=256` → ChatParams; a bad pair raises EngineDeckError naming it."""
     from console.conversation import ChatParams
 
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each value converted to its field's type below
     for pair in text.split():
         key, sep, raw = pair.partition("=")
         key = key.replace("-", "_")
@@ -57,7 +59,7 @@ def parse_params(text: str) -> ChatParams:
                                                           else int(raw))
         except ValueError:
             raise EngineDeckError(f"{key} wants a number, not {raw!r}") from None
-    return ChatParams(**values)  # type: ignore[arg-type]
+    return ChatParams(**values)
 
 
 def hit_text(hit: SearchHit) -> Text:
@@ -142,13 +144,14 @@ class ChatScreen(QuietWhenHidden):
         yield TitleBar()
         with Horizontal():
             with Vertical(id="sidebar"):
-                yield Input(placeholder="search history (ctrl+f)", id="search")
+                yield Input(placeholder=f"search history ({self.key_of('chat-search')})", id="search")
                 yield SessionList(id="sessions")
             with Vertical(id="main"):
                 with ContentSwitcher(id="panes"):
-                    yield Static("ctrl+n: new chat · ctrl+o: compare two models · pick a session on the left",
-                                 id="empty")
-                yield PromptArea(placeholder="message (enter sends, ctrl+j starts a new line)", id="prompt")
+                    yield Static(f"{self.key_of('chat-new')}: new chat · {self.key_of('chat-compare')}: compare two "
+                                 "models · pick a session on the left", id="empty")
+                yield PromptArea(placeholder=f"message ({self.key_of('prompt-send')} sends, "
+                                 f"{self.key_of('prompt-newline')} starts a new line)", id="prompt")
         yield Static("", id="store-warning", classes="warning-bar hidden")
         yield KeyBar()
 
@@ -159,7 +162,7 @@ class ChatScreen(QuietWhenHidden):
     @work(group="chat-store", exclusive=True, exit_on_error=False)
     async def _open_store(self) -> None:
         try:
-            self._store = await self.app.ctx.store()  # type: ignore[attr-defined]
+            self._store = await self.ctx.store()
         except StoreError as exc:
             self._warn(f"history is off, chats stay in memory: {exc}")
             return
@@ -183,9 +186,8 @@ class ChatScreen(QuietWhenHidden):
         was = options.highlighted
         options.clear_options()
         self._listing = [s.id for s in sessions]
-        marker = lambda sid: "▸ " if sid in self._open else "  "  # noqa: E731 - tiny local helper
-        options.add_options([Option(Text(f"{marker(s.id)}{neutralise(s.title or 'untitled')[:40]}"))
-                             for s in sessions])
+        options.add_options([Option(Text(f"{'▸ ' if s.id in self._open else '  '}"
+                                         f"{neutralise(s.title or 'untitled')[:40]}")) for s in sessions])
         if sessions:
             options.highlighted = min(was or 0, len(sessions) - 1)
         options.border_title = "archived" if self._show_archived else "sessions"
@@ -222,13 +224,13 @@ class ChatScreen(QuietWhenHidden):
         self._open[session_id] = pane.id or ""
         if engine is None:
             self.notify(f"engine {neutralise(conv.engine or '?')} is not available; the session is read-only "
-                        "until you pick another (ctrl+n)", severity="warning", markup=False)
+                        f"until you pick another ({self.key_of('chat-new')})", severity="warning", markup=False)
 
     async def _engine_named(self, name: str | None) -> Engine | None:
         if not name:
             return None
         try:
-            return await self.app.ctx.engine(name)  # type: ignore[attr-defined]
+            return await self.ctx.engine(name)
         except (EngineDeckError, StopIteration):
             return None
 
@@ -241,7 +243,7 @@ class ChatScreen(QuietWhenHidden):
     @property
     def _read_only(self) -> bool:
         """--read-only: a chat to a model that is not loaded is refused (Conversation.check_model)."""
-        return bool(getattr(self.app, "read_only", False))
+        return self.deck.read_only
 
     async def _mount_pane(self, pane: ChatPane | ComparePane) -> None:
         await self.query_one("#panes", ContentSwitcher).mount(pane)
@@ -330,7 +332,7 @@ class ChatScreen(QuietWhenHidden):
 
     # -- new chat, compare ---------------------------------------------------------------------------
     async def _pick_model(self, title: str) -> tuple[Engine, str] | None:
-        registry = self.app.ctx.registry()  # type: ignore[attr-defined]
+        registry = self.ctx.registry()
         engines = [e.engine for e in registry.entries if e.engine is not None]
         if not engines:
             self.notify("no engine found: add one to the config or start one on its default port",
@@ -394,14 +396,14 @@ class ChatScreen(QuietWhenHidden):
             return
         panes = self._panes()
         if not panes:
-            self.notify("start a chat first (ctrl+n)", severity="warning", markup=False)
+            self.notify(f"start a chat first ({self.key_of('chat-new')})", severity="warning", markup=False)
             return
         if any(p.streaming for p in panes):
             self.notify("a reply is still streaming (esc leaves the prompt, esc again stops it)",
                         severity="warning", markup=False)
             return
         if any(p.engine is None for p in panes):
-            self.notify("this session's engine is not available; start a new chat (ctrl+n)",
+            self.notify(f"this session's engine is not available; start a new chat ({self.key_of('chat-new')})",
                         severity="warning", markup=False)
             return
         edit, self._edit_pending = self._edit_pending, None
@@ -619,10 +621,10 @@ class ChatScreen(QuietWhenHidden):
             await self._session_op(self._store.sessions.delete(session_id))
 
     @work(group="chat-op", exit_on_error=False)
-    async def _run_op(self, op) -> None:  # noqa: ANN001 - an awaitable store call
+    async def _run_op(self, op: Awaitable[object]) -> None:
         await self._session_op(op)
 
-    async def _session_op(self, op) -> None:  # noqa: ANN001 - an awaitable store call
+    async def _session_op(self, op: Awaitable[object]) -> None:
         try:
             await op
         except StoreError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -18,12 +18,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static
 
 from console.logs.sanitize import neutralise
 from console.present.format import DASH, human_bytes, human_duration, pct
+from console.ui.base import DeckScreen
 from console.ui.engine_rows import (
     ENGINE_COLUMNS,
     LOADED_COLUMNS,
@@ -35,6 +35,7 @@ from console.ui.engine_rows import (
     table_room,
 )
 from console.ui.messages import EnginesRefreshed
+from console.ui.textual_compat import set_cell_quietly
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.notes import no_engine_message
 from console.ui.widgets.spark import SparkBar
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 PROCESS_SCAN_EVERY_S = 60.0
 # Keyed by Health's values: the engine modules are imported after the first paint, not for it.
 HEALTH_STYLES = {"ok": "green", "loading": "yellow", "sleeping": "cyan", "down": "red"}
+Cell = str | Text  # what the tables hold
 
 
 def show(widget: Widget, visible: bool) -> None:
@@ -66,21 +68,19 @@ def styled_health(row: tuple[str, ...]) -> tuple[str | Text, ...]:
     return (row[0], Text(row[1], style=HEALTH_STYLES.get(row[1], "")), *row[2:])
 
 
-def set_cell(table: DataTable, row: int, column: int, value: str | Text) -> None:
+def set_cell(table: DataTable[Cell], row: int, column: int, value: Cell) -> None:
     """Change one cell and repaint that cell alone. DataTable's own update_cell repaints the whole table, so every
     row of every engine would go to the terminal again for one changed figure (the poll column of ten engines
-    changes several times a second). Textual has no public call for this: the table's data and the counter its
-    render caches are keyed on are set here. A value wider than its column goes through update_cell, which
-    widens the column (and so repaints everything)."""
+    changes several times a second). Textual has no public call for this (console/ui/textual_compat.py). A value
+    wider than its column goes through update_cell, which widens the column (and so repaints everything)."""
     from rich.cells import cell_len
     from textual.coordinate import Coordinate
 
     row_key, column_key = table.coordinate_to_cell_key(Coordinate(row, column))
-    if cell_len(str(value)) > table.columns[column_key].content_width:
+    if cell_len(str(value)) > table.columns[column_key].content_width \
+            or not set_cell_quietly(table, row_key, column_key, value):
         table.update_cell(row_key, column_key, value, update_width=True)
         return
-    table._data[row_key][column_key] = value
-    table._update_count += 1
     table.refresh_coordinate(Coordinate(row, column))
 
 
@@ -115,7 +115,7 @@ def host_lines(host: HostSnapshot, processes: list[EngineProcess]) -> list[str]:
     return lines
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(DeckScreen[None]):
     TITLE = "Dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "refresh", "Refresh", id="dashboard-refresh", tooltip="Rediscover and poll engines now"),
@@ -163,7 +163,7 @@ class DashboardScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         # Engines that answered before the app started (console/ui/start.py) are in its first frame: the tables
         # come with the screen. Otherwise they join it with the first engine to show (_mount_tables).
-        first = self.app.first_poll if self.app.engines_ready else None  # type: ignore[attr-defined]
+        first = self.deck.first_poll if self.deck.engines_ready else None
         tables = self._tables_widgets() if first is not None and first.answered() else None
         yield TitleBar()
         with VerticalScroll(id="body"):
@@ -193,10 +193,10 @@ class DashboardScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         self.query_one("#engine-problems").display = False
-        ui = self.app.ctx.config.ui  # type: ignore[attr-defined]
+        ui = self.ctx.config.ui
         self._interval, self._telemetry_interval = ui.poll_interval_s, ui.telemetry_interval_s
-        if self.app.first_poll is not None and self.app.engines_ready:  # type: ignore[attr-defined]
-            await self._take_first_poll(self.app.first_poll)  # type: ignore[attr-defined]
+        if self.deck.first_poll is not None and self.deck.engines_ready:
+            await self._take_first_poll(self.deck.first_poll)
         # After the first paint: importing psutil/pynvml and starting NVML must not delay it.
         self.call_after_refresh(self._tick_loop)
 
@@ -220,7 +220,7 @@ class DashboardScreen(Screen[None]):
     @property
     def quiet(self) -> bool:
         """Nothing in flight: every engine has answered (or timed out) and telemetry has been shown once."""
-        return (self.app.engines_ready and self._samples > 0  # type: ignore[attr-defined]
+        return (self.deck.engines_ready and self._samples > 0
                 and all(t.done() for t in self._polls.values()) and set(self._order) <= set(self._statuses))
 
     # -- engines -------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ class DashboardScreen(Screen[None]):
         self.poll_engines()
 
     def action_refresh(self) -> None:
-        self.app.refresh_engines()  # type: ignore[attr-defined]
+        self.deck.refresh_engines()
 
     # Nothing on the dashboard is seen by another screen (they get engines from the registry), so while it is
     # hidden it polls nothing and samples nothing; shown again, it polls and samples at once.
@@ -271,7 +271,7 @@ class DashboardScreen(Screen[None]):
                 now = loop.time()
                 if self._wake.is_set() or now >= next_poll:
                     self._wake.clear()
-                    if self.app.engines_ready:  # type: ignore[attr-defined]
+                    if self.deck.engines_ready:
                         await self._start_polls()
                     next_poll = now + self._interval
                 if now >= next_sample:
@@ -296,7 +296,7 @@ class DashboardScreen(Screen[None]):
                 task.cancel()
 
     async def _start_polls(self) -> None:
-        entries = list(self.app.ctx.registry().entries)  # type: ignore[attr-defined]
+        entries = list(self.ctx.registry().entries)
         order = [e.name for e in entries]
         if order != self._order or not self._listed:
             self._order, self._listed = order, True
@@ -350,11 +350,12 @@ class DashboardScreen(Screen[None]):
         self._show_pending = False
         statuses = [self._rows[n] for n in self._order if n in self._rows]
         status_line = self.query_one("#status-line", Static)
-        if not self.app.engines_ready:  # type: ignore[attr-defined]
+        if not self.deck.engines_ready:
             self._set_text(status_line, "Looking for engines…")
         elif not self._order:
-            config = self.app.ctx.config  # type: ignore[attr-defined]
-            self._set_text(status_line, no_engine_message(config, refresh="press r to refresh"))
+            config = self.ctx.config
+            refresh = f"press {self.key_of('dashboard-refresh')} to refresh"
+            self._set_text(status_line, no_engine_message(config, refresh=refresh))
         elif not statuses:
             self._set_text(status_line, f"Polling {len(self._order)} engine(s)…")
         show(status_line, not statuses)
@@ -394,18 +395,18 @@ class DashboardScreen(Screen[None]):
         await self.query_one("#body").mount(loaded_panel, after="#engines-panel")
 
     @staticmethod
-    def _tables_widgets() -> tuple[DataTable, Vertical]:
+    def _tables_widgets() -> tuple[DataTable[Cell], Vertical]:
         from textual.widgets import DataTable
 
-        engines = DataTable(id="engines", cursor_type="row", zebra_stripes=False)
+        engines: DataTable[Cell] = DataTable(id="engines", cursor_type="row", zebra_stripes=False)
         engines.add_columns(*ENGINE_COLUMNS)
-        loaded = DataTable(id="loaded", cursor_type="row", zebra_stripes=False)
+        loaded: DataTable[Cell] = DataTable(id="loaded", cursor_type="row", zebra_stripes=False)
         loaded.add_columns(*LOADED_COLUMNS)
         loaded_panel = Vertical(loaded, classes="panel", id="loaded-panel")
         loaded_panel.border_title = "Loaded models"
         return engines, loaded_panel
 
-    def _update_table(self, table_id: str, rows: list[tuple]) -> None:
+    def _update_table(self, table_id: str, rows: Sequence[Sequence[Cell]]) -> None:
         """Repaint only what changed: an unchanged table costs nothing, a changed figure repaints its cell, and
         only a table whose number of rows changed is filled again."""
         key = tuple(tuple(str(c) for c in r) for r in rows)
@@ -413,7 +414,9 @@ class DashboardScreen(Screen[None]):
         if before == key:
             return
         self._drawn[table_id] = key
-        table: DataTable = self.query_one(f"#{table_id}")  # type: ignore[assignment]
+        from textual.widgets import DataTable  # imported with the tables already (not for the first frame)
+
+        table: DataTable[Cell] = self.query_one(f"#{table_id}", DataTable)
         if isinstance(before, tuple) and len(before) == len(key):
             for y, (old, new) in enumerate(zip(before, key, strict=True)):
                 for x, (was, cell) in enumerate(zip(old, new, strict=True)):
@@ -455,7 +458,7 @@ class DashboardScreen(Screen[None]):
         if self._samples == 0 or self._gpu_seen:
             return True  # the first sample imports psutil and pynvml and starts NVML; NVML calls can block
         scan_due = urls != self._processes_key or time.monotonic() - self._processes_at > PROCESS_SCAN_EVERY_S
-        return scan_due or self.app.host_monitor.slow_due  # type: ignore[attr-defined]
+        return scan_due or self.deck.host_monitor.slow_due
 
     def _sample(self, urls: frozenset[tuple[str, str]]
                 ) -> tuple[GpuSnapshot, HostSnapshot, dict[int, str], list[EngineProcess]]:
@@ -463,13 +466,13 @@ class DashboardScreen(Screen[None]):
 
         from console.telemetry.processes import owner_of, ports_by_engine
 
-        app = self.app
-        gpu = app.gpu_monitor.sample()  # type: ignore[attr-defined]
+        app = self.deck
+        gpu = app.gpu_monitor.sample()
         self._gpu_seen = gpu.available
-        host = app.host_monitor.sample()  # type: ignore[attr-defined]
+        host = app.host_monitor.sample()
         now = time.monotonic()
         if urls != self._processes_key or now - self._processes_at > PROCESS_SCAN_EVERY_S:
-            self._processes = app.scan_processes(ports_by_engine(dict(urls)))  # type: ignore[attr-defined]
+            self._processes = app.scan_processes(ports_by_engine(dict(urls)))
             self._processes_key, self._processes_at = urls, now
         owners = {}
         for g in gpu.gpus:  # parents() reads /proc: done here, off the UI thread

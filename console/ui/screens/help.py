@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -11,16 +12,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from console.logs.sanitize import escape_markup
+from console.ui.base import Deck, deck
 from console.ui.screens import SCREENS
 
 
-def _rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
+def _rows(bindings: Iterable[BindingType], app: Deck) -> list[str]:
+    """One line per binding: its key (the person's, when their keymap moved it) and what it does."""
     rows = []
     for b in bindings:
         if isinstance(b, Binding) and b.description:
-            rows.append((b.key_display or b.key, b.description))
-        elif isinstance(b, tuple) and len(b) >= 3:
-            rows.append((b[0], b[2]))
+            rows.append(f"  {escape_markup(app.binding_key(b)):<12} {escape_markup(b.description)}")
     return rows
 
 
@@ -44,22 +45,24 @@ class HelpScreen(ModalScreen[None]):
     """
 
     def compose(self) -> ComposeResult:
+        app = deck(self)
         lines = ["[b]enginedeck — keys[/b]", "",
                  "A text field (the chat prompt, a filter, a form field) takes letters and digits as text:",
                  "[b]esc[/b] leaves it, and then the keys below work again. In a dialog esc cancels.",
                  "", "[b]Everywhere[/b]"]
-        lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(self.app.BINDINGS)]
+        lines += _rows(self.app.BINDINGS, app)
         lines.append(f"  {'esc':<12} Leave a text field; close a dialog or this help")
         lines.append(f"  {'ctrl+p':<12} Command palette: every action of every screen, by name")
-        for spec in SCREENS.values():
+        for name, spec in SCREENS.items():
+            key = escape_markup(app.screen_key(name))
             try:
                 screen_cls = spec.load()
             except ImportError as exc:
-                lines += ["", f"[b]{spec.title}[/b] \\[{spec.key}]", f"  unavailable: {escape_markup(str(exc))}"]
+                lines += ["", f"[b]{spec.title}[/b] \\[{key}]", f"  unavailable: {escape_markup(str(exc))}"]
                 continue
-            lines += ["", f"[b]{spec.title}[/b] \\[{spec.key}] — {escape_markup(spec.description)}"]
+            lines += ["", f"[b]{spec.title}[/b] \\[{key}] — {escape_markup(spec.description)}"]
             # Widgets with keys of their own (the chat prompt) are named in their screen's HELP_WIDGETS.
             bindings = [*screen_cls.BINDINGS, *(b for w in getattr(screen_cls, "HELP_WIDGETS", ()) for b in w.BINDINGS)]
-            lines += [f"  {k:<12} {escape_markup(d)}" for k, d in _rows(bindings)]
+            lines += _rows(bindings, app)
         with VerticalScroll():
             yield Static("\n".join(lines))

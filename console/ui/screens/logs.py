@@ -18,14 +18,13 @@ repaints); on resume each catches up from where it stopped.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
-from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from console.errors import EngineDeckError
@@ -33,9 +32,13 @@ from console.logs.filter import LogFilter, compile_pattern
 from console.logs.line import Level, LogLine
 from console.logs.sanitize import one_line
 from console.logs.spec import SourceSpec, build_source, parse_spec
+from console.ui.base import DeckScreen
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.dialogs import TextDialog
 from console.ui.widgets.log_pane import MAX_PANE_LINES, LogPane, LogView, elide_middle
+
+if TYPE_CHECKING:
+    from textual.dom import DOMNode
 
 MAX_PANES = 6
 START_LINES = 500  # lines of history a new file or unit pane starts with
@@ -47,7 +50,14 @@ PROMPTS = {"open": "PATH, journal:UNIT, cmd:COMMAND, audit:PATH or audit: (the t
 PROMPT_TITLES = {"open": "Open a source", "filter": "Filter the pane", "search": "Search the pane"}
 
 
-class LogsScreen(Screen[None]):
+def pane_of(node: DOMNode | None) -> LogPane | None:
+    """The pane a widget is in, if any."""
+    while node is not None and not isinstance(node, LogPane):
+        node = node.parent
+    return node if isinstance(node, LogPane) else None
+
+
+class LogsScreen(DeckScreen[None]):
     TITLE = "Logs"
     BINDINGS: ClassVar[list[BindingType]] = [
         # First, so the key bar shows it first while the field is open (and only then: check_action).
@@ -102,7 +112,7 @@ class LogsScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         self._apply_layout("side" if self.app.size.width >= WIDE_COLUMNS else "single")
-        config = self.app.ctx.config
+        config = self.ctx.config
         specs = [SourceSpec("engine", e.name) for e in config.engines if e.log_file or e.log_unit]
         specs.append(SourceSpec("trail", ""))
         for spec in specs[:MAX_PANES]:
@@ -130,11 +140,8 @@ class LogsScreen(Screen[None]):
         return list(self.query(LogPane))
 
     def focused_pane(self) -> LogPane | None:
-        node = self.focused
-        while node is not None and not isinstance(node, LogPane):
-            node = node.parent
-        if isinstance(node, LogPane):
-            return node
+        if (pane := pane_of(self.focused)) is not None:
+            return pane
         if self._current is not None and self._current.is_attached:
             return self._current
         panes = self.panes
@@ -145,7 +152,7 @@ class LogsScreen(Screen[None]):
             self.notify(f"at most {MAX_PANES} panes: close one first (x)", severity="warning")
             return False
         try:
-            source = build_source(spec, config=self.app.ctx.config, lines=START_LINES, follow=True,
+            source = build_source(spec, config=self.ctx.config, lines=START_LINES, follow=True,
                                   keep=MAX_PANE_LINES)
         except EngineDeckError as exc:
             self.notify(one_line(str(exc)), title="Logs", severity="error", markup=False)
@@ -174,11 +181,8 @@ class LogsScreen(Screen[None]):
         self._update_strip()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        node = event.widget
-        while node is not None and not isinstance(node, LogPane):
-            node = node.parent
-        if isinstance(node, LogPane):
-            self._set_current(node)
+        if (pane := pane_of(event.widget)) is not None:
+            self._set_current(pane)
 
     def on_log_pane_updated(self, event: LogPane.Updated) -> None:
         if event.pane is self._current:

@@ -11,17 +11,17 @@ confirmation; the notification then says what the engine holds, read back from i
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from console.actions import ActionCancelledError
@@ -30,6 +30,7 @@ from console.engines.base import Engine, ModelInfo, Op
 from console.errors import EngineDeckError
 from console.logs.sanitize import neutralise, one_line
 from console.present.format import DASH, elide_middle, human_bytes, ms
+from console.ui.base import DeckScreen
 from console.ui.messages import EnginesRefreshed
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog, TextDialog
@@ -42,6 +43,8 @@ KEEP_ALIVE_CHOICES = [("", "engine default"), ("5m", "5 minutes"), ("30m", "30 m
                       ("24h", "24 hours"), ("-1", "forever (until unloaded)")]
 SORTS = ("name", "size", "modified")
 MUTATING = {"load": Op.LOAD, "unload": Op.UNLOAD, "swap": Op.SWAP, "pull": Op.PULL, "delete": Op.DELETE}
+LIST_DEADLINE_S = 10.0  # each engine's settle, list and loaded list: one that hangs costs this, then says so
+T = TypeVar("T")
 ENGINE_WIDTH, MODEL_WIDTH = 16, 32  # longer names are elided in the middle: the state column stays in view
 
 
@@ -142,7 +145,7 @@ class PullScreen(ModalScreen[None]):
         self.refresh_bindings()
 
 
-class ModelsScreen(Screen[None]):
+class ModelsScreen(DeckScreen[None]):
     TITLE = "Models"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", key_display="/", id="models-filter"),
@@ -189,26 +192,26 @@ class ModelsScreen(Screen[None]):
         self.reload()
 
     def action_reload(self) -> None:
-        self.app.refresh_engines()  # type: ignore[attr-defined]
+        self.deck.refresh_engines()
 
     @work(exclusive=True, group="models-load", exit_on_error=False)
     async def reload(self) -> None:
         import asyncio
 
-        registry = self.app.ctx.registry()  # type: ignore[attr-defined]
+        registry = self.ctx.registry()
         engines = [e.engine for e in registry.entries if e.engine is not None]
 
         async def one(engine: Engine) -> tuple[list[Row], str | None]:
             try:
                 # Settled first, so the keys greyed out for this engine say what the server really allows.
-                await asyncio.wait_for(engine.settle_capabilities(), timeout=10)
-                models = await asyncio.wait_for(engine.list_models(), timeout=10)
+                await asyncio.wait_for(engine.settle_capabilities(), timeout=LIST_DEADLINE_S)
+                models = await asyncio.wait_for(engine.list_models(), timeout=LIST_DEADLINE_S)
                 try:
-                    loaded = {m.name for m in await asyncio.wait_for(engine.loaded_models(), timeout=10)}
+                    loaded = {m.name for m in await asyncio.wait_for(engine.loaded_models(), timeout=LIST_DEADLINE_S)}
                 except (EngineDeckError, TimeoutError):
                     loaded = set()
             except (EngineDeckError, TimeoutError) as exc:
-                return [], f"{engine.name}: {exc or 'timed out'}"
+                return [], f"{engine.name}: {str(exc) or 'timed out'}"  # asyncio's TimeoutError says nothing
             return [Row(engine, m, m.name in loaded or m.status == "loaded") for m in models], None
 
         results = await asyncio.gather(*(one(e) for e in engines))
@@ -259,7 +262,7 @@ class ModelsScreen(Screen[None]):
     def _reason(self, action: str) -> str | None:
         if action not in MUTATING and action != "details":
             return None
-        if action in MUTATING and self.app.read_only:  # type: ignore[attr-defined]
+        if action in MUTATING and self.deck.read_only:
             return "read-only mode (--read-only): no load, unload, swap, pull or delete"
         row = self.selected
         if row is None:
@@ -336,7 +339,7 @@ class ModelsScreen(Screen[None]):
 
         from console.telemetry.gpu import estimate_fit
 
-        gpu = await asyncio.to_thread(self.app.gpu_monitor.sample)  # type: ignore[attr-defined]
+        gpu = await asyncio.to_thread(self.deck.gpu_monitor.sample)
         fit = estimate_fit(row.model.size, gpu)
         keep_alive: str | None = ""
         if row.engine.kind == "ollama":
@@ -399,7 +402,7 @@ class ModelsScreen(Screen[None]):
             hint="a name from the engine's library, e.g. llama3.2:1b    enter: pull    esc: cancel"))
         if not name:
             return
-        actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+        actions = await self.ctx.actions()
         with self._holding(row.engine, "pull", name, actions):
             await self.app.push_screen_wait(PullScreen(actions, row.engine, name))
         self.reload()
@@ -443,20 +446,21 @@ class ModelsScreen(Screen[None]):
             del self._busy_engines[engine.name]
             self._explain()
 
-    async def _run(self, verb: str, engine: Engine, model: str, call):  # noqa: ANN001, ANN202 - call: Actions -> awaitable
+    async def _run(self, verb: str, engine: Engine, model: str, call: Callable[[Actions], Awaitable[T]]) -> T | None:
+        """One action, one per engine: what `call` returned, None when it was refused or failed (said in a notice)."""
         if (running := self._busy_engines.get(engine.name)) is not None:  # a key pressed before the footer caught up
             self.notify(f"{running.verb} of {neutralise(running.model)} is still running on {neutralise(engine.name)}",
                         title=f"{verb} refused", severity="warning", markup=False)
             return None
         self.query_one("#why", Static).update(Text(f"{verb} {neutralise(model)}…"))
         try:
-            actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+            actions = await self.ctx.actions()
             with self._holding(engine, verb, model, actions):
                 started = time.monotonic()
                 result = await call(actions)
             if verb != "swap":
                 self.notify(f"{verb} {neutralise(model)} in {ms(time.monotonic() - started)}", markup=False)
-            return result if result is not None else True
+            return result
         except ActionCancelledError as exc:
             self.notify(one_line(str(exc)), title=f"{verb} cancelled", severity="warning", timeout=15, markup=False)
             return None

@@ -44,8 +44,10 @@ HISTORY_LIMIT = 200
 READ_ONLY = "read-only mode (--read-only): no probes (a probe loads the model and puts load on the engine)"
 # The verdict first: at 80 columns the figures that answer "how many users" are in view, the detail is to the
 # right (the table scrolls). (CLI header, TUI header); a header the CLI adds later goes at the end.
-LEVEL_COLUMNS = (("C", "C"), ("SLO", "SLO"), ("TOK/S", "TOK/S"), ("REQ/S", "REQ/S"), ("ACHIEVED", "ACHIEVED"),
-                 ("p90", "TTFT p90"), ("DECODE p10", "DECODE p10"), ("ERR", "ERR"), ("OK", "OK"),
+LEVEL_COLUMNS = (("C", "C"), ("SLO", "SLO"), ("SLO MET", "SLO MET 95%"), ("TOK/S", "TOK/S"), ("REQ/S", "REQ/S"),
+                 ("ACHIEVED", "ACHIEVED"), ("GOODPUT", "GOODPUT"), ("p90", "TTFT p90"),
+                 ("p90 95% CI", "p90 95% CI"), ("DECODE p10", "DECODE p10"), ("p10 95% CI", "p10 95% CI"),
+                 ("ERR", "ERR"), ("OK", "OK"),
                  ("TTFT p50", "TTFT p50"), ("p99", "TTFT p99"), ("TPOT p50", "TPOT p50"), ("ITL p50", "ITL p50"),
                  ("ITL p99", "ITL p99"))
 # The tab's widget that takes focus when escape leaves a form field.
@@ -110,7 +112,7 @@ class ProbeScreen(QuietWhenHidden):
     # -- layout -------------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        slo = self.app.ctx.config.slo  # type: ignore[attr-defined]
+        slo = self.ctx.config.slo
         yield TitleBar()
         with Horizontal(id="labels"):
             for name, label in (("engine", "engine"), ("model", "model"), ("levels", "levels"),
@@ -128,7 +130,7 @@ class ProbeScreen(QuietWhenHidden):
                         f"errors={slo.max_error_rate:.0%}", id="slo", compact=True, classes="f-slo")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, id="bar")
-            yield Static("r: run · pick an engine and a model", id="status")
+            yield Static(f"{self.key_of('probe-run')}: run · pick an engine and a model", id="status")
         with TabbedContent(initial="tab-levels", id="tabs"):
             with TabPane("Levels", id="tab-levels"):
                 yield DataTable(id="levels-table", cursor_type="row", zebra_stripes=True)
@@ -153,7 +155,7 @@ class ProbeScreen(QuietWhenHidden):
             "C", "TTFT p90 A", "B", "Δ", "tok/s A", "B", "Δ", "decode p10 A", "B", "Δ")
         self._fill_engines()
         self.load_history()
-        if self.app.read_only:  # type: ignore[attr-defined]
+        if self.deck.read_only:
             self._status("read-only mode (--read-only): probes are off")  # r says why
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -161,7 +163,7 @@ class ProbeScreen(QuietWhenHidden):
 
     def why_refused(self, action: str) -> str | None:
         """Why a key is greyed out; the app says it when the key is pressed anyway."""
-        if action == "run" and self.app.read_only:  # type: ignore[attr-defined]
+        if action == "run" and self.deck.read_only:
             return READ_ONLY
         if action == "run" and self.running:
             return "a probe is running: c cancels it"
@@ -172,7 +174,7 @@ class ProbeScreen(QuietWhenHidden):
     # -- engines --------------------------------------------------------------------------------------------
 
     def _fill_engines(self) -> None:
-        registry = self.app.ctx.registry()  # type: ignore[attr-defined]
+        registry = self.ctx.registry()
         names = [e.name for e in registry.entries if e.engine is not None]
         select = self.query_one("#engine", Select)
         current = select.value
@@ -200,7 +202,7 @@ class ProbeScreen(QuietWhenHidden):
         if field.value:
             return
         try:
-            engine = await self.app.ctx.engine(name)  # type: ignore[attr-defined]
+            engine = await self.ctx.engine(name)
             models = [m.name for m in await engine.loaded_models()] or [m.name for m in await engine.list_models()]
         except EngineDeckError:
             return
@@ -235,7 +237,7 @@ class ProbeScreen(QuietWhenHidden):
             raise EngineDeckError("requests and max tokens must be whole numbers") from None
         params = ProbeParams(levels=parse_levels(self.query_one("#levels", Input).value), requests=requests,
                              max_tokens=max_tokens)
-        slo = parse_slo(self.query_one("#slo", Input).value, self.app.ctx.config.slo)  # type: ignore[attr-defined]
+        slo = parse_slo(self.query_one("#slo", Input).value, self.ctx.config.slo)
         return engine, model, params, slo
 
     def action_run(self) -> None:
@@ -258,7 +260,7 @@ class ProbeScreen(QuietWhenHidden):
         from console.probe.environment import engine_version, environment
         from console.probe.report import RunView
 
-        ctx = self.app.ctx  # type: ignore[attr-defined]
+        ctx = self.ctx
         try:
             resolved = await ctx.engine(engine_name)
         except EngineDeckError as exc:
@@ -267,7 +269,7 @@ class ProbeScreen(QuietWhenHidden):
         cfg = ctx.config.engine(resolved.name) or EngineConfig(
             name=resolved.name, url=resolved.base_url, kind=resolved.kind, timeouts=ctx.config.timeouts,
             limits=ctx.config.limits)
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.deck.store
         self.running = True
         self.refresh_bindings()
         self._reset_table()
@@ -314,13 +316,17 @@ class ProbeScreen(QuietWhenHidden):
     async def _audit(self, engine: str, model: str, params: ProbeParams, slo: Any, result: str,
                      duration_s: float) -> None:
         try:
-            actions = await self.app.ctx.actions()  # type: ignore[attr-defined]
+            actions = await self.ctx.actions()
             if actions.audit is not None:
                 await actions.audit.record("probe start", engine=engine, target=model,
                                            params={**params.to_dict(), "slo": asdict(slo)}, result=result,
                                            duration_s=duration_s)
         except EngineDeckError as exc:
             self.app.notify(f"audit trail not written: {one_line(str(exc))}", severity="warning", markup=False)
+
+    def _partial_result(self) -> ProbeResult | None:
+        """The live result, read through a call: the probe's thread sets it, which the type checker cannot see."""
+        return self._probe_result
 
     async def _in_thread(self, cfg: EngineConfig, kind: str, model: str, params: ProbeParams, slo: Any,
                          run_id: int | None) -> ProbeResult:
@@ -330,7 +336,7 @@ class ProbeScreen(QuietWhenHidden):
         from console.probe.workers import EngineSource
 
         ui_loop = asyncio.get_running_loop()
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.deck.store
         self._probe_result = None
 
         def on_progress(p: LevelProgress) -> None:
@@ -347,7 +353,7 @@ class ProbeScreen(QuietWhenHidden):
             probe: Probe = Probe(engine, model, params, slo, source=EngineSource(cfg, kind), on_progress=on_progress,
                                  on_level=on_level)
             self._probe_result = probe.result
-            self._probe_task = asyncio.current_task()  # type: ignore[assignment]
+            self._probe_task = asyncio.current_task()
             self._probe_loop = asyncio.get_running_loop()
             try:
                 return await probe.run()
@@ -363,8 +369,8 @@ class ProbeScreen(QuietWhenHidden):
             outcome = await asyncio.to_thread(in_thread)
         finally:
             self._probe_loop = self._probe_task = None
-        if outcome is None and self._probe_result is not None:
-            return self._probe_result  # cancelled: the completed levels are kept
+        if outcome is None and (partial := self._partial_result()) is not None:
+            return partial  # cancelled: the completed levels are kept
         if outcome is None:
             raise EngineDeckError("the probe was cancelled before it started")
         return outcome
@@ -378,7 +384,7 @@ class ProbeScreen(QuietWhenHidden):
     def _on_progress(self, p: LevelProgress) -> None:
         bar = self.query_one("#bar", ProgressBar)
         bar.update(total=max(p.total, 1), progress=p.done)
-        self._status(f"c={p.concurrency} {p.phase} {p.done}/{p.total} · errors {p.errors}")
+        self._status(f"{p.label} {p.phase} {p.done}/{p.total} · errors {p.errors}")
 
     # -- showing runs -----------------------------------------------------------------------------------------
 
@@ -392,7 +398,7 @@ class ProbeScreen(QuietWhenHidden):
         from console.probe.slo import judge, parse_slo
 
         try:
-            slo = parse_slo(self.query_one("#slo", Input).value, self.app.ctx.config.slo)  # type: ignore[attr-defined]
+            slo = parse_slo(self.query_one("#slo", Input).value, self.ctx.config.slo)
         except EngineDeckError:
             slo = SLO()
         self.query_one("#levels-table", DataTable).add_row(*tui_level_row(fig, judge(fig, slo).passed))
@@ -401,9 +407,8 @@ class ProbeScreen(QuietWhenHidden):
         self._view = view
         table = self.query_one("#levels-table", DataTable)
         table.clear()
-        judged = {v.concurrency: v.passed for v in view.verdict.levels}
         for fig in view.levels:
-            table.add_row(*tui_level_row(fig, judged.get(fig.concurrency)))
+            table.add_row(*tui_level_row(fig, view.passed(fig)))
         lines = [f"run {view.run_id if view.run_id is not None else '—'} · {_name(view.engine)} · "
                  f"{_name(view.model)} · {view.status}", *verdict_lines(view)]
         lines.extend(f"warning: {one_line(w)}" for w in view.warnings[:3])
@@ -411,28 +416,39 @@ class ProbeScreen(QuietWhenHidden):
         self._plot(view)
 
     def _plot(self, view: RunView) -> None:
-        """Concurrency on a log2 axis (the ladder doubles); the max usable level is a vertical line."""
+        """Concurrency on a log2 axis (the ladder doubles; bisection levels fall between), or the open loop's rate;
+        the max usable level is a vertical line; TTFT p90's 95% interval is drawn as its two ends."""
         from textual_plotext import PlotextPlot
 
-        xs = [math.log2(f.concurrency) for f in view.levels]
-        usable = view.verdict.max_usable_concurrency
-        mark = f" · | max usable {usable}" if usable is not None else ""
+        open_loop = any(f.phase == "open" for f in view.levels)
+        levels = [f for f in view.levels if f.phase in (("open",) if open_loop else ("ladder", "bisection"))]
+        xs = [(f.rate or 0.0) if open_loop else math.log2(f.concurrency) for f in levels]
+        usable = view.verdict.max_rate if open_loop else view.verdict.max_usable_concurrency
+        mark = f" · | max {'rate' if open_loop else 'usable'} {usable:g}" if usable is not None else ""
         tok = self.query_one("#plot-tok", PlotextPlot)
         ttft = self.query_one("#plot-ttft", PlotextPlot)
-        for widget, title in ((tok, "aggregate tok/s"), (ttft, "TTFT ms p50 / p90")):
+        for widget, title in ((tok, "req/s achieved / goodput" if open_loop else "aggregate tok/s"),
+                              (ttft, "TTFT ms p50 / p90 (95% CI)")):
             widget.plt.clear_data()
             widget.plt.clear_figure()
             widget.plt.title(title + mark)
-            widget.plt.xlabel("concurrency")
+            widget.plt.xlabel("offered req/s" if open_loop else "concurrency")
             if xs:
-                widget.plt.xticks(xs, [str(f.concurrency) for f in view.levels])
+                widget.plt.xticks(xs, [f.label for f in levels])
         if xs:
-            tok.plt.plot(xs, [f.agg_tok_s or 0.0 for f in view.levels], marker="braille")
-            ttft.plt.plot(xs, [(f.ttft_s.p50 if f.ttft_s else 0.0) * 1000 for f in view.levels], label="p50")
-            ttft.plt.plot(xs, [(f.ttft_s.p90 if f.ttft_s else 0.0) * 1000 for f in view.levels], label="p90")
+            if open_loop:
+                tok.plt.plot(xs, [f.req_s or 0.0 for f in levels], marker="braille", label="achieved")
+                tok.plt.plot(xs, [f.goodput or 0.0 for f in levels], marker="braille", label="goodput")
+            else:
+                tok.plt.plot(xs, [f.agg_tok_s or 0.0 for f in levels], marker="braille")
+            ttft.plt.plot(xs, [(f.ttft_s.p50 if f.ttft_s else 0.0) * 1000 for f in levels], label="p50")
+            ttft.plt.plot(xs, [(f.ttft_s.p90 if f.ttft_s else 0.0) * 1000 for f in levels], label="p90")
+            for end, name in ((0, "p90 low"), (1, "p90 high")):
+                ttft.plt.plot(xs, [(iv[end] if (iv := f.interval("ttft_s", "p90")) else 0.0) * 1000 for f in levels],
+                              label=name, marker="dot")
             if usable is not None:
                 for widget in (tok, ttft):
-                    widget.plt.vline(math.log2(usable))
+                    widget.plt.vline(usable if open_loop else math.log2(usable))
         tok.refresh()
         ttft.refresh()
 
@@ -440,7 +456,7 @@ class ProbeScreen(QuietWhenHidden):
 
     @work(exclusive=True, group="probe-history", exit_on_error=False)
     async def load_history(self) -> None:
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.deck.store
         table = self.query_one("#history", DataTable)
         if store is None:
             return
@@ -497,7 +513,7 @@ class ProbeScreen(QuietWhenHidden):
     async def _load_runs(self, ids: list[int], then: Callable[[list[RunView]], None]) -> None:
         from console.probe.report import RunView
 
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.deck.store
         if store is None:
             return
         views = []

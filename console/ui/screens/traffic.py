@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from console.logs.sanitize import one_line
+from console.ui.base import DeckScreen
 from console.ui.widgets.bars import KeyBar, TitleBar
 
 REPAINT_S = 0.25
@@ -39,7 +39,7 @@ def _cell(value: object, limit: int = 40) -> str:
     return one_line("—" if value in (None, "") else str(value), limit)
 
 
-class TrafficScreen(Screen[None]):
+class TrafficScreen(DeckScreen[None]):
     TITLE = "Traffic"
     AUTO_FOCUS = "#flights"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -108,8 +108,7 @@ class TrafficScreen(Screen[None]):
     def find_and_follow(self) -> None:
         from console.gateway.live import sockets
 
-        # The typed services accessor of issue 13 replaces this reach into the App (as on every screen).
-        config = self.app.ctx.config  # type: ignore[attr-defined]  # EngineDeckApp.ctx; App does not declare it
+        config = self.ctx.config
         dirs = [g.log_dir or config.data_dir / "gateway" / g.name for g in config.gateways]
         self.sockets = sockets(dirs, config.data_dir)
         self.current = min(self.current, max(0, len(self.sockets) - 1))

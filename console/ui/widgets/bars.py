@@ -13,11 +13,13 @@ from textual import events
 from textual.content import Content
 from textual.widget import Widget
 
+from console.logs.sanitize import one_line
 from console.ui.focus import text_field_has_focus
 
 
 class TitleBar(Widget):
-    """`⭘  enginedeck — Dashboard`: the app's title and the screen's (its `TITLE`), on the top line."""
+    """`⭘  enginedeck — Dashboard`: the app's title and the screen's (its `TITLE`), on the top line; the alert
+    rules firing now (`[alerts] rules_file`) at its right end."""
 
     DEFAULT_CSS = """
     TitleBar {
@@ -31,6 +33,14 @@ class TitleBar(Widget):
     }
     """
 
+    def on_mount(self) -> None:
+        signal = getattr(self.app, "alerts_changed", None)  # a host app in a widget test has none
+        if signal is not None:
+            signal.subscribe(self, self._alerts_changed)
+
+    def _alerts_changed(self, _firing: tuple[str, ...]) -> None:
+        self.refresh()
+
     def render(self) -> Content:
         icon = "*" if self.app.has_class("-ascii") else "⭘"
         dash = "-" if self.app.has_class("-ascii") else "—"
@@ -38,7 +48,15 @@ class TitleBar(Widget):
         # The icon at the left edge, the title in the middle, as in Textual's own header.
         left = f" {icon} "
         pad = max(0, (self.size.width - len(title)) // 2 - len(left))
-        return Content(f"{left}{' ' * pad}{title}")
+        line = f"{left}{' ' * pad}{title}"
+        firing: tuple[str, ...] = getattr(self.app, "firing_alerts", ())
+        if not firing:
+            return Content(line)
+        mark = "!" if self.app.has_class("-ascii") else "⚠"
+        # Rule names are the operator's own text, still made one inert line.
+        alerts = f" {mark} {len(firing)} alert{'s' if len(firing) > 1 else ''}: {one_line(', '.join(firing), 60)} "
+        room = max(0, self.size.width - len(alerts))
+        return Content.assemble(line[:room].ljust(room), (alerts, "bold $error"))
 
     def on_click(self, event: events.Click) -> None:
         if event.x < 3:  # the icon opens the palette, as in Textual's header

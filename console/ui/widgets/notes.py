@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
+
+from console.ui.base import deck
 
 if TYPE_CHECKING:
     from console.config import Config
@@ -45,7 +47,7 @@ class NoEngineNote(Static):
     """
 
     def on_mount(self) -> None:
-        app: Any = self.app
+        app = deck(self)
         app.engines_changed.subscribe(self, self._changed)
         if app.engines_ready:
             self._changed(app.ctx.registry().entries)
@@ -53,7 +55,6 @@ class NoEngineNote(Static):
     def _changed(self, entries: list[EngineEntry]) -> None:
         none = not entries
         if none:
-            app: Any = self.app
-            self.update(Text(no_engine_short(app.ctx.config)))
+            self.update(Text(no_engine_short(deck(self).ctx.config)))
         if self.display != none:
             self.display = none

@@ -17,13 +17,13 @@ async def test_repo_round_trip(tmp_path):
                                   params={"levels": [1, 2]}, slo={"ttft_p90_s": 1.0}, environment={"host": "h"})
         await repo.save_level(run_id, 2, {"concurrency": 2, "agg_tok_s": 20.0})
         await repo.save_level(run_id, 1, {"concurrency": 1, "agg_tok_s": 9.0})
-        await repo.save_level(run_id, 1, {"concurrency": 1, "agg_tok_s": 10.0})  # a level saved twice: replaced
+        await repo.save_level(run_id, 1, {"concurrency": 1, "agg_tok_s": 10.0})  # c=1 again (the noise guard): kept
         running = await repo.get(run_id)
         assert running.status == "running" and running.finished_at is None
         await repo.finish(run_id, "cancelled", {"max_usable_concurrency": 1})
         run = await repo.get(run_id)
         assert run.status == "cancelled" and run.finished_at is not None
-        assert [lv["agg_tok_s"] for lv in run.levels] == [10.0, 20.0]
+        assert [lv["agg_tok_s"] for lv in run.levels] == [20.0, 9.0, 10.0]  # in the order measured
         assert run.verdict == {"max_usable_concurrency": 1} and run.environment == {"host": "h"}
         other = await repo.start(engine="b", engine_kind=None, engine_version=None, model="m2", params={}, slo={})
         assert [r.id for r in await repo.recent()] == [other, run_id]
@@ -63,7 +63,8 @@ def run_json(capsys, *argv):
 
 def test_probe_command_saves_shows_and_compares(cli_env, capsys):
     code, doc = run_json(capsys, "probe", "sim", "synthetic", "--levels", "1,2,4", "--requests", "4",
-                         "--max-tokens", "8", "--slo", "ttft_p90=110ms", "--json", "--no-discover")
+                         "--max-tokens", "8", "--slo", "ttft_p90=110ms", "--precision", "0", "--json",
+                         "--no-discover")
     assert code == 0
     assert doc["status"] == "complete" and doc["engine"] == "sim" and doc["model"] == "synthetic"
     # two slots: c=4 queues a whole reply (~120 ms) before its first token
@@ -92,11 +93,11 @@ def test_probe_command_saves_shows_and_compares(cli_env, capsys):
     assert cmp["levels"][0]["agg_tok_s"]["delta_pct"] is not None
 
     code, text = run_json(capsys, "probe", "show", str(first), "--no-discover")
-    assert "Max usable concurrency: 2" in text and "TTFT p50" in text
+    assert "Max usable concurrency: 2" in text and "TTFT p90" in text and "p90 95% CI" in text
     code, md = run_json(capsys, "probe", "show", str(first), "--markdown", "--no-discover")
     assert md.startswith("**sim") and "| C |" in md
     code, csv_text = run_json(capsys, "probe", "show", str(first), "--csv", "--no-discover")
-    assert csv_text.splitlines()[0].startswith("c,ok,err") and len(csv_text.splitlines()) == 4
+    assert csv_text.splitlines()[0].startswith("phase,c,ok,err") and len(csv_text.splitlines()) == 4
 
 
 def test_probe_command_errors_are_one_line(cli_env, capsys):
@@ -121,3 +122,56 @@ def test_probe_command_runs_a_level_in_worker_processes_and_records_it(cli_env, 
     assert code == 0 and shown["overhead"]["4"]["workers"] == 2  # stored with the run
     assert main(["probe", "sim", "synthetic", "--workers", "-1", "--no-discover"]) == 1
     assert "workers must be between 0 (automatic)" in capsys.readouterr().err
+
+
+def test_probe_command_bisects_runs_the_noise_guard_and_fits_80_columns(cli_env, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, doc = run_json(capsys, "probe", "sim", "synthetic", "--levels", "1,4", "--requests", "4", "--max-tokens",
+                         "8", "--slo", "ttft_p90=110ms", "--noise-guard", "--json", "--no-discover")
+    assert code == 0 and doc["verdict_mode"] == "pessimistic"
+    phases = [(lv["concurrency"], lv["phase"]) for lv in doc["levels"]]
+    assert phases[:3] == [(1, "ladder"), (2, "bisection"), (3, "bisection")] or phases[:2] == [
+        (1, "ladder"), (2, "bisection")]
+    assert (1, "noise") in phases and doc["bisected"][0] == 2
+    assert doc["noise"]["ttft_p50_s"] and doc["noise"]["spread"] is not None
+    assert all(lv["ci"]["ttft_s"]["p90"][0] <= lv["ttft_s"]["p90"] <= lv["ci"]["ttft_s"]["p90"][1]
+               for lv in doc["levels"])
+    assert all(lv["slo_attainment_ci"] is not None and lv["goodput"] is not None for lv in doc["levels"])
+    code, text = run_json(capsys, "probe", "show", str(doc["run_id"]), "--no-discover")
+    assert all(len(line) <= 80 for line in text.splitlines()[:len(doc["levels"]) + 2])
+    header = text.splitlines()[1]
+    assert "p90 95% CI" in header and "SLO MET" in header and "SLO" in header
+    assert "2 b" in text and "1 again" in text and "Bisection after the ladder (1, 4): c=2" in text
+    assert "Noise guard: c=1 twice" in text and "judged at the pessimistic end" in text
+
+
+def test_probe_command_open_loop(cli_env, capsys):
+    code, doc = run_json(capsys, "probe", "sim", "synthetic", "--rates", "5,60", "--arrivals", "constant",
+                         "--requests", "10", "--max-tokens", "8", "--max-in-flight", "3", "--slo", "ttft_p90=1s",
+                         "--json", "--no-discover")
+    assert code == 0 and doc["params"]["rates"] == [5.0, 60.0] and doc["params"]["arrivals"] == "constant"
+    low, high = doc["levels"]
+    assert (low["phase"], low["rate"], high["rate"]) == ("open", 5.0, 60.0)
+    assert low["offered_rate"] == pytest.approx(5.0, rel=0.05) and low["send_lag_s"]["n"] >= 1
+    assert high["errors"].get("dropped", 0) > 0  # 60/s against ~17/s of capacity, three in flight at most
+    assert doc["max_rate"] == 5.0 and doc["max_usable_concurrency"] is None
+    code, text = run_json(capsys, "probe", "show", str(doc["run_id"]), "--no-discover")
+    assert "Max sustainable rate: 5/s" in text and "scheduled arrival" in text and "60/s" in text
+    code, history = run_json(capsys, "probe", "history", "--json", "--no-discover")
+    assert history[0]["max_rate"] == 5.0 and history[0]["rates"] == [5.0, 60.0]
+    code, text = run_json(capsys, "probe", "history", "--no-discover")
+    assert "5/s,60/s" in text
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--rate", "0"], "rates must be above 0"),
+    (["--rates", "2,x"], "--rates wants requests per second"),
+    (["--rate", "5", "--levels", "1,2"], "give one"),
+    (["--rate", "5", "--rates", "1,2"], "not both"),
+    (["--rate", "5", "--max-in-flight", "0"], "--max-in-flight must be between"),
+    (["--precision", "-1"], "--precision must be 0"),
+])
+def test_probe_open_loop_and_bisection_option_errors_are_one_line(cli_env, capsys, argv, said):
+    assert main(["probe", "sim", "synthetic", *argv, "--no-discover"]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err

@@ -7,7 +7,7 @@ import pytest
 
 from console.errors import StoreError
 from console.store.db import Store
-from console.store.migrations import LATEST, STEPS, V1, split_statements
+from console.store.migrations import LATEST, STEPS, V1, V2, split_statements
 
 
 def _make_v1(path):
@@ -88,21 +88,51 @@ def test_split_statements_keeps_triggers_whole():
     assert json.dumps(statements)  # plain strings
 
 
-async def test_v2_to_v3_adds_the_usage_ledger(tmp_path):
-    from console.store.migrations import V2
-    from console.store.usage import UsageDelta
-
+async def test_v2_to_v3_keeps_probe_levels_in_order_and_lets_a_concurrency_come_twice(tmp_path):
     path = tmp_path / "v2.db"
     _make_v1(path)
     conn = sqlite3.connect(path)
     for statement in split_statements(V2):
         conn.execute(statement)
     conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO probe_runs (id, started_at, status, engine, model) "
+                 "VALUES (7, 1.0, 'complete', 'vllm', 'smollm2')")
+    for n in (4, 1, 2):
+        conn.execute("INSERT INTO probe_levels (run_id, concurrency, figures_json) VALUES (7, ?, ?)",
+                     (n, json.dumps({"concurrency": n})))
     conn.commit()
     conn.close()
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 3
+        assert await store.schema_version() == LATEST
+        run = await store.probes.get(7)
+        assert [lv["concurrency"] for lv in run.levels] == [1, 2, 4]
+        await store.probes.save_level(7, 1, {"concurrency": 1, "phase": "noise"})  # a second c=1: the noise guard
+        run = await store.probes.get(7)
+        assert [(lv["concurrency"], lv.get("phase")) for lv in run.levels] == [
+            (1, None), (2, None), (4, None), (1, "noise")]
+        await store.db.execute("DELETE FROM probe_runs WHERE id = 7", doing="test")
+        assert await store.db.fetchall("SELECT * FROM probe_levels") == []  # still cascades with its run
+    finally:
+        await store.close()
+
+
+async def test_v3_to_v4_adds_the_usage_ledger(tmp_path):
+    from console.store.migrations import V2, V3
+    from console.store.usage import UsageDelta
+
+    path = tmp_path / "v3.db"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for step in (V2, V3):
+        for statement in split_statements(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == 4
         assert next(m.content for m in await store.sessions.messages(1)) == "why is the sky blue"
         await store.usage.add([UsageDelta(3600, "gw", "a", "m", requests=2, errors=1, tokens_in=5, tokens_out=7,
                                           busy_s=1.5)])
