@@ -207,6 +207,7 @@ class Gateway:
         assert task is not None
         watcher = asyncio.create_task(_watch(receive, flags, task))
         started = False
+        counter: TokenCounter | None = None
         try:
             async with self.upstream.open(rec.method, target, headers, body) as resp:
                 rec.stream = resp.streaming
@@ -228,8 +229,6 @@ class Gateway:
                     # The last piece goes with the body's end: one write (and syscall) instead of two.
                     last = flags.done = resp.complete
                     await send({"type": "http.response.body", "body": piece, "more_body": not last})
-                counter.end()
-                rec.tokens_in, rec.tokens_out = counter.tokens_in, counter.tokens_out
                 if not flags.done:  # no body, or one that ended with the connection
                     flags.done = True
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -242,7 +241,10 @@ class Gateway:
                 rec.outcome, rec.error = Outcome.TIMEOUT, "cancelled: the gateway stopped before the answer ended"
                 raise
             task.uncancel()
-            rec.outcome, rec.error = Outcome.CLIENT_DISCONNECT, "the client went away; the engine's request was closed"
+            # A client that leaves after the stream's own end ([DONE], "done": true) had its whole answer: ok.
+            if counter is None or not counter.finished:
+                rec.outcome = Outcome.CLIENT_DISCONNECT
+                rec.error = "the client went away; the engine's request was closed"
         except EngineError as exc:
             rec.outcome = Outcome.TIMEOUT if isinstance(exc, EngineTimeoutError) else Outcome.UPSTREAM_ERROR
             rec.error = redact(str(exc))[:500]
@@ -254,6 +256,9 @@ class Gateway:
         finally:
             flags.done = True
             watcher.cancel()
+            if counter is not None:  # the engine's counts, however the answer ended
+                counter.end()
+                rec.tokens_in, rec.tokens_out = counter.tokens_in, counter.tokens_out
 
 
 async def _watch(receive: Receive, flags: _Flags, task: asyncio.Task[Any]) -> None:

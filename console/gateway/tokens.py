@@ -9,7 +9,8 @@ Where each kind of answer says them:
   used when there is no `usage`.
 - Ollama (`/api/chat`, `/api/generate`): `prompt_eval_count` / `eval_count` in the last line (`done: true`) or
   the whole answer.
-A stream that says none of these leaves the counts empty (null in the log): nothing is estimated.
+A stream that says none of these leaves the counts empty (null in the log): nothing is estimated. `finished` says
+the stream's own end went by (`data: [DONE]`, Ollama's `"done": true`): a client that leaves after it had its answer.
 
 Only lines holding one of MARKERS are parsed, so the cost of a stream is a substring search per read.
 """
@@ -19,7 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-MARKERS = (b'"usage"', b'"eval_count"', b'"timings"', b'"prompt_eval_count"')
+MARKERS = (b'"usage"', b'"eval_count"', b'"timings"', b'"prompt_eval_count"', b"[DONE]", b'"done":true',
+           b'"done": true')
 HELD_MAX = 1 << 20  # the unfinished line kept between reads (the upstream side refuses longer lines anyway)
 
 
@@ -34,6 +36,7 @@ class TokenCounter:
         self.tokens_out: int | None = None
         self._held = bytearray()
         self._from_usage = False
+        self.finished = False  # the stream's own end went by: `data: [DONE]`, or Ollama's `"done": true` line
 
     def feed(self, data: bytes) -> None:
         held = self._held
@@ -68,12 +71,17 @@ class TokenCounter:
         line = line.strip()
         if line.startswith(b"data:"):
             line = line[5:].strip()
+        if line == b"[DONE]":
+            self.finished = True
+            return
         try:
             obj: Any = json.loads(line)
         except (ValueError, RecursionError):
             return
         if not isinstance(obj, dict):
             return
+        if obj.get("done") is True:
+            self.finished = True
         if isinstance(usage := obj.get("usage"), dict):
             tin, tout = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
             if tin is not None or tout is not None:

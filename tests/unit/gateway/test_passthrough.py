@@ -97,3 +97,29 @@ def test_engine_connections_are_kept_alive_between_requests(gateway, ollama_serv
     assert r.status_code == 200
     peers = {rec.peer for rec in ollama_server.requests}
     assert len(ollama_server.requests) == 4 and len(peers) == 1  # one connection for all four
+
+
+def test_a_client_that_leaves_after_done_had_its_answer(gateway) -> None:
+    engine = Scripted().start()  # [DONE] goes out GAP_S before the body's end
+    try:
+        gw = gateway(engine.url)
+        with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json={"model": "m", "stream": True}) as r:
+            for line in r.iter_lines():
+                if line == "data: [DONE]":
+                    break  # and close, as some clients do, before the chunked body's last bytes
+        early = Scripted().start()
+        try:
+            gw2 = gateway(early.url, log_dir=gw.log_dir.parent / "log2")
+            with httpx.stream("POST", f"{gw2.url}/v1/chat/completions", json={"model": "m", "stream": True}) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: {\"choices\":[],"):
+                        break  # the usage went by, [DONE] did not
+            (left_early,) = gw2.wait_records(1)
+        finally:
+            early.stop()
+        (rec,) = gw.wait_records(1)
+        assert rec["outcome"] == "ok" and (rec["tokens_in"], rec["tokens_out"]) == (3, 1)
+        assert left_early["outcome"] == "client_disconnect"
+        assert (left_early["tokens_in"], left_early["tokens_out"]) == (3, 1)  # what the engine said before it left
+    finally:
+        engine.stop()
