@@ -20,7 +20,7 @@ from console.argtypes import seconds
 
 # Each module in console/commands/ defines register(subparsers, common) and sets `handler` on its parsers.
 COMMAND_MODULES = ("fleet", "model_ops", "chat", "history", "probe", "logs", "audit", "doctor", "exporter",
-                   "watch", "findings")
+                   "watch", "findings", "gateway", "usage", "traffic")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 

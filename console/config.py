@@ -236,9 +236,31 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    """One `[[gateways]]` entry: `enginedeck gateway NAME` runs it (docs/gateway.md)."""
+
+    name: str
+    listen: str  # HOST:PORT; a host that is not loopback needs keys_file or keys_env
+    upstream: str  # a configured engine's name, or a URL
+    log_dir: Path | None = None  # default: <data dir>/gateway/NAME
+    key_file: Path | None = None  # the request log's HMAC key (0600); default: <log_dir>/request-log.key
+    keys_file: Path | None = None  # the clients' API keys, one `ID KEY` a line (0600)
+    keys_env: str | None = None  # or a variable holding the same lines
+    log_max_bytes: int = setting(64 * MIB, size=True, floor=MIN_AUDIT_FILE_BYTES)
+    log_max_age_s: float = setting(86400.0, floor=1.0)
+    max_request_bytes: int = setting(16 * MIB, size=True, floor=MIN_LIMIT_BYTES)
+    drain_timeout_s: float = setting(30.0, floor=0.0)
+    # Opt-in capture of request bodies (docs/gateway.md): off at 0; a ring of this many bytes in <log_dir>/capture
+    capture_bytes: int = setting(0, size=True, floor=0)
+    capture_replies: bool = False
+    capture_redact: str = ""  # JSON fields and headers to redact, comma-separated (Authorization, cookies always)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = setting(None, in_file=False)  # the file it came from, None when defaults only
     engines: tuple[EngineConfig, ...] = ()
+    gateways: tuple[GatewayConfig, ...] = ()
     slo: SLO = setting(factory=SLO)
     ui: UIConfig = setting(factory=UIConfig)
     audit: AuditConfig = setting(factory=AuditConfig)
@@ -257,6 +279,9 @@ class Config:
 
     def engine(self, name: str) -> EngineConfig | None:
         return next((e for e in self.engines if e.name == name), None)
+
+    def gateway(self, name: str) -> GatewayConfig | None:
+        return next((g for g in self.gateways if g.name == name), None)
 
 
 def _secret(value: str) -> str:
@@ -298,6 +323,7 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] | None = Non
     text, raw = _read_toml(path)
     reader = _Reader(path, text)
     config: Config = reader.table(Config, raw, (), {})
+    reader.gateways(config.gateways)
     return with_environment(replace(config, path=path, engines=reader.engines(config.engines),
                                     fleet=reader.fleet(config.fleet)), env)
 
@@ -481,6 +507,18 @@ class _Reader:
             seen.add(engine.name)
         return tuple(replace(e, url=e.url.rstrip("/")) for e in engines)
 
+    def gateways(self, gateways: tuple[GatewayConfig, ...]) -> None:
+        """A listen address HOST:PORT, and a name no other gateway has."""
+        seen: set[str] = set()
+        for i, gateway in enumerate(gateways):
+            if split_listen(gateway.listen) is None:
+                self.fail(("gateways", i, "listen"),
+                          f"gateways[{i}].listen must be HOST:PORT (127.0.0.1:8181, [::1]:8181), "
+                          f"not {gateway.listen!r}")
+            if gateway.name in seen:
+                self.fail(("gateways", i, "name"), f"two gateways are named {gateway.name!r}")
+            seen.add(gateway.name)
+
     def fleet(self, fleet: FleetConfig) -> FleetConfig:
         url = fleet.prometheus_url
         if url is not None and not re.match(r"^https?://", url):
@@ -573,6 +611,14 @@ class _Reader:
         if ceiling is not None and value > ceiling:
             self.fail(loc, f"{where} must be at most {ceiling:g}, not {value!r}")
         return value
+
+
+def split_listen(listen: str) -> tuple[str, int] | None:
+    """HOST:PORT (an IPv6 host in brackets) as (host, port); None when it is not that."""
+    match = re.fullmatch(r"\s*(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]+)):(\d{1,5})\s*", listen)
+    if match is None or not 0 <= int(match.group(3)) < 65536:  # 0: any free port (the log line says which)
+        return None
+    return match.group(1) or match.group(2), int(match.group(3))
 
 
 def _table_name(loc: Loc) -> str:

@@ -1,5 +1,5 @@
 """Signed JSONL written by proxies: each line a JSON object whose `signature` is HMAC-SHA256 (hex) over the
-other fields serialised with sorted keys.
+other fields serialised with sorted keys. enginedeck's own gateway writes it too (`sign_line`).
 
 The exact serialisation of the signer is not known to us, so the common ones are tried and the one that
 matched is reported: compact separators (`","`, `":"`) or json.dumps' defaults (`", "`, `": "`), each with
@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from console.audit.mark import Mark
 from console.errors import AuditError
@@ -34,6 +35,14 @@ class LineVerdict:
     mark: Mark
     serialisation: str | None = None  # which one matched, for valid lines
     reason: str | None = None  # why a line is invalid
+
+
+def sign_line(entry: Mapping[str, Any], key: bytes) -> str:
+    """One line (without its newline): `entry`'s fields and `signature`, the HMAC-SHA256 over
+    `json.dumps(entry, sort_keys=True)` (the "default" serialisation `verify_line` tries)."""
+    body = json.dumps(entry, sort_keys=True).encode("utf-8")
+    signature = hmac.new(key, body, hashlib.sha256).hexdigest()
+    return json.dumps({**entry, SIGNATURE_FIELD: signature}, sort_keys=True)
 
 
 def verify_line(raw: str | bytes, key: bytes, lineno: int = 0) -> LineVerdict:

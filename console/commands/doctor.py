@@ -1,7 +1,8 @@
 """`enginedeck doctor`: is this box in a sane state to serve, and is anything exposed that should not be?
 
 Checks: NVML, engines reachable, engines listening beyond loopback without an API key, engine processes with
-connections to non-loopback hosts (the "no egress" check), config and key file permissions, DB integrity.
+connections to non-loopback hosts (the "no egress" check), each configured gateway's exposure (listen address,
+client keys or not), config and key file permissions, DB integrity.
 Exit 1 when any check fails; warnings alone exit 0.
 """
 
@@ -52,6 +53,33 @@ def _check_file_mode(label: str, path: Any, *, secret: bool) -> Check | None:
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         return Check(label, "warn", f"{path} is writable by group or others ({mode:04o}): chmod go-w {path}")
     return Check(label, "ok", f"{path} ({mode:04o})")
+
+
+def _gateway_checks(config: Any) -> list[Check]:
+    """Each configured gateway's exposure: where it listens, and whether clients need a key."""
+    from console.config import split_listen
+    from console.gateway.serve import is_loopback
+
+    checks = []
+    for g in config.gateways:
+        label = f"gateway {g.name}"
+        where = split_listen(g.listen)
+        keyed = g.keys_file is not None or g.keys_env is not None
+        source = ", ".join(s for s in (g.keys_file and f"keys_file {g.keys_file}", g.keys_env and f"${g.keys_env}")
+                           if s)
+        if where is not None and is_loopback(where[0]):
+            checks.append(Check(label, "ok", f"listens on {g.listen} (loopback only) for {g.upstream}"
+                                + (f"; client keys from {source}" if keyed else "; no client keys")))
+        elif keyed:
+            checks.append(Check(label, "info", f"listens on {g.listen} (reachable from other hosts) for {g.upstream}; "
+                                               f"client keys from {source}"))
+        else:
+            checks.append(Check(label, "fail", f"listens on {g.listen} (reachable from other hosts) without client "
+                                               "keys: it refuses to start; set keys_file or keys_env"))
+        for what, path in (("keys file", g.keys_file), ("log key file", g.key_file)):
+            if (check := _check_file_mode(f"{label} {what}", path, secret=True)) is not None:
+                checks.append(check)
+    return checks
 
 
 async def _checks(ctx: Any) -> list[Check]:
@@ -108,6 +136,7 @@ async def _checks(ctx: Any) -> list[Check]:
                                  "http://[::1]")) and not (e.api_key_env or e.api_key_file):
             checks.append(Check(f"engine {e.name}", "info", f"{e.url} is not on loopback and has no API key set"))
 
+    checks.extend(_gateway_checks(config))
     for check in (
         _check_file_mode("config file", config.path, secret=False),
         *(_check_file_mode(f"engine {e.name} key file", e.api_key_file, secret=True) for e in config.engines),

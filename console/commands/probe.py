@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.argtypes import seconds
+from console.commands.probe_workload import add_workload_options, run_workload
 from console.config import EngineConfig
 from console.errors import ConfigError, EngineDeckError, ProbeError, ReadOnlyError
 from console.logs.sanitize import neutralise, one_line
@@ -87,6 +88,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="measure the GPUs' energy: idle for 2 s before the run, then joules per output token for "
                         "each closed-loop level (NVML; docs/truth.md)")
     p.add_argument("--limit", type=int, default=20, help="probe history: how many runs (default 20)")
+    add_workload_options(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="one CSV row per level")
     fmt.add_argument("--markdown", action="store_true", help="a Markdown table and the verdict")
@@ -105,6 +107,8 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
         _arity(target, 3)
         return await _compare(args, ctx, _run_id(target[1]), _run_id(target[2]))
     _arity(target, 2, what="ENGINE MODEL")
+    if args.workload is not None:
+        return await run_workload(args, ctx, target[0], target[1])
     return await _probe(args, ctx, target[0], target[1])
 
 

@@ -23,6 +23,7 @@ from console.store.migrations import LATEST, STEPS, split_statements
 from console.store.model_events import ModelEventsRepo
 from console.store.probes import ProbesRepo
 from console.store.sessions import SessionsRepo
+from console.store.usage import UsageRepo
 
 
 class Store:
@@ -36,6 +37,7 @@ class Store:
         self.probes: ProbesRepo = ProbesRepo(db)
         self.audit: AuditRepo = AuditRepo(db)
         self.fit_records: FitRecordsRepo = FitRecordsRepo(db)
+        self.usage: UsageRepo = UsageRepo(db)
 
     @classmethod
     async def open(cls, path: Path) -> Store:

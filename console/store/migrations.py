@@ -167,7 +167,24 @@ V5 = """
 ALTER TABLE messages ADD COLUMN energy_json TEXT;
 """
 
-STEPS: tuple[str, ...] = (V1, V2, V3, V4, V5)
+# v6: the gateway's usage ledger (console/store/usage.py): requests, errors, tokens and busy time per gateway,
+# client, model and hour; each request adds to its row, so the table grows with hours × clients × models only.
+V6 = """
+CREATE TABLE gateway_usage (
+    hour       INTEGER NOT NULL,
+    gateway    TEXT    NOT NULL,
+    client     TEXT    NOT NULL,
+    model      TEXT    NOT NULL,
+    requests   INTEGER NOT NULL DEFAULT 0,
+    errors     INTEGER NOT NULL DEFAULT 0,
+    tokens_in  INTEGER NOT NULL DEFAULT 0,
+    tokens_out INTEGER NOT NULL DEFAULT 0,
+    busy_s     REAL    NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, gateway, client, model)
+);
+"""
+
+STEPS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6)
 LATEST = len(STEPS)
 
 

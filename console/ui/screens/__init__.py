@@ -38,4 +38,6 @@ SCREENS: dict[str, ScreenSpec] = {
                         "Concurrency probe: how many users can this engine serve"),
     "logs": ScreenSpec("5", "Logs", "console.ui.screens.logs:LogsScreen",
                        "Engine logs, journald units and the audit trail in panes"),
+    "traffic": ScreenSpec("6", "Traffic", "console.ui.screens.traffic:TrafficScreen",
+                          "Requests through the gateways: in flight, just finished, per client"),
 }

@@ -132,3 +132,22 @@ def test_doctor_never_prints_a_traceback_on_a_broken_config(tmp_path, capsys):
     assert main(["doctor", "--config", str(config)]) == 2  # a config error is a usage error
     err = capsys.readouterr().err
     assert err.startswith("enginedeck: ") and "Traceback" not in err and os.linesep in err
+
+
+def test_gateways_exposure(doctor, tmp_path):
+    keys = tmp_path / "gw.keys"
+    keys.write_text("a 0123456789abcdef0123\n")
+    keys.chmod(0o600)
+    code, doc = doctor('[[gateways]]\nname = "local"\nlisten = "127.0.0.1:8181"\nupstream = "http://127.0.0.1:9"\n'
+                       '[[gateways]]\nname = "shared"\nlisten = "0.0.0.0:8182"\nupstream = "http://127.0.0.1:9"\n'
+                       f'keys_file = "{keys}"\n'
+                       '[[gateways]]\nname = "open"\nlisten = "0.0.0.0:8183"\nupstream = "http://127.0.0.1:9"\n')
+    assert code == 1
+    (local,) = by_name(doc, "gateway local")
+    assert local["status"] == "ok" and "loopback only" in local["detail"] and "no client keys" in local["detail"]
+    shared = by_name(doc, "gateway shared")
+    assert shared[0]["status"] == "info" and "reachable from other hosts" in shared[0]["detail"]
+    assert shared[1]["name"] == "gateway shared keys file" and shared[1]["status"] == "ok"
+    (open_,) = by_name(doc, "gateway open")
+    assert open_["status"] == "fail" and "without client keys" in open_["detail"]
+    assert "0123456789abcdef0123" not in json.dumps(doc)

@@ -37,7 +37,9 @@ def error_of(tmp_path: Path, body: str) -> str:
     ('[ui]\ntheme = "x"\n[ui.colours]\nprimary = "#fff"\n', "3: unknown table [ui.colours]"),
     (ENGINE + ENGINE.replace('"a"', '"b"') + "nmae = 'c'\n",
      "7: unknown key `nmae` in [[engines]]: did you mean `name`?"),
-    ('[gateway]\nport = 1\n', "1: unknown table [gateway]: valid keys at the top level: engines, slo, ui"),
+    ('[gateway]\nport = 1\n', "1: unknown table [gateway]: did you mean `gateways`?"),
+    ('[gatway]\nport = 1\n', "1: unknown table [gatway]: did you mean `gateways`?"),
+    ('[frontdoor]\nport = 1\n', "1: unknown table [frontdoor]: valid keys at the top level: engines, gateways, slo"),
     ('[ui]\ncolour = 1\n', "2: unknown key `colour` in [ui]: valid keys in [ui]: theme, ascii, poll_interval_s"),
     ('engines = [{ name = "a", url = "http://x", nick = "b" }]\n', "1: unknown key `nick` in [[engines]]"),
 ])
@@ -62,3 +64,29 @@ def test_a_misspelt_read_only_no_longer_lets_a_load_through(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"enginedeck: {config}:1: unknown key `read_onyl`: did you mean `read_only`?\n"
     assert not (tmp_path / "data").exists()  # nothing was opened, let alone recorded
+
+
+def test_gateways_are_read_strictly(tmp_path):
+    import pytest
+
+    from console.config import load_config
+    from console.errors import ConfigError
+
+    def load(text: str):
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        return load_config(path, env={})
+
+    ok = load('[[gateways]]\nname = "a"\nlisten = "[::1]:8181"\nupstream = "http://127.0.0.1:1"\n'
+              'log_max_bytes = "1 MiB"\n')
+    assert ok.gateway("a") is not None and ok.gateways[0].log_max_bytes == 1 << 20
+    for text, said in [
+        ('[[gateways]]\nname = "a"\nlisten = "8181"\nupstream = "x"\n', "listen must be HOST:PORT"),
+        ('[[gateways]]\nname = "a"\nlisten = "h:1"\nupstream = "x"\n[[gateways]]\nname = "a"\nlisten = "h:2"\n'
+         'upstream = "x"\n', "two gateways are named 'a'"),
+        ('[[gateways]]\nname = "a"\nlisten = "h:1"\nupstream = "x"\nkeys = "secret"\n', "unknown key `keys`"),
+        ('[[gateways]]\nname = "a"\nlisten = "h:1"\nupstream = "x"\napi_key = "s"\n', "is a secret"),
+        ('[[gateways]]\nname = "a"\nupstream = "x"\n', "has no `listen`"),
+    ]:
+        with pytest.raises(ConfigError, match=said):
+            load(text)

@@ -31,7 +31,7 @@ async def test_empty_file_gets_every_step(tmp_path):
         assert await store.schema_version() == LATEST == len(STEPS)
         tables = {r[0] for r in await store.db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"sessions", "messages", "messages_fts", "model_events", "probe_runs", "probe_levels",
-                "audit_events"} <= tables
+                "audit_events", "gateway_usage"} <= tables
         mode = await store.db.fetchone("PRAGMA journal_mode")
         assert mode[0] == "wal"
         assert (await store.db.fetchone("PRAGMA foreign_keys"))[0] == 1
@@ -70,7 +70,7 @@ async def test_v4_to_v5_adds_the_energy_of_a_reply(tmp_path):
     conn.close()
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 5
+        assert await store.schema_version() == LATEST
         old = await store.sessions.messages(1)
         assert [m.energy for m in old] == [None, None]  # not measured before v5
         energy = {"method": "nvml energy counter", "gross_j": 40.0, "idle_w": 60.0, "net_j": 10.0, "tokens": 5,
@@ -162,5 +162,32 @@ async def test_v2_to_v3_keeps_probe_levels_in_order_and_lets_a_concurrency_come_
             (1, None), (2, None), (4, None), (1, "noise")]
         await store.db.execute("DELETE FROM probe_runs WHERE id = 7", doing="test")
         assert await store.db.fetchall("SELECT * FROM probe_levels") == []  # still cascades with its run
+    finally:
+        await store.close()
+
+
+async def test_v5_to_v6_adds_the_usage_ledger(tmp_path):
+    from console.store.migrations import V2, V3, V4, V5
+    from console.store.usage import UsageDelta
+
+    path = tmp_path / "v5.db"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for step in (V2, V3, V4, V5):
+        for statement in split_statements(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == 6
+        assert next(m.content for m in await store.sessions.messages(1)) == "why is the sky blue"
+        await store.usage.add([UsageDelta(3600, "gw", "a", "m", requests=2, errors=1, tokens_in=5, tokens_out=7,
+                                          busy_s=1.5)])
+        await store.usage.add([UsageDelta(3600, "gw", "a", "m", requests=1, tokens_out=3, busy_s=0.5)])
+        (row,) = await store.usage.summary(by="client-model")
+        assert (row.key, row.requests, row.errors, row.tokens_in, row.tokens_out, row.busy_s) == (
+            {"client": "a", "model": "m"}, 3, 1, 5, 10, 2.0)
     finally:
         await store.close()

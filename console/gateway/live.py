@@ -1,0 +1,207 @@
+"""The gateway's live state, for local readers only: a unix socket (0600, in the log directory) that answers one
+snapshot, or a snapshot and then the events as they happen (`enginedeck traffic`, docs/gateway.md).
+
+The protocol is a line each way: the reader sends `snapshot` or `follow`; the gateway answers JSON lines. A
+snapshot holds the requests in flight (client, model, waiting for the first byte or streaming, elapsed, chunks and
+bytes so far), the last FINISHED requests with their figures, and per client the requests of the last minute. A
+follower then gets `start`, `first_byte` and `end` events, and a `progress` line at most every PROGRESS_S while
+streams run (chunks so far per request): nothing while nothing flows. A follower that reads too slowly for
+FOLLOW_QUEUE events is dropped (it gets a last `dropped` line), so no reader can grow the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from console.gateway.record import RequestRecord
+
+FINISHED = 50
+FOLLOW_QUEUE = 1000
+MAX_FOLLOWERS = 16
+PROGRESS_S = 0.5
+RATE_WINDOW_S = 60.0
+RATE_KEPT = 10_000  # arrivals remembered for the per-client rates
+SOCKET = "live.sock"
+
+
+@dataclass
+class _Flight:
+    rec: RequestRecord
+    t0: float  # monotonic
+    first: float | None = None
+    chunks: int = 0
+    bytes: int = 0
+    changed: bool = True
+
+
+@dataclass
+class Live:
+    gateway: str
+    upstream: str
+    flights: dict[str, _Flight] = field(default_factory=dict)
+    finished: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=FINISHED))
+    arrivals: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=RATE_KEPT))
+    followers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
+    _ticker: asyncio.Task[None] | None = None
+
+    # ---- the gateway's side (cheap: called for every request and every chunk)
+
+    def start(self, rec: RequestRecord) -> None:
+        now = time.monotonic()
+        self.flights[rec.request_id] = _Flight(rec, now)
+        self.arrivals.append((now, rec.client))
+        if self.followers:
+            self._send({"event": "start", **self._flight(self.flights[rec.request_id], now)})
+
+    def chunk(self, rec: RequestRecord, size: int) -> None:
+        flight = self.flights.get(rec.request_id)
+        if flight is None:
+            return
+        if flight.first is None:
+            flight.first = time.monotonic()
+            if self.followers:
+                self._send({"event": "first_byte", "request_id": rec.request_id,
+                            "ttft_ms": round((flight.first - flight.t0) * 1000, 1)})
+        flight.chunks += 1
+        flight.bytes += size
+        flight.changed = True
+        if self.followers and self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    def end(self, rec: RequestRecord) -> None:
+        self.flights.pop(rec.request_id, None)
+        done = {k: v for k, v in rec.entry().items() if k not in ("request_hash", "user_agent")}
+        self.finished.append(done)
+        if self.followers:
+            self._send({"event": "end", **done})
+
+    # ---- what readers get
+
+    def _flight(self, f: _Flight, now: float) -> dict[str, Any]:
+        r = f.rec
+        return {"request_id": r.request_id, "client": r.client, "model": r.model, "method": r.method, "path": r.path,
+                "phase": "waiting" if f.first is None else "streaming", "elapsed_s": round(now - f.t0, 3),
+                "ttft_ms": None if f.first is None else round((f.first - f.t0) * 1000, 1), "chunks": f.chunks,
+                "bytes": f.bytes,
+                "chunks_per_s": round(f.chunks / (now - f.first), 1) if f.first and now > f.first else None}
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        rates: dict[str, int] = {}
+        for t, client in self.arrivals:
+            if now - t <= RATE_WINDOW_S:
+                rates[client] = rates.get(client, 0) + 1
+        return {"event": "snapshot", "gateway": self.gateway, "upstream": self.upstream, "time": time.time(),
+                "in_flight": [self._flight(f, now) for f in self.flights.values()],
+                "finished": list(self.finished), "requests_last_minute": rates}
+
+    def _send(self, event: dict[str, Any]) -> None:
+        for queue in list(self.followers):
+            if queue.qsize() >= FOLLOW_QUEUE - 1:
+                self.followers.discard(queue)
+                queue.put_nowait({"event": "dropped", "reason": f"the reader fell {FOLLOW_QUEUE} events behind"})
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait(event)
+
+    async def _tick(self) -> None:
+        try:
+            while self.followers and any(f.first is not None for f in self.flights.values()):
+                await asyncio.sleep(PROGRESS_S)
+                now = time.monotonic()
+                changed = [f for f in self.flights.values() if f.changed and f.first is not None]
+                for f in changed:
+                    f.changed = False
+                if changed:
+                    self._send({"event": "progress", "in_flight": [self._flight(f, now) for f in changed]})
+        finally:
+            self._ticker = None
+
+    # ---- the socket
+
+    async def serve(self, path: Path) -> asyncio.Server:
+        _remove(path)  # a socket left by a gateway that was killed
+        old = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(self._client, path=str(path), limit=4096)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        return server
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(5):
+                ask = (await reader.readline()).strip()
+            writer.write(_line(self.snapshot()))
+            await writer.drain()
+            if ask != b"follow" or len(self.followers) >= MAX_FOLLOWERS:
+                return
+            queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+            self.followers.add(queue)
+            try:
+                while (event := await queue.get()) is not None:
+                    writer.write(_line(event))
+                    await writer.drain()
+            finally:
+                self.followers.discard(queue)
+        except (OSError, TimeoutError, ValueError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        for queue in list(self.followers):
+            queue.put_nowait({"event": "stopped"})
+            queue.put_nowait(None)
+        self.followers.clear()
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=True, default=str) + "\n").encode("ascii")
+
+
+LINE_LIMIT = 16 << 20  # one line from a gateway's socket (a snapshot with a thousand requests in flight is ~0.5 MB)
+
+
+async def ask(path: Path, *, follow: bool = False) -> Any:
+    """The lines a gateway's live socket answers, parsed: one snapshot, or (follow) a snapshot and its events
+    until the gateway stops. An async generator of dicts."""
+    reader, writer = await asyncio.open_unix_connection(str(path), limit=LINE_LIMIT)
+    try:
+        writer.write(b"follow\n" if follow else b"snapshot\n")
+        await writer.drain()
+        while line := await reader.readline():
+            event = json.loads(line)
+            if isinstance(event, dict):
+                yield event
+            if not follow:
+                return
+    finally:
+        writer.close()
+
+
+def sockets(log_dirs: list[Path], data_dir: Path) -> list[Path]:
+    """The live sockets of configured gateways and of any gateway under the data dir, each once."""
+    found = [d / SOCKET for d in log_dirs] + sorted((data_dir / "gateway").glob(f"*/{SOCKET}"))
+    seen: set[Path] = set()
+    out = []
+    for path in found:
+        key = path.resolve() if path.exists() else path
+        if path.is_socket() and key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
