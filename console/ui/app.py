@@ -6,7 +6,7 @@ Conventions every screen follows (chat, probe and logs too):
   opened, so start-up pays only for the dashboard. Import heavy modules (Markdown, plotext, aiosqlite users)
   inside the screen module or inside the method that needs them, never in this file.
 - Each screen is a mode: switching away keeps it alive, so a running chat stream or probe goes on. Digits
-  1-5 switch screens everywhere; letters are free for each screen's own actions. A focused text field takes
+  1-6 switch screens everywhere; letters are free for each screen's own actions. A focused text field takes
   digits and letters as text; escape always leaves it: the app sees to it after the screen's own escape
   binding (if any) has run, calling the screen's `leave_field()` when it has one to say where focus goes.
   Set `AUTO_FOCUS` to a widget that is not a text field, so that a digit typed on arrival switches screens.

@@ -110,6 +110,7 @@ class KeyBar(Widget):
             text = Content.assemble((" esc ", key_style), ("Leave field ", desc_style))
             entries.append((text, 0, text.cell_length, "escape"))
             column = text.cell_length
+        screens: list[tuple[str, int]] = []  # the screens' keys (1-6 unless the keymap moved them), their entries
         for key, (_node, binding, enabled, _tooltip) in self.screen.active_bindings.items():
             if key == palette_key:
                 palette = (binding.key, self.app.get_key_display(binding), enabled)
@@ -118,11 +119,25 @@ class KeyBar(Widget):
                 continue
             seen.add(binding.action)
             shown = self.app.get_key_display(binding)
+            if (binding.id or "").startswith("screen-"):
+                screens.append((shown, len(entries)))
             text = Content.assemble(*((part, style if enabled else style + off_style) for part, style in
                                       ((f" {shown} ", key_style), (f"{binding.description} ", desc_style))))
             entries.append((text, column, column + text.cell_length, binding.key))
             column += text.cell_length
         room = self.size.width
+        if len(screens) > 1 and column + len(" ^p palette ") > room:
+            # Too short for a word per screen: the screens' keys become one entry (` 1 2 3 4 5 6 screens `), so
+            # that ? Help and q Quit still show at 80 columns; clicking it opens the help screen, which names them.
+            short = Content.assemble((f" {' '.join(shown for shown, _ in screens)} ", key_style),
+                                     ("screens ", desc_style))
+            first, dropped = screens[0][1], {index for _, index in screens[1:]}
+            kept_entries = [(short, "question_mark") if i == first else (text, key)
+                            for i, (text, _start, _end, key) in enumerate(entries) if i not in dropped]
+            entries, column = [], 0
+            for text, key in kept_entries:
+                entries.append((text, column, column + text.cell_length, key))
+                column += text.cell_length
         tail: tuple[Content, tuple[int, int, str]] | None = None  # the palette's key and its span
         if palette is not None and self.app.ENABLE_COMMAND_PALETTE:
             # The palette's key keeps its place at the right end, without its word when space is short; on a
