@@ -16,6 +16,7 @@ only when the engine is built (`resolve_api_key`). A key file that group or othe
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -611,6 +612,16 @@ class _Reader:
         if ceiling is not None and value > ceiling:
             self.fail(loc, f"{where} must be at most {ceiling:g}, not {value!r}")
         return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_listen(listen: str) -> tuple[str, int] | None:

@@ -8,7 +8,6 @@ is a terminal, a pipe or a file, unless --raw; reasoning and the figures line go
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
@@ -84,18 +83,9 @@ async def _conversation(args: argparse.Namespace, ctx: Context) -> tuple[Convers
 
 
 async def _meter(args: argparse.Namespace) -> EnergyMeter | None:
-    """With --energy, a meter over this box's GPUs; no GPU is a clear error before anything is sent."""
-    if not args.energy:
-        return None
-    from console.telemetry.energy import EnergyError, EnergyMeter
-    from console.telemetry.gpu import GpuMonitor
+    from console.telemetry.energy import box_meter
 
-    meter = EnergyMeter(GpuMonitor())
-    try:
-        await asyncio.to_thread(meter.check)
-    except EnergyError as exc:
-        raise EngineDeckError(f"--energy: {exc}", hint="drop --energy on a box without an NVIDIA GPU") from None
-    return meter
+    return await box_meter() if args.energy else None
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:

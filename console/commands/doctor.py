@@ -57,8 +57,7 @@ def _check_file_mode(label: str, path: Any, *, secret: bool) -> Check | None:
 
 def _gateway_checks(config: Any) -> list[Check]:
     """Each configured gateway's exposure: where it listens, and whether clients need a key."""
-    from console.config import split_listen
-    from console.gateway.serve import is_loopback
+    from console.config import is_loopback, split_listen
 
     checks = []
     for g in config.gateways:

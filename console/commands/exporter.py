@@ -50,9 +50,10 @@ def build_collector(ctx: Context, deadline_s: float | None) -> Collector:
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
+    from console.config import is_loopback
     from console.errors import ConfigError
     from console.logs.sanitize import one_line
-    from console.watch.exporter import DEFAULT_LISTEN, is_loopback, parse_listen, serve
+    from console.watch.exporter import DEFAULT_LISTEN, parse_listen, serve
 
     collector = build_collector(ctx, args.deadline)
     loop = asyncio.get_running_loop()

@@ -373,18 +373,9 @@ def _print_view(args: argparse.Namespace, view: RunView, out: TextIO | None = No
 
 
 async def _meter(args: argparse.Namespace) -> EnergyMeter | None:
-    """With --energy, a meter over this box's GPUs; no GPU is a clear error before the run starts."""
-    if not getattr(args, "energy", False):
-        return None
-    from console.telemetry.energy import EnergyError, EnergyMeter
-    from console.telemetry.gpu import GpuMonitor
+    from console.telemetry.energy import box_meter
 
-    meter = EnergyMeter(GpuMonitor())
-    try:
-        await asyncio.to_thread(meter.check)
-    except EnergyError as exc:
-        raise ProbeError(f"--energy: {exc}", hint="drop --energy on a box without an NVIDIA GPU") from None
-    return meter
+    return await box_meter() if getattr(args, "energy", False) else None
 
 
 def _who(view: RunView) -> str:

@@ -6,13 +6,13 @@ same port as a local process must not be given that process's memory. Blocking (
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import psutil
 
+from console.config import is_loopback
 from console.telemetry.gpu import GpuSnapshot
 from console.telemetry.processes import EngineProcess, owner_of
 
@@ -38,12 +38,7 @@ def local_url(url: str) -> bool:
         host = urlsplit(url).hostname or ""
     except ValueError:
         return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(host)
 
 
 def gpu_use(engine: str, gpu: GpuSnapshot, processes: Sequence[EngineProcess]) -> dict[int, int]:

@@ -12,7 +12,6 @@ left are cancelled, and each of those still gets its record (outcome `timeout`);
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import socket
@@ -22,12 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from console.config import Config, EngineConfig, GatewayConfig, split_listen
+from console.config import Config, EngineConfig, GatewayConfig, is_loopback, split_listen
 from console.errors import ConfigError, EngineDeckError
 from console.gateway.events import JsonLines, emit
 from console.gateway.keys import ClientKeys
 
-LOOPBACK_NAMES = ("localhost",)
 # Connections and requests at once; beyond it uvicorn answers 503 itself (and no record is written for those): the
 # bound on what a flood of clients can make the gateway hold.
 MAX_CONCURRENCY = 4096
@@ -53,14 +51,6 @@ class Settings:
     capture_replies: bool = False
     capture_redact: tuple[str, ...] = ()
 
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def upstream_engine(config: Config, ref: str) -> EngineConfig:

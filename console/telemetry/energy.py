@@ -18,11 +18,14 @@ Blocking (NVML): call it from a thread (`asyncio.to_thread`), as the chat turn a
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
+
+from console.errors import EngineDeckError
 
 IDLE_S = 2.0
 IDLE_MAX_AGE_S = 600.0
@@ -164,3 +167,16 @@ class EnergyMeter:
 
     def start(self) -> Window:
         return Window(self)
+
+
+async def box_meter() -> EnergyMeter:
+    """A meter over this box's GPUs (NVML) for `--energy`, checked in a thread before anything is sent: no GPU to
+    read is one clear error, not a run with no figures."""
+    from console.telemetry.gpu import GpuMonitor
+
+    meter = EnergyMeter(GpuMonitor())
+    try:
+        await asyncio.to_thread(meter.check)
+    except EnergyError as exc:
+        raise EngineDeckError(f"--energy: {exc}", hint="drop --energy on a box without an NVIDIA GPU") from None
+    return meter

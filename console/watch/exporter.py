@@ -8,7 +8,6 @@ answered with what the last one found, marked by `enginedeck_scrape_stale 1`: ne
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import threading
 from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -18,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.registry import CollectorRegistry
 
+from console.config import split_listen
 from console.errors import ConfigError
 from console.watch.exposition import families
 
@@ -32,20 +32,11 @@ MARGIN_S = 1.0  # past the collection's own deadline, before a scrape stops wait
 
 def parse_listen(text: str) -> tuple[str, int]:
     """`HOST:PORT` (`[v6]:PORT` for IPv6) -> (host, port); a clear error for anything else."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    where = split_listen(text)
+    if where is None or where[1] == 0:
         raise ConfigError(f"--listen {text!r} is not HOST:PORT", hint=f"e.g. --listen {DEFAULT_LISTEN}")
-    return host, int(port)
+    return where
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ScrapeCollector(PromCollector):
