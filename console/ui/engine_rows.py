@@ -81,7 +81,19 @@ def fit_names(rows: list[tuple[str, ...]], headers: tuple[str, ...], names: tupl
     wanted = sum(natural[i] for i in names)
     if wanted <= left:
         return rows
-    caps = {i: max(NAME_FLOOR, len(headers[i]), max(left, 0) * natural[i] // wanted) for i in names}
+    # A name shorter than its share keeps its width and leaves the rest to the longer ones (a short engine name
+    # beside a long host name must not cost the host name room it does not use).
+    caps: dict[int, int] = {}
+    short = True
+    while short:
+        rest = [i for i in names if i not in caps]
+        share = max(left - sum(natural[i] for i in caps), 0)
+        total = sum(natural[i] for i in rest) or 1
+        short = False
+        for i in rest:
+            if natural[i] <= max(NAME_FLOOR, len(headers[i]), share * natural[i] // total) and len(rest) > 1:
+                caps[i], short = natural[i], True
+    caps.update({i: max(NAME_FLOOR, len(headers[i]), share * natural[i] // total) for i in rest})
     return [tuple(elide_middle(c, caps[i]) if i in caps else c for i, c in enumerate(r)) for r in rows]
 
 

@@ -4,6 +4,11 @@ Each engine is polled by its own worker with a deadline, so a slow or dead engin
 deadline and never delays the others. Telemetry is sampled in a thread into frozen snapshots; the screen only
 swaps snapshots in, and a table, text or sparkline repaints only when what it shows changed, so an idle
 dashboard writes almost nothing to the terminal.
+
+With `[fleet] prometheus_url` the engines and loaded-models tables show the whole fleet instead, a host column
+first (console/ui/fleet_rows.py): one worker reads the fleet from Prometheus in a thread at the poll interval
+(never more often than every 5 s: Prometheus's figures change only at its scrape), the local engines are not
+polled, and a host filter (`h`) cycles through all hosts and each host. The GPU and host panels stay this box's.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from console.telemetry.gpu import GpuSnapshot
     from console.telemetry.host import HostSnapshot
     from console.telemetry.processes import EngineProcess
+    from console.watch.fleet import FleetView
 
 # A /proc walk plus the socket table costs ~50 ms here; engines rarely come and go, so rescan only this often
 # or when the set of engines changes.
@@ -64,9 +70,9 @@ def show(widget: Widget, visible: bool) -> None:
         widget.display = visible
 
 
-def styled_health(row: tuple[str, ...]) -> tuple[str | Text, ...]:
-    """The engines table's row with its health in colour (column 1)."""
-    return (row[0], Text(row[1], style=HEALTH_STYLES.get(row[1], "")), *row[2:])
+def styled_health(row: tuple[str, ...], at: int = 1) -> tuple[str | Text, ...]:
+    """The engines table's row with its health in colour (column `at`: 2 in fleet mode, after the host)."""
+    return (*row[:at], Text(row[at], style=HEALTH_STYLES.get(row[at], "")), *row[at + 1:])
 
 
 def set_cell(table: DataTable[Cell], row: int, column: int, value: Cell) -> None:
@@ -122,6 +128,8 @@ class DashboardScreen(DeckScreen[None]):
         Binding("r", "refresh", "Refresh", id="dashboard-refresh", tooltip="Rediscover and poll engines now"),
         Binding("e", "focus_table('engines')", "Engines", id="dashboard-engines", show=False),
         Binding("o", "focus_table('loaded')", "Loaded", id="dashboard-loaded", show=False),
+        # Live (and in the key bar) only in fleet mode: check_action.
+        Binding("h", "fleet_host", "Host", id="dashboard-host", tooltip="Show all hosts, then each host in turn"),
     ]
     DEFAULT_CSS = """
     DashboardScreen #body { height: 1fr; }
@@ -131,6 +139,8 @@ class DashboardScreen(DeckScreen[None]):
     DashboardScreen #status-line { color: $warning; }
     DashboardScreen #engine-problems { color: $warning; height: auto; }
     DashboardScreen #findings-line { color: $warning; height: auto; }
+    DashboardScreen #fleet-line { height: auto; }
+    DashboardScreen #fleet-line.-stale { color: $warning; }
     DashboardScreen.-narrow #columns { layout: vertical; }
     DashboardScreen #gpu-text, DashboardScreen #host-text { height: auto; }
     """
@@ -166,17 +176,31 @@ class DashboardScreen(DeckScreen[None]):
 
         self._truth = TruthWatch()  # findings: loads seen between polls, `since` kept across ticks
         self._telemetry: tuple[GpuSnapshot, Mapping[int, str], list[EngineProcess]] | None = None  # the last
+        # Fleet mode ([fleet] prometheus_url): the last good read, when it came, the filter, the last read's error.
+        self._fleet_view: FleetView | None = None
+        self._fleet_at = 0.0
+        self._fleet_host: str | None = None  # None: all hosts
+        self._fleet_error: str | None = None  # the last read's, failed (stale) or in part (some queries)
+        self._fleet_stale = False
+        self._fleet_wake = asyncio.Event()
+
+    @property
+    def fleet_mode(self) -> bool:
+        return self.ctx.config.fleet.prometheus_url is not None
 
     def compose(self) -> ComposeResult:
         # Engines that answered before the app started (console/ui/start.py) are in its first frame: the tables
         # come with the screen. Otherwise they join it with the first engine to show (_mount_tables).
         first = self.deck.first_poll if self.deck.engines_ready else None
-        tables = self._tables_widgets() if first is not None and first.answered() else None
+        fleet = self.fleet_mode  # the fleet's tables are there from the start: no local engine is polled
+        tables = self._tables_widgets(fleet=fleet) if fleet or (first is not None and first.answered()) else None
         yield TitleBar()
         with VerticalScroll(id="body"):
             engines = Vertical(classes="panel", id="engines-panel")
             engines.border_title = "Engines"
             with engines:
+                if fleet:
+                    yield Static("Reading the fleet from Prometheus…", id="fleet-line")
                 yield Static("Looking for engines…", id="status-line")
                 if tables is not None:
                     yield tables[0]
@@ -204,7 +228,10 @@ class DashboardScreen(DeckScreen[None]):
         self.query_one("#findings-line").display = False
         ui = self.ctx.config.ui
         self._interval, self._telemetry_interval = ui.poll_interval_s, ui.telemetry_interval_s
-        if self.deck.first_poll is not None and self.deck.engines_ready:
+        if self.fleet_mode:
+            self.query_one("#status-line").display = False
+            self._fleet_loop()
+        elif self.deck.first_poll is not None and self.deck.engines_ready:
             await self._take_first_poll(self.deck.first_poll)
         # After the first paint: importing psutil/pynvml and starting NVML must not delay it.
         self.call_after_refresh(self._tick_loop)
@@ -240,7 +267,11 @@ class DashboardScreen(DeckScreen[None]):
         self.poll_engines()
 
     def action_refresh(self) -> None:
+        self._fleet_wake.set()
         self.deck.refresh_engines()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.fleet_mode if action == "fleet_host" else True
 
     # Nothing on the dashboard is seen by another screen (they get engines from the registry), so while it is
     # hidden it polls nothing and samples nothing; shown again, it polls and samples at once.
@@ -252,6 +283,7 @@ class DashboardScreen(DeckScreen[None]):
             self._back = True
             self._shown.set()
             self._wake.set()
+            self._fleet_wake.set()
 
     def action_focus_table(self, table_id: str) -> None:
         if self._tables is not None and self._tables.done():
@@ -280,7 +312,7 @@ class DashboardScreen(DeckScreen[None]):
                 now = loop.time()
                 if self._wake.is_set() or now >= next_poll:
                     self._wake.clear()
-                    if self.deck.engines_ready:
+                    if self.deck.engines_ready and not self.fleet_mode:
                         await self._start_polls()
                     next_poll = now + self._interval
                 if now >= next_sample:
@@ -397,7 +429,10 @@ class DashboardScreen(DeckScreen[None]):
 
     async def _refit(self) -> None:
         if self._table_room() != self._room:
-            await self._show_engines()
+            if self.fleet_mode:
+                self._show_fleet()
+            else:
+                await self._show_engines()
 
     def on_resize(self) -> None:
         """The names were fitted to the old width: fit them again (a repaint only where a row changed)."""
@@ -412,13 +447,15 @@ class DashboardScreen(DeckScreen[None]):
         await self.query_one("#body").mount(loaded_panel, after="#engines-panel")
 
     @staticmethod
-    def _tables_widgets() -> tuple[DataTable[Cell], Vertical]:
+    def _tables_widgets(*, fleet: bool = False) -> tuple[DataTable[Cell], Vertical]:
         from textual.widgets import DataTable
 
+        from console.ui.fleet_rows import FLEET_ENGINE_COLUMNS, FLEET_LOADED_COLUMNS
+
         engines: DataTable[Cell] = DataTable(id="engines", cursor_type="row", zebra_stripes=False)
-        engines.add_columns(*ENGINE_COLUMNS)
+        engines.add_columns(*(FLEET_ENGINE_COLUMNS if fleet else ENGINE_COLUMNS))
         loaded: DataTable[Cell] = DataTable(id="loaded", cursor_type="row", zebra_stripes=False)
-        loaded.add_columns(*LOADED_COLUMNS)
+        loaded.add_columns(*(FLEET_LOADED_COLUMNS if fleet else LOADED_COLUMNS))
         loaded_panel = Vertical(loaded, classes="panel", id="loaded-panel")
         loaded_panel.border_title = "Loaded models"
         return engines, loaded_panel
@@ -458,6 +495,79 @@ class DashboardScreen(DeckScreen[None]):
         width = widget.content_size.width
         if not width or widget.get_content_height(self.size, self.app.size, width) != widget.content_size.height:
             widget.refresh(layout=True)
+
+    # -- the fleet ([fleet] prometheus_url) --------------------------------------------------------------------
+    # The read runs in a thread with its own event loop (console/ui/fleet_rows.py's read_fleet): the five queries
+    # and the parse of a large fleet's answers never run on the UI loop. Reads never overlap (one loop, awaited),
+    # and none starts while the dashboard is hidden.
+    @work(exclusive=True, group="dashboard-fleet", name="dashboard-fleet-loop", exit_on_error=False)
+    async def _fleet_loop(self) -> None:
+        from console.errors import EngineDeckError
+        from console.ui import fleet_rows
+
+        interval = fleet_rows.fleet_interval(self._interval)
+        while True:
+            await self._shown.wait()
+            self._fleet_wake.clear()
+            try:
+                view = await asyncio.to_thread(fleet_rows.read_fleet, self.ctx.config)
+            except (EngineDeckError, OSError) as exc:
+                self._take_fleet(None, str(exc))
+            else:
+                # Every query failed (Prometheus down or refusing): nothing was read, so nothing is replaced.
+                failed = bool(view.errors) and not view.hosts
+                self._take_fleet(None if failed else view, "; ".join(view.errors) or None)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._fleet_wake.wait()
+
+    def _take_fleet(self, view: FleetView | None, error: str | None) -> None:
+        import time
+
+        if view is not None:
+            self._fleet_view, self._fleet_at = view, time.time()
+        self._fleet_error = error
+        self._fleet_stale = view is None  # this read failed: the rows shown are the last good read's
+        self._show_fleet()
+
+    def action_fleet_host(self) -> None:
+        from console.ui.fleet_rows import host_names, next_host
+
+        if self._fleet_view is not None:
+            self._fleet_host = next_host(self._fleet_host, host_names(self._fleet_view))
+            self._show_fleet()
+
+    def _show_fleet(self) -> None:
+        import time
+
+        from console.logs.sanitize import one_line
+        from console.ui.fleet_rows import FLEET_ENGINE_COLUMNS, FLEET_LOADED_COLUMNS, fleet_rows
+
+        view, error = self._fleet_view, self._fleet_error
+        line = self.query_one("#fleet-line", Static)
+        if view is None:
+            text = f"fleet read failed: {error}" if error else "Reading the fleet from Prometheus…"
+        else:
+            shown = "all hosts" if self._fleet_host is None else neutralise(self._fleet_host)
+            when = time.strftime("%H:%M:%S", time.localtime(self._fleet_at))
+            text = (f"{len(view.hosts)} host(s) from {neutralise(view.source)} at {when} · "
+                    f"{self.key_of('dashboard-host')}: {shown}")
+            if self._fleet_stale:
+                text = f"fleet read failed: {error} · stale: {text}"
+            elif error:
+                text = f"{text} · missing: {error}"
+        stale = view is not None and self._fleet_stale
+        line.set_class(error is not None, "-stale")
+        self._set_text(line, one_line(text, self._table_room()))
+        self.query_one("#engines-panel").border_title = "Engines (stale)" if stale else "Engines"
+        engines, loaded, problems = fleet_rows(view, self._fleet_host) if view is not None else ([], [], [])
+        room = self._room = self._table_room()
+        engines = fit_names(engines, FLEET_ENGINE_COLUMNS, (0, 1, 4), room)
+        self._update_table("engines", [styled_health(row, at=2) for row in engines])
+        self._update_table("loaded", fit_names(loaded, FLEET_LOADED_COLUMNS, (0, 1, 2), room, keep=6))
+        widget = self.query_one("#engine-problems", Static)
+        show(widget, bool(problems))
+        self._set_text(widget, "\n".join(problems))
 
     # -- telemetry -----------------------------------------------------------------------------------
     async def _take_sample(self, urls: frozenset[tuple[str, str]], *, in_thread: bool) -> None:

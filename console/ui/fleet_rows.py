@@ -1,0 +1,109 @@
+"""The dashboard's fleet mode (`[fleet] prometheus_url`): the fleet read (console/watch/fleet.py) as the rows of the
+engines and loaded-models tables, each with its host first, and the host filter's choices.
+
+Nothing here imports textual or rich. Every name in a row came back from Prometheus, so it is untrusted text and
+goes through `neutralise` like the local engines' names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from console.logs.sanitize import neutralise, one_line
+from console.present.format import DASH, human_bytes, latency, pct
+from console.ui.engine_rows import ENGINE_COLUMNS, LOADED_COLUMNS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from console.config import Config
+    from console.watch.fleet import FleetEngine, FleetHost, FleetView
+
+FLEET_ENGINE_COLUMNS = ("host", *ENGINE_COLUMNS)
+FLEET_LOADED_COLUMNS = ("host", *LOADED_COLUMNS)
+# Prometheus's figures are only as fresh as its last scrape (15 s by default), and each read is five queries over
+# the whole fleet: reading more often than this would show the same figures at a cost to Prometheus.
+FLEET_MIN_INTERVAL_S = 5.0
+ALL_HOSTS = None  # the host filter's first choice
+
+
+def fleet_interval(poll_interval_s: float) -> float:
+    """The fleet is read at the dashboard's poll interval, never more often than FLEET_MIN_INTERVAL_S."""
+    return max(poll_interval_s, FLEET_MIN_INTERVAL_S)
+
+
+def read_fleet(config: Config) -> FleetView:
+    """One fleet read, start to end, in the calling thread's own event loop (the dashboard runs it in a worker
+    thread, so neither the queries nor the parse of a large fleet's answers run on the UI loop). Every query is
+    bounded by the fleet's deadline; the client is closed before returning."""
+    from console.engines.prometheus import PrometheusClient
+    from console.watch.fleet import prometheus_view
+
+    url = config.fleet.prometheus_url
+    if url is None:
+        raise ValueError("fleet mode needs [fleet] prometheus_url")
+
+    async def read() -> FleetView:
+        client = PrometheusClient(url, timeouts=config.timeouts, limits=config.limits,
+                                  max_series=config.fleet.max_series)
+        try:
+            return await prometheus_view(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
+
+
+def host_names(view: FleetView) -> list[str]:
+    return sorted(h.name for h in view.hosts)
+
+
+def next_host(current: str | None, hosts: Sequence[str]) -> str | None:
+    """The filter's next choice: all hosts, then each host in turn, then all again. A host that left the fleet
+    goes back to all."""
+    if current is None or current not in hosts:
+        return hosts[0] if hosts and current is None else ALL_HOSTS
+    i = hosts.index(current)
+    return hosts[i + 1] if i + 1 < len(hosts) else ALL_HOSTS
+
+
+def _engine_row(host: FleetHost, e: FleetEngine) -> tuple[str, ...]:
+    health = e.health or ("ok" if e.up else "down")
+    if not e.up:
+        health = "down"
+    run_wait = DASH if e.running is None else f"{e.running:.0f}/{(e.waiting or 0):.0f}"
+    return (neutralise(host.name), neutralise(e.name), health, neutralise(e.kind or DASH),
+            neutralise(e.version or DASH), latency(e.latency_s) if e.latency_s is not None else DASH, run_wait,
+            pct(100 * e.kv_cache_usage) if e.kv_cache_usage is not None else DASH)
+
+
+def fleet_rows(view: FleetView, host: str | None = ALL_HOSTS
+               ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], list[str]]:
+    """The engines table's rows, the loaded-models table's rows and the problem lines (hosts Prometheus cannot
+    scrape, findings, firing alerts) of the hosts the filter shows."""
+    engines: list[tuple[str, ...]] = []
+    loaded: list[tuple[str, ...]] = []
+    problems: list[str] = []
+    for h in view.hosts:
+        if host is not None and h.name != host:
+            continue
+        name = neutralise(h.name)
+        if h.reachable is False:
+            problems.append(f"{name}: Prometheus cannot scrape it ({', '.join(map(neutralise, h.instances))})")
+        for _, e in sorted(h.engines.items()):
+            engines.append(_engine_row(h, e))
+            for m in e.models:
+                size = human_bytes(int(m.size_bytes)) if m.size_bytes is not None else DASH
+                where = f"GPU {human_bytes(int(m.vram_bytes))}" if m.vram_bytes else DASH
+                model = neutralise(m.name) if m.count == 1 else f"{neutralise(m.name)} ({m.count:.0f})"
+                loaded.append((name, neutralise(e.name), model, where, size, DASH,
+                               f"{m.context:.0f}" if m.context else DASH))
+        for f in h.findings:
+            problems.append(f"{name}: {neutralise(str(f.get('engine') or ''))} "
+                            f"{neutralise(str(f.get('kind', '')))} ×{float(str(f.get('count', 0))):.0f}")
+        for a in h.alerts:
+            problems.append(f"{name}: alert {neutralise(a.get('alertname', '?'))} firing")
+    if host is None:
+        problems += [f"alert {neutralise(a.get('alertname', '?'))} firing" for a in view.alerts]
+    return engines, loaded, [one_line(p, 160) for p in problems]
