@@ -8,6 +8,8 @@ goes through `neutralise` like the local engines' names.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from typing import TYPE_CHECKING
 
 from console.logs.sanitize import neutralise, one_line
@@ -53,6 +55,34 @@ def read_fleet(config: Config) -> FleetView:
             await client.aclose()
 
     return asyncio.run(read())
+
+
+async def read_in_thread(config: Config) -> FleetView:
+    """`read_fleet` in a daemon thread of its own, awaited. Not asyncio.to_thread: the loop's default executor is
+    joined when the console quits, so a read waiting on a hung Prometheus would hold the quit for up to its
+    deadline; a daemon thread is left behind instead (its read is bounded, and its answer goes nowhere)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[FleetView] = loop.create_future()
+
+    def settle(outcome: FleetView | Exception) -> None:
+        if answer.done():  # the awaiting worker was cancelled (the dashboard went away)
+            return
+        if isinstance(outcome, Exception):
+            answer.set_exception(outcome)
+        else:
+            answer.set_result(outcome)
+
+    def run() -> None:
+        outcome: FleetView | Exception
+        try:
+            outcome = read_fleet(config)
+        except Exception as exc:  # handed to the awaiting worker, which says what failed
+            outcome = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name="fleet-read", daemon=True).start()
+    return await answer
 
 
 def host_names(view: FleetView) -> list[str]:

@@ -175,3 +175,34 @@ def test_a_short_name_leaves_its_room_to_a_long_one():
     assert fitted[1:] == row[1:]  # the short names are whole
     widths = [max(len(h), len(c)) for h, c in zip(FLEET_ENGINE_COLUMNS, fitted, strict=True)]
     assert sum(widths) + 2 * len(widths) == 74  # the host name takes all the room the others leave
+
+
+def test_a_read_hung_on_prometheus_does_not_hold_the_quit(monkeypatch):
+    """The console's loop joins its default executor when it ends: a read there would hold the quit for up to its
+    deadline. read_in_thread's daemon thread is left behind instead."""
+    import asyncio
+    import threading
+    import time
+
+    from console.ui import fleet_rows
+
+    release = threading.Event()
+    monkeypatch.setattr(fleet_rows, "read_fleet", lambda config: release.wait(10) and two_hosts())
+
+    async def dashboard_goes_away() -> None:
+        read = asyncio.ensure_future(fleet_rows.read_in_thread(make_config_for_fleet()))
+        await asyncio.sleep(0.05)
+        read.cancel()
+
+    started = time.monotonic()
+    try:
+        asyncio.run(dashboard_goes_away())
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+
+
+def make_config_for_fleet():
+    from pathlib import Path
+
+    return replace(make_config(Path("/nonexistent")), fleet=FleetConfig(prometheus_url="http://127.0.0.1:9"))

@@ -497,9 +497,9 @@ class DashboardScreen(DeckScreen[None]):
             widget.refresh(layout=True)
 
     # -- the fleet ([fleet] prometheus_url) --------------------------------------------------------------------
-    # The read runs in a thread with its own event loop (console/ui/fleet_rows.py's read_fleet): the five queries
-    # and the parse of a large fleet's answers never run on the UI loop. Reads never overlap (one loop, awaited),
-    # and none starts while the dashboard is hidden.
+    # The read runs in a daemon thread with its own event loop (console/ui/fleet_rows.py's read_in_thread): the
+    # five queries and the parse of a large fleet's answers never run on the UI loop. Reads never overlap (one
+    # loop, awaited), and none starts while the dashboard is hidden.
     @work(exclusive=True, group="dashboard-fleet", name="dashboard-fleet-loop", exit_on_error=False)
     async def _fleet_loop(self) -> None:
         from console.errors import EngineDeckError
@@ -510,7 +510,7 @@ class DashboardScreen(DeckScreen[None]):
             await self._shown.wait()
             self._fleet_wake.clear()
             try:
-                view = await asyncio.to_thread(fleet_rows.read_fleet, self.ctx.config)
+                view = await fleet_rows.read_in_thread(self.ctx.config)
             except (EngineDeckError, OSError) as exc:
                 self._take_fleet(None, str(exc))
             else:
