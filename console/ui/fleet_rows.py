@@ -98,6 +98,32 @@ def next_host(current: str | None, hosts: Sequence[str]) -> str | None:
     return hosts[i + 1] if i + 1 < len(hosts) else ALL_HOSTS
 
 
+def fleet_host_lines(view: FleetView, host: str | None = ALL_HOSTS) -> list[str]:
+    """Each shown host's memory and load (node_exporter) and its GPUs (the exporter's or dcgm-exporter's), a line
+    for the host and one per GPU under it."""
+    lines: list[str] = []
+    for h in view.hosts:
+        if host is not None and h.name != host:
+            continue
+        parts = [neutralise(h.name)]
+        if h.reachable is False:
+            parts.append("unreachable")
+        if h.load1 is not None:
+            parts.append(f"load {h.load1:.1f}")
+        if h.mem_available_bytes is not None and h.mem_total_bytes:
+            parts.append(f"ram {human_bytes(int(h.mem_available_bytes))} free of {human_bytes(int(h.mem_total_bytes))}")
+        lines.append("  ".join(parts))
+        for _, g in sorted(h.gpus.items()):
+            used, total = g.mem_used_bytes, g.mem_total_bytes
+            mem = f"{human_bytes(int(used))}/{human_bytes(int(total))}" if used is not None and total else DASH
+            util = pct(g.utilization, ratio=True)
+            temp = f"{g.temperature_c:.0f}°C" if g.temperature_c is not None else DASH
+            power = f"{g.power_w:.0f} W" if g.power_w is not None else DASH
+            lines.append(f"  GPU {neutralise(g.index)} {neutralise(g.name or g.uuid or DASH)}  {util}  {mem}  "
+                         f"{temp}  {power}")
+    return lines
+
+
 def _engine_row(host: FleetHost, e: FleetEngine) -> tuple[str, ...]:
     health = e.health or ("ok" if e.up else "down")
     if not e.up:
@@ -105,7 +131,7 @@ def _engine_row(host: FleetHost, e: FleetEngine) -> tuple[str, ...]:
     run_wait = DASH if e.running is None else f"{e.running:.0f}/{(e.waiting or 0):.0f}"
     return (neutralise(host.name), neutralise(e.name), health, neutralise(e.kind or DASH),
             neutralise(e.version or DASH), latency(e.latency_s) if e.latency_s is not None else DASH, run_wait,
-            pct(100 * e.kv_cache_usage) if e.kv_cache_usage is not None else DASH)
+            pct(e.kv_cache_usage, ratio=True))
 
 
 def fleet_rows(view: FleetView, host: str | None = ALL_HOSTS

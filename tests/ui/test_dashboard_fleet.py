@@ -38,14 +38,17 @@ def series(instance: str, host: str, *, engine: str, model: str, up: float = 1) 
                 "health": "ok" if up else "down"}, 1),
         Series({**base, "__name__": "enginedeck_engine_requests_running", "engine": engine}, 2),
         Series({**base, "__name__": "enginedeck_engine_requests_waiting", "engine": engine}, 1),
+        Series({**base, "__name__": "enginedeck_engine_kv_cache_usage_ratio", "engine": engine}, 0.42),
         Series({**base, "__name__": "enginedeck_model_loaded", "engine": engine, "model": model}, 1),
         Series({**base, "__name__": "enginedeck_model_size_bytes", "engine": engine, "model": model}, 4 << 30),
+        Series({**base, "__name__": "enginedeck_gpu_utilization_ratio", "gpu": "0", "name": "NVIDIA H100"}, 0.71),
     ]
 
 
 def two_hosts(first: str = "gpu-a") -> FleetView:
     return build_view("http://127.0.0.1:9090", [*series("10.0.0.1:9464", first, engine="ollama", model="qwen3:8b"),
                                                 *series("10.0.0.2:9464", "gpu-b", engine="vllm", model="llama")],
+                      node=[Series({"__name__": "node_load1", "instance": "10.0.0.2:9100"}, 2.5)],
                       alerts=[Series({"__name__": "ALERTS", "alertname": "EngineDown", "alertstate": "firing",
                                       "instance": "10.0.0.2:9464"}, 1)])
 
@@ -77,17 +80,20 @@ async def test_every_host_has_its_rows_and_the_host_key_filters_them(tmp_path, m
     app = fleet_app(tmp_path, monkeypatch, FakeFleet(two_hosts()))
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot, until=lambda: len(rows(app, "engines")) == 2)
-        assert rows(app, "engines") == [["gpu-a", "ollama", "ok", "ollama", "0.12.6", "—", "2/1", "—"],
-                                        ["gpu-b", "vllm", "ok", "ollama", "0.12.6", "—", "2/1", "—"]]
+        assert rows(app, "engines") == [["gpu-a", "ollama", "ok", "ollama", "0.12.6", "—", "2/1", "42%"],
+                                        ["gpu-b", "vllm", "ok", "ollama", "0.12.6", "—", "2/1", "42%"]]
         assert [r[:3] for r in rows(app, "loaded")] == [["gpu-a", "ollama", "qwen3:8b"], ["gpu-b", "vllm", "llama"]]
         assert "gpu-b: alert EngineDown firing" in text_of(app, "engine-problems")
         assert "2 host(s) from http://127.0.0.1:9090" in text_of(app, "fleet-line")
         assert app.screen._statuses == {}  # the local engines are not polled: the fleet is the source
+        assert text_of(app, "fleet-hosts").splitlines() == [
+            "gpu-a", "  GPU 0 NVIDIA H100  71%  —  —  —", "gpu-b  load 2.5", "  GPU 0 NVIDIA H100  71%  —  —  —"]
         await pilot.press("h")
         await settle(pilot, until=lambda: len(rows(app, "engines")) == 1)
         assert [r[0] for r in rows(app, "engines") + rows(app, "loaded")] == ["gpu-a", "gpu-a"]
         assert "h: gpu-a" in text_of(app, "fleet-line")
         assert not app.screen.query_one("#engine-problems").display  # gpu-b's alert is filtered out with it
+        assert text_of(app, "fleet-hosts").splitlines() == ["gpu-a", "  GPU 0 NVIDIA H100  71%  —  —  —"]
         await pilot.press("h")
         await settle(pilot, until=lambda: [r[0] for r in rows(app, "engines")] == ["gpu-b"])
         await pilot.press("h")  # past the last host: all again

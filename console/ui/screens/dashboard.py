@@ -139,7 +139,7 @@ class DashboardScreen(DeckScreen[None]):
     DashboardScreen #status-line { color: $warning; }
     DashboardScreen #engine-problems { color: $warning; height: auto; }
     DashboardScreen #findings-line { color: $warning; height: auto; }
-    DashboardScreen #fleet-line { height: auto; }
+    DashboardScreen #fleet-line, DashboardScreen #fleet-hosts { height: auto; }
     DashboardScreen #fleet-line.-stale { color: $warning; }
     DashboardScreen.-narrow #columns { layout: vertical; }
     DashboardScreen #gpu-text, DashboardScreen #host-text { height: auto; }
@@ -210,6 +210,10 @@ class DashboardScreen(DeckScreen[None]):
                 yield tables[1]
                 self._tables = asyncio.get_running_loop().create_future()
                 self._tables.set_result(None)
+            if fleet:  # every host's memory, load and GPUs; the GPU and Host panels below stay this box's
+                hosts = Vertical(Static("", id="fleet-hosts"), classes="panel", id="fleet-hosts-panel")
+                hosts.border_title = "Fleet hosts"
+                yield hosts
             with Horizontal(id="columns"):
                 gpu = Vertical(classes="panel", id="gpu-panel")
                 gpu.border_title = "GPU"
@@ -541,7 +545,8 @@ class DashboardScreen(DeckScreen[None]):
         import time
 
         from console.logs.sanitize import one_line
-        from console.ui.fleet_rows import FLEET_ENGINE_COLUMNS, FLEET_LOADED_COLUMNS, fleet_rows
+        from console.present.format import elide_end
+        from console.ui.fleet_rows import FLEET_ENGINE_COLUMNS, FLEET_LOADED_COLUMNS, fleet_host_lines, fleet_rows
 
         view, error = self._fleet_view, self._fleet_error
         line = self.query_one("#fleet-line", Static)
@@ -568,6 +573,9 @@ class DashboardScreen(DeckScreen[None]):
         widget = self.query_one("#engine-problems", Static)
         show(widget, bool(problems))
         self._set_text(widget, "\n".join(problems))
+        hosts = fleet_host_lines(view, self._fleet_host) if view is not None else []
+        show(self.query_one("#fleet-hosts-panel"), bool(hosts))
+        self._set_text(self.query_one("#fleet-hosts", Static), "\n".join(elide_end(h, room) for h in hosts))
 
     # -- telemetry -----------------------------------------------------------------------------------
     async def _take_sample(self, urls: frozenset[tuple[str, str]], *, in_thread: bool) -> None:
