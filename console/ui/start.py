@@ -91,7 +91,11 @@ async def show_first_rows(ctx: Context, terminal: TextIO | None, *, ascii_mode: 
 
     first = FirstPoll(ctx.registry(), deadline_s=poll_deadline(ctx.config.ui.poll_interval_s))
     await first.wait(FIRST_ROWS_WAIT_S)
-    if terminal is not None and first.refresh.done() and not first.refresh.exception() and first.answered():
+    # In fleet mode ([fleet] prometheus_url) the dashboard's tables are the fleet's, with a host column: this box's
+    # rows, painted first, would only be replaced by other rows.
+    fleet = ctx.config.fleet.prometheus_url is not None
+    if terminal is not None and not fleet and first.refresh.done() and not first.refresh.exception() \
+            and first.answered():
         return first, paint_first_rows(terminal, first, ascii_mode=ascii_mode, size=size)
     return first, False
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from console.config import FleetConfig, UIConfig
 from console.engines.prometheus import Series
 from console.errors import EngineDeckError
@@ -212,3 +214,19 @@ def make_config_for_fleet():
     from pathlib import Path
 
     return replace(make_config(Path("/nonexistent")), fleet=FleetConfig(prometheus_url="http://127.0.0.1:9"))
+
+
+@pytest.mark.parametrize("fleet", [False, True])
+async def test_in_fleet_mode_this_box_s_rows_are_not_painted_before_the_dashboard(tmp_path, fleet, ollama_server):
+    import io
+
+    from console.config import EngineConfig
+    from console.ui.start import show_first_rows
+
+    config = make_config(tmp_path, engines=[EngineConfig(name="fake-ollama", url=ollama_server.url, kind="ollama")])
+    if fleet:
+        config = replace(config, fleet=FleetConfig(prometheus_url="http://127.0.0.1:9090"))
+    terminal = io.StringIO()
+    first, painted = await show_first_rows(TestContext(config), terminal, ascii_mode=True, size=(80, 24))
+    first.cancel()
+    assert painted is not fleet and ("fake-ollama" in terminal.getvalue()) is not fleet
