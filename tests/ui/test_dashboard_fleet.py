@@ -230,3 +230,16 @@ async def test_in_fleet_mode_this_box_s_rows_are_not_painted_before_the_dashboar
     first, painted = await show_first_rows(TestContext(config), terminal, ascii_mode=True, size=(80, 24))
     first.cancel()
     assert painted is not fleet and ("fake-ollama" in terminal.getvalue()) is not fleet
+
+
+async def test_an_error_from_prometheus_reaches_the_screen_inert_and_an_unforeseen_one_keeps_the_loop(
+        tmp_path, monkeypatch):
+    fleet = FakeFleet(EngineDeckError("Prometheus said \x1b]0;owned\x07 no"), ValueError("odd answer"), two_hosts())
+    app = fleet_app(tmp_path, monkeypatch, fleet)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, until=lambda: "failed" in text_of(app, "fleet-line"))
+        assert "\x1b" not in text_of(app, "fleet-line") and "\x07" not in text_of(app, "fleet-line")
+        await pilot.press("r")
+        await settle(pilot, until=lambda: "ValueError: odd answer" in text_of(app, "fleet-line"))
+        await pilot.press("r")  # the loop is still there
+        await settle(pilot, until=lambda: len(rows(app, "engines")) == 2)

@@ -517,6 +517,8 @@ class DashboardScreen(DeckScreen[None]):
                 view = await fleet_rows.read_in_thread(self.ctx.config)
             except (EngineDeckError, OSError) as exc:
                 self._take_fleet(None, str(exc))
+            except Exception as exc:  # unforeseen: said on the fleet line, the loop goes on (rows kept, stale)
+                self._take_fleet(None, f"{type(exc).__name__}: {exc}")
             else:
                 # Every query failed (Prometheus down or refusing): nothing was read, so nothing is replaced.
                 failed = bool(view.errors) and not view.hosts
@@ -548,7 +550,7 @@ class DashboardScreen(DeckScreen[None]):
         from console.present.format import elide_end
         from console.ui.fleet_rows import FLEET_ENGINE_COLUMNS, FLEET_LOADED_COLUMNS, fleet_host_lines, fleet_rows
 
-        view, error = self._fleet_view, self._fleet_error
+        view, error = self._fleet_view, self._fleet_error  # Prometheus's words: one_line below neutralises them
         line = self.query_one("#fleet-line", Static)
         if view is None:
             text = f"fleet read failed: {error}" if error else "Reading the fleet from Prometheus…"
@@ -564,7 +566,10 @@ class DashboardScreen(DeckScreen[None]):
         stale = view is not None and self._fleet_stale
         line.set_class(error is not None, "-stale")
         self._set_text(line, one_line(text, self._table_room()))
-        self.query_one("#engines-panel").border_title = "Engines (stale)" if stale else "Engines"
+        panel = self.query_one("#engines-panel")
+        title = "Engines (stale)" if stale else "Engines"
+        if panel.border_title != title:
+            panel.border_title = title
         engines, loaded, problems = fleet_rows(view, self._fleet_host) if view is not None else ([], [], [])
         room = self._room = self._table_room()
         engines = fit_names(engines, FLEET_ENGINE_COLUMNS, (0, 1, 4), room)
