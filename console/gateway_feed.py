@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.engines.pressure import InFlight
 from console.gateway.live import SOCKET, ask
 from console.logs.sanitize import one_line
 
@@ -89,18 +90,34 @@ def traffic_of(states: Sequence[GatewayState]) -> list[Traffic]:
     return out
 
 
+def in_flight_of(states: Sequence[GatewayState]) -> dict[str, InFlight]:
+    """Per engine, the requests its gateways have in flight."""
+    counts: dict[str, tuple[int, int, list[str]]] = {}
+    for state in states:
+        flights = [f for f in state.snapshot.get("in_flight", []) if isinstance(f, dict)]
+        waiting = sum(f.get("phase") == "waiting" for f in flights)
+        running, queued, names = counts.get(state.engine, (0, 0, []))
+        counts[state.engine] = (running + len(flights) - waiting, queued + waiting, [*names, state.name])
+    return {engine: InFlight(running, waiting, "gateway " + ", ".join(names))
+            for engine, (running, waiting, names) in counts.items()}
+
+
 class GatewayTraffic:
     """The exporter's and `watch`'s `TrafficSource`: the configured gateways' counters, read on each collection."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.in_flight: Mapping[str, InFlight] = {}  # from the last read, for the pressure of the same collection
 
     async def traffic(self) -> list[Traffic]:
-        return traffic_of(await read_gateways(self.config))
+        states = await read_gateways(self.config)
+        self.in_flight = in_flight_of(states)
+        return traffic_of(states)
 
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-__all__ = ["GatewayState", "GatewayTraffic", "engine_of", "read_gateways", "socket_of", "traffic_of"]
+__all__ = ["GatewayState", "GatewayTraffic", "InFlight", "engine_of", "in_flight_of", "read_gateways",
+           "socket_of", "traffic_of"]

@@ -1,6 +1,6 @@
-"""The gateways' live state feeds the exporter and the alert rules: a real gateway process in front of the Ollama
-contract server, traffic through it, then `enginedeck exporter`'s scrape and `enginedeck watch --once`
-(console/gateway_feed.py)."""
+"""The gateways' live state feeds the exporter, the alert rules and the pressure of the engine they front: a real
+gateway process in front of the Ollama contract server, traffic through it, then `enginedeck exporter`'s scrape,
+`enginedeck watch --once` and `enginedeck ps --json` (console/gateway_feed.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -88,3 +90,40 @@ def test_the_exporter_shows_the_gateway_counters_and_the_ttft_rule_fires(tmp_pat
     # The same rule over a threshold the traffic stays under: judged (not "unknown"), nothing fires.
     (tmp_path / "rules.toml").write_text('[[rule]]\nname = "slow-first-token"\nmetric = "ttft_p90"\nabove = 30\n')
     assert _enginedeck(tmp_path, "watch", "--rules", str(tmp_path / "rules.toml"), "--once").returncode == 0
+
+
+def test_ollama_running_and_waiting_come_from_the_gateway(tmp_path: Path, gateway,
+                                                          ollama_server: FakeOllama) -> None:
+    # One request streams slowly (running), one gets no first token for a long while (waiting).
+    ollama_server.queue(slow(0.5))
+    ollama_server.queue(slow(0.0, first_token_delay_s=8))
+    gw = gateway("local", "front", config=_config(tmp_path, ollama_server.url))
+    clients = [threading.Thread(target=_chat, args=(gw.url,)) for _ in range(2)]
+    for client in clients:
+        client.start()
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while ollama_server.active < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)
+
+    res = _enginedeck(tmp_path, "ps", "--json")
+    assert res.returncode == 0, res.stderr
+    (pressure,) = json.loads(res.stdout)["pressure"]
+    assert pressure["running"] == {"value": 1.0, "source": "gateway front", "missing": None}
+    assert pressure["waiting"] == {"value": 1.0, "source": "gateway front", "missing": None}
+    assert pressure["kv_cache_pct"]["value"] is None  # what the gateway cannot know stays missing
+
+    metrics = _scrape(tmp_path)
+    assert _value(metrics, 'enginedeck_engine_requests_running{engine="local"}') == 1
+    assert _value(metrics, 'enginedeck_engine_requests_waiting{engine="local"}') == 1
+    for client in clients:
+        client.join(30)
+
+
+def test_without_a_running_gateway_ollama_pressure_stays_missing(tmp_path: Path, ollama_server: FakeOllama) -> None:
+    (tmp_path / "config.toml").write_text(_config(tmp_path, ollama_server.url))
+    res = _enginedeck(tmp_path, "ps", "--json")
+    assert res.returncode == 0, res.stderr
+    (pressure,) = json.loads(res.stdout)["pressure"]
+    assert pressure["running"]["value"] is None and "gateway" in pressure["running"]["missing"]
