@@ -25,7 +25,7 @@ from console.gateway.live import SOCKET, ask
 from console.logs.sanitize import one_line
 
 if TYPE_CHECKING:
-    from console.config import Config, GatewayConfig
+    from console.config import Config, EngineConfig, GatewayConfig
     from console.watch.collect import Traffic
 
 READ_S = 1.0
@@ -48,6 +48,18 @@ def engine_of(config: Config, gateway: GatewayConfig) -> str:
         if engine.url.rstrip("/") == url:
             return engine.name
     return url.split("://", 1)[-1]  # as `enginedeck gateway` names an engine given by URL
+
+
+def upstream_config(config: Config, url: str) -> EngineConfig:
+    """The engine config behind a gateway's upstream URL (its kind, key and TLS settings when it is configured),
+    for reading the engine itself without adding it to any registry."""
+    from console.config import EngineConfig
+
+    for engine in config.engines:
+        if engine.url.rstrip("/") == url.rstrip("/"):
+            return engine
+    return EngineConfig(name=url.rstrip("/").split("://", 1)[-1], url=url.rstrip("/"), timeouts=config.timeouts,
+                        limits=config.limits)
 
 
 def socket_of(config: Config, gateway: GatewayConfig) -> Path:
@@ -120,4 +132,4 @@ def _count(value: object) -> int:
 
 
 __all__ = ["GatewayState", "GatewayTraffic", "InFlight", "engine_of", "in_flight_of", "read_gateways",
-           "socket_of", "traffic_of"]
+           "socket_of", "traffic_of", "upstream_config"]
