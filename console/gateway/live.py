@@ -38,6 +38,9 @@ MODELS_KEPT = 256  # models counted apart in `totals`; model names come from cli
 OTHER = "(other models)"
 TTFT_WINDOW_S = 300.0
 TTFT_KEPT = 1000  # first-byte times kept per model for the percentile
+# A model's p90 is worked out again at most this often: a snapshot asked for by every dashboard poll and scrape
+# then costs a sort per model per second at worst (bench/gateway_totals.py), never one per reader.
+P90_MAX_AGE_S = 1.0
 # Outcomes counted as errors: the engine's or a deadline's fault. A client that went away, or one the gateway
 # refused (no key, a body too large), is not the engine failing.
 ERROR_OUTCOMES = ("upstream_error", "timeout")
@@ -50,13 +53,15 @@ class _Totals:
     tokens_in: int = 0
     tokens_out: int = 0
     ttfts: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=TTFT_KEPT))  # (monotonic, ms)
+    p90: tuple[float, float | None, int] | None = None  # (when worked out, p90 ms, times in the window)
 
     def as_json(self, model: str | None, now: float) -> dict[str, Any]:
-        recent = sorted(ms for t, ms in self.ttfts if now - t <= TTFT_WINDOW_S)
-        # nearest rank: the smallest value with at least 90 % of the window at or below it
-        p90 = recent[max(0, -(-len(recent) * 9 // 10) - 1)] if recent else None
+        if self.p90 is None or now - self.p90[0] > P90_MAX_AGE_S:
+            recent = sorted(ms for t, ms in self.ttfts if now - t <= TTFT_WINDOW_S)
+            # nearest rank: the smallest value with at least 90 % of the window at or below it
+            self.p90 = (now, recent[max(0, -(-len(recent) * 9 // 10) - 1)] if recent else None, len(recent))
         return {"model": model, "requests": self.requests, "errors": self.errors, "tokens_in": self.tokens_in,
-                "tokens_out": self.tokens_out, "ttft_p90_ms": p90, "ttft_window_n": len(recent)}
+                "tokens_out": self.tokens_out, "ttft_p90_ms": self.p90[1], "ttft_window_n": self.p90[2]}
 
 
 @dataclass
