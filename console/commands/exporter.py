@@ -40,13 +40,15 @@ def host_name(args: argparse.Namespace, ctx: Context) -> str:
 
 def build_collector(ctx: Context, deadline_s: float | None) -> Collector:
     """The one collector the exporter and `watch` use (console/watch/collect.py)."""
+    from console.gateway_feed import GatewayTraffic
     from console.telemetry.gpu import GpuMonitor
     from console.watch.collect import DEFAULT_DEADLINE_S, Collector
     from console.watch.truth_feed import TruthFindings
 
     return Collector(ctx.registry(), gpu=GpuMonitor(), store=ctx.store,
                      deadline_s=deadline_s if deadline_s is not None else DEFAULT_DEADLINE_S,
-                     findings=TruthFindings(ctx.config, ctx.store))
+                     findings=TruthFindings(ctx.config, ctx.store),
+                     traffic=GatewayTraffic(ctx.config) if ctx.config.gateways else None)
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:

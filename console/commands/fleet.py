@@ -223,15 +223,19 @@ async def _ps_json(args: argparse.Namespace, ctx: Context) -> int:
     from console.engines.poll import EngineStatus, read_load
     from console.engines.pressure import pressure_of
     from console.fitting import attribute_rows
+    from console.gateway_feed import in_flight_of, read_gateways
 
     pressure: list[dict[str, Any]] = []
+    # Running/waiting of engines that count none (Ollama): the configured gateways in front of them.
+    in_flight = in_flight_of(await read_gateways(ctx.config)) if ctx.config.gateways else {}
 
     async def loaded(engine: Engine) -> list[LoadedModel]:
         models = await engine.loaded_models()  # its failure is the engine's error, as in the table
         load = await read_load(engine, deadline_s=deadline(args) - BACKSTOP_MARGIN_S)
         status = EngineStatus(engine.name, engine.base_url, engine.kind, info=None, loaded=tuple(models),
                               **vars(load))
-        pressure.append({"engine": engine.name, "kind": engine.kind, **pressure_of(status).as_json()})
+        pressure.append({"engine": engine.name, "kind": engine.kind,
+                         **pressure_of(status, in_flight.get(engine.name)).as_json()})
         return models
 
     gathered = await _gather(args, ctx, loaded)

@@ -2,7 +2,7 @@
 
 API (for the dashboard, `enginedeck ps --json`, `findings`, the exporter and the alert rules):
 
-    pressure_of(status: EngineStatus) -> Pressure
+    pressure_of(status: EngineStatus, in_flight: InFlight | None = None) -> Pressure
     Pressure.figures: tuple[Figure, ...]       one per name of FIGURES, always all of them, in that order
     Pressure.get(name) -> Figure
     Pressure.as_json() -> {name: {"value": float | None, "source": str | None, "missing": str | None}}
@@ -18,6 +18,10 @@ FIGURES, each a number with one definition for every engine:
 Each figure carries its `source` (the metric, route or field it came from). A figure an engine does not expose
 carries `missing`: why, in words a person can act on (a flag to add, or "this engine does not report it").
 Nothing here does I/O: the poll (console/engines/poll.py) reads the engine, this names what it read.
+
+Where the engine gives no `running`/`waiting` (Ollama, LM Studio) and a configured gateway fronts it, the
+gateway's count of requests in flight stands in (`InFlight`, read by console/gateway_feed.py), its source
+`gateway NAME`: `running` the requests that have had their first byte, `waiting` those that have not.
 """
 
 from __future__ import annotations
@@ -41,6 +45,16 @@ class Figure:
 
     def as_json(self) -> dict[str, Any]:
         return {"value": self.value, "source": self.source, "missing": self.missing}
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """Requests a gateway in front of the engine has started and not finished: `waiting` have had no first byte
+    yet, `running` have (the two never overlap, like an engine's own running and waiting)."""
+
+    running: int
+    waiting: int
+    source: str  # "gateway NAME" (names joined when several gateways front one engine)
 
 
 @dataclass(frozen=True)
@@ -105,8 +119,9 @@ def _why_no_metrics(status: EngineStatus) -> str:
     return "/metrics was not read in this poll"
 
 
-def pressure_of(status: EngineStatus) -> Pressure:
-    """The six figures of one engine's poll, each with its source or the reason it is missing."""
+def pressure_of(status: EngineStatus, in_flight: InFlight | None = None) -> Pressure:
+    """The six figures of one engine's poll, each with its source or the reason it is missing; running and
+    waiting counted by a gateway in front (`in_flight`) where the engine gives none."""
     kind, m = status.kind, status.metrics
     sources = _METRIC_SOURCES.get(kind, {})
     reasons = _NOT_REPORTED.get(kind, {})
@@ -122,8 +137,11 @@ def pressure_of(status: EngineStatus) -> Pressure:
                           or f"{kind}'s /metrics did not include {sources[name]}")
         return Figure(name, round(value * scale, 3), source=sources[name])
 
-    out.append(from_metric("running", m.running if m else None))
-    out.append(from_metric("waiting", m.waiting if m else None))
+    for name, value in (("running", m.running if m else None), ("waiting", m.waiting if m else None)):
+        figure = from_metric(name, value)
+        if figure.value is None and in_flight is not None:
+            figure = Figure(name, float(getattr(in_flight, name)), source=in_flight.source)
+        out.append(figure)
     out.append(from_metric("kv_cache_pct", m.kv_cache_usage if m else None, 100.0))
     out.extend(_slot_figures(status, reasons))
     out.append(from_metric("prompt_cache_hit_pct", _hit_ratio(m) if m else None, 100.0))

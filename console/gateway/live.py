@@ -7,6 +7,10 @@ bytes so far), the last FINISHED requests with their figures, and per client the
 follower then gets `start`, `first_byte` and `end` events, and a `progress` line at most every PROGRESS_S while
 streams run (chunks so far per request): nothing while nothing flows. A follower that reads too slowly for
 FOLLOW_QUEUE events is dropped (it gets a last `dropped` line), so no reader can grow the gateway.
+
+A snapshot also holds `totals`, per model since the gateway started: requests, errors, tokens in and out, and the
+90th percentile of time to first byte over the last TTFT_WINDOW_S (the exporter's and the alert rules' traffic,
+console/gateway_feed.py). Model names come from clients: past MODELS_KEPT of them, the rest count under OTHER.
 """
 
 from __future__ import annotations
@@ -30,6 +34,34 @@ PROGRESS_S = 0.5
 RATE_WINDOW_S = 60.0
 RATE_KEPT = 10_000  # arrivals remembered for the per-client rates
 SOCKET = "live.sock"
+MODELS_KEPT = 256  # models counted apart in `totals`; model names come from clients, so the table is bounded
+OTHER = "(other models)"
+TTFT_WINDOW_S = 300.0
+TTFT_KEPT = 1000  # first-byte times kept per model for the percentile
+# A model's p90 is worked out again at most this often: a snapshot asked for by every dashboard poll and scrape
+# then costs a sort per model per second at worst (bench/gateway_totals.py), never one per reader.
+P90_MAX_AGE_S = 1.0
+# Outcomes counted as errors: the engine's or a deadline's fault. A client that went away, or one the gateway
+# refused (no key, a body too large), is not the engine failing.
+ERROR_OUTCOMES = ("upstream_error", "timeout")
+
+
+@dataclass
+class _Totals:
+    requests: int = 0
+    errors: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    ttfts: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=TTFT_KEPT))  # (monotonic, ms)
+    p90: tuple[float, float | None, int] | None = None  # (when worked out, p90 ms, times in the window)
+
+    def as_json(self, model: str | None, now: float) -> dict[str, Any]:
+        if self.p90 is None or now - self.p90[0] > P90_MAX_AGE_S:
+            recent = sorted(ms for t, ms in self.ttfts if now - t <= TTFT_WINDOW_S)
+            # nearest rank: the smallest value with at least 90 % of the window at or below it
+            self.p90 = (now, recent[max(0, -(-len(recent) * 9 // 10) - 1)] if recent else None, len(recent))
+        return {"model": model, "requests": self.requests, "errors": self.errors, "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out, "ttft_p90_ms": self.p90[1], "ttft_window_n": self.p90[2]}
 
 
 @dataclass
@@ -50,6 +82,7 @@ class Live:
     finished: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=FINISHED))
     arrivals: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=RATE_KEPT))
     followers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
+    totals: dict[str | None, _Totals] = field(default_factory=dict)
     _ticker: asyncio.Task[None] | None = None
 
     # ---- the gateway's side (cheap: called for every request and every chunk)
@@ -80,8 +113,21 @@ class Live:
         self.flights.pop(rec.request_id, None)
         done = {k: v for k, v in rec.entry().items() if k not in ("request_hash", "user_agent")}
         self.finished.append(done)
+        self._count(rec)
         if self.followers:
             self._send({"event": "end", **done})
+
+    def _count(self, rec: RequestRecord) -> None:
+        key: str | None = rec.model
+        if key not in self.totals and len(self.totals) >= MODELS_KEPT:
+            key = OTHER
+        totals = self.totals.setdefault(key, _Totals())
+        totals.requests += 1
+        totals.errors += rec.outcome.value in ERROR_OUTCOMES
+        totals.tokens_in += rec.tokens_in or 0
+        totals.tokens_out += rec.tokens_out or 0
+        if rec.ttft_ms is not None:
+            totals.ttfts.append((time.monotonic(), rec.ttft_ms))
 
     # ---- what readers get
 
@@ -101,7 +147,8 @@ class Live:
                 rates[client] = rates.get(client, 0) + 1
         return {"event": "snapshot", "gateway": self.gateway, "upstream": self.upstream, "time": time.time(),
                 "in_flight": [self._flight(f, now) for f in self.flights.values()],
-                "finished": list(self.finished), "requests_last_minute": rates}
+                "finished": list(self.finished), "requests_last_minute": rates,
+                "totals": [t.as_json(model, now) for model, t in self.totals.items()]}
 
     def _send(self, event: dict[str, Any]) -> None:
         for queue in list(self.followers):

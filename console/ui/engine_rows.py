@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from console.engines.base import LoadedModel
     from console.engines.poll import EngineStatus
+    from console.engines.pressure import InFlight
 
 # The verdict first (health; where a model sits and until when), so 80 columns show it whatever the names.
 ENGINE_COLUMNS = ("engine", "health", "kind", "version", "poll", "run/wait", "KV")
@@ -31,14 +32,18 @@ def poll_deadline(interval_s: float) -> float:
     return min(DEFAULT_DEADLINE_S, max(1.0, 2 * interval_s))
 
 
-def engine_row(s: EngineStatus) -> tuple[str, ...]:
+def engine_row(s: EngineStatus, in_flight: InFlight | None = None) -> tuple[str, ...]:
     # Imported here: the dashboard module is imported for the first frame, which needs no engine module; a row
     # exists only once an engine has been polled, and by then the engine modules are in.
     from console.engines.pressure import pressure_of
 
-    info, p = s.info, pressure_of(s)  # the figures `ps --json` and the exporter give, under the same names
+    # the figures `ps --json` and the exporter give, under the same names; a gateway's count where the engine
+    # counts none (Ollama), marked "gw" so that nobody takes it for the engine's own
+    info, p = s.info, pressure_of(s, in_flight)
     running, waiting, kv = p.value("running"), p.value("waiting"), p.value("kv_cache_pct")
     run_wait = DASH if running is None else f"{running:.0f}/{(waiting or 0):.0f}"
+    if running is not None and (p.get("running").source or "").startswith("gateway "):
+        run_wait += " gw"
     return (
         neutralise(s.name), s.health.value, s.kind, neutralise(info.version or DASH) if info else DASH,
         latency(info.latency_ms / 1000) if info and info.latency_ms is not None else DASH,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -31,6 +31,7 @@ from console.fitting import attributed, gpu_owners
 
 if TYPE_CHECKING:
     from console.engines.base import Engine
+    from console.engines.pressure import InFlight
     from console.engines.registry import Registry
     from console.store.db import Store
     from console.telemetry.gpu import GpuMonitor, GpuSample, GpuSnapshot
@@ -59,12 +60,13 @@ class Pressure:
     prompt_cache_hit_ratio: float | None = None  # 0..1, since the engine started
 
 
-def pressure_of(status: EngineStatus) -> Pressure:
+def pressure_of(status: EngineStatus, in_flight: InFlight | None = None) -> Pressure:
     """The engine's pressure from its last poll, as console/engines/pressure.py reads it (the figures and names of
-    `ps --json` and the dashboard; a figure the engine does not give is None here, with its reason there)."""
+    `ps --json` and the dashboard; a figure the engine does not give is None here, with its reason there), with
+    a gateway's count of requests in flight where the engine counts none."""
     from console.engines.pressure import pressure_of as figures
 
-    p = figures(status)
+    p = figures(status, in_flight)
 
     def ratio(name: str) -> float | None:
         value = p.value(name)
@@ -112,6 +114,9 @@ class Traffic:
 
 
 class TrafficSource(Protocol):
+    """Gateways' counters. A source that also has `in_flight` (a mapping of engine name to `InFlight`, from the
+    same read) gives the running/waiting of engines that count none themselves (console/gateway_feed.py)."""
+
     async def traffic(self) -> Sequence[Traffic]: ...
 
 
@@ -187,6 +192,10 @@ class Collector:
             return task.result()
 
         statuses = take("engines", engines, ())
+        traffic_rows = take("traffic", traffic, ())
+        # The gateways' in-flight counts only from a read that finished in this collection (never a stale one).
+        read = traffic is not None and traffic.done() and not traffic.cancelled() and traffic.exception() is None
+        in_flight: Mapping[str, InFlight] = (getattr(self.traffic, "in_flight", None) or {}) if read else {}
         gpus = take("gpu", gpu, None)
         if gpus is not None and gpus.available:
             statuses = await self._attributed(statuses, gpus, self.deadline_s - (time.perf_counter() - started),
@@ -194,8 +203,8 @@ class Collector:
         snapshot = Snapshot(
             taken_at=time.time(), engines=statuses, gpus=gpus,
             probes=take("probes", probes, ()), findings=take("findings", findings, ()),
-            traffic=take("traffic", traffic, ()), late=tuple(late), errors=tuple(errors),
-            duration_s=time.perf_counter() - started, pressure={s.name: pressure_of(s) for s in statuses},
+            traffic=traffic_rows, late=tuple(late), errors=tuple(errors), duration_s=time.perf_counter() - started,
+            pressure={s.name: pressure_of(s, in_flight.get(s.name)) for s in statuses},
         )
         # A findings source that judges collections (console/watch/truth_feed.py) gets this one for the next.
         if (seen := getattr(self.findings, "seen", None)) is not None:

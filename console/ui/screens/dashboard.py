@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from console.engines.base import Engine
     from console.engines.poll import EngineStatus, FirstPoll
+    from console.engines.pressure import InFlight
     from console.fitting import GpuOwners
     from console.telemetry.gpu import GpuSnapshot
     from console.telemetry.host import HostSnapshot
@@ -361,10 +362,17 @@ class DashboardScreen(DeckScreen[None]):
     async def _poll_one(self, engine: Engine) -> None:
         from console.engines.poll import poll_engine
 
-        self._take(await poll_engine(engine, deadline_s=poll_deadline(self._interval),
-                                     previous=self._statuses.get(engine.name)))
+        status = await poll_engine(engine, deadline_s=poll_deadline(self._interval),
+                                   previous=self._statuses.get(engine.name))
+        in_flight = None
+        if self.ctx.config.gateways:  # running/waiting of an engine that counts none, from a gateway in front
+            from console.gateway_feed import in_flight_of, read_gateways
 
-    def _take(self, status: EngineStatus) -> None:
+            states = await read_gateways(self.ctx.config, engine=engine.name)
+            in_flight = in_flight_of(states).get(engine.name)
+        self._take(status, in_flight)
+
+    def _take(self, status: EngineStatus, in_flight: InFlight | None = None) -> None:
         """An engine's answer: kept, and shown if it changes what its rows say (each engine's rows go on screen
         as it answers, never waiting for the others)."""
         if status.name not in self._order:
@@ -377,7 +385,7 @@ class DashboardScreen(DeckScreen[None]):
             from console.fitting import attributed
 
             loaded = attributed(status.name, list(status.loaded), self._vram)
-        rows = (engine_row(status), loaded_rows(status, loaded), problem_line(status))
+        rows = (engine_row(status, in_flight), loaded_rows(status, loaded), problem_line(status))
         if self._rows.get(status.name) != rows:
             self._rows[status.name] = rows
             self._schedule_show()

@@ -3,7 +3,9 @@
 It follows one gateway's live socket (console/gateway/live.py): the requests in flight (client, model, waiting for
 the first byte or streaming, elapsed, TTFT, chunks and chunks/s so far), the last finished ones with status, outcome
 and figures, and the requests per client in the last minute. `g` moves to the next running gateway, `r` looks for
-gateways again.
+gateways again. Beside them, the engine's own queue where it exposes one (running/waiting from its /metrics,
+llama.cpp's slots, KV cache): the engine behind the gateway's upstream URL (its config when it is configured) is
+polled once per poll interval by a worker of its own, never added to the app's registry.
 
 Calm: the gateway sends events only while requests flow (progress at most twice a second), and the screen repaints
 at most REPAINT_S after an event, so with nothing flowing it costs nothing. Hidden, it stops following (its worker
@@ -15,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -24,7 +26,11 @@ from textual.widgets import DataTable, Static
 
 from console.logs.sanitize import one_line
 from console.ui.base import DeckScreen
+from console.ui.engine_rows import poll_deadline
 from console.ui.widgets.bars import KeyBar, TitleBar
+
+if TYPE_CHECKING:
+    from console.engines.poll import EngineStatus
 
 REPAINT_S = 0.25
 FINISHED_ROWS = 50
@@ -33,6 +39,26 @@ RATE_WINDOW_S = 60.0
 
 def _ms(value: object) -> str:
     return "—" if not isinstance(value, int | float) else f"{value:.0f}"
+
+
+def engine_queue(status: EngineStatus) -> str:
+    """One line: the engine's own running/waiting, slots and KV cache (console/engines/pressure.py), or why it
+    shows none."""
+    from console.engines.pressure import pressure_of
+
+    who = f"engine {status.name} ({status.kind})"
+    if status.error and status.info is None:
+        return f"{who}: {status.error}"
+    p = pressure_of(status)  # the engine's own figures only: the gateway's count is the list below
+    shown = [f"{label} {p.value(name):.0f}{unit}" for name, label, unit in
+             (("running", "running", ""), ("waiting", "waiting", ""), ("kv_cache_pct", "KV cache", "%"))
+             if p.value(name) is not None]
+    busy, total = p.value("slots_busy"), p.value("slots_total")
+    if busy is not None and total is not None:
+        shown.insert(2, f"slots {busy:.0f}/{total:.0f}")
+    if not shown:
+        return f"{who}: no queue of its own to show ({p.get('running').missing})"
+    return f"{who}: " + " · ".join(shown)
 
 
 def _cell(value: object, limit: int = 40) -> str:
@@ -49,6 +75,7 @@ class TrafficScreen(DeckScreen[None]):
     ]
     DEFAULT_CSS = """
     TrafficScreen #head { height: 1; background: $panel; color: $text-muted; }
+    TrafficScreen #engine-queue { height: 1; color: $text-muted; }
     TrafficScreen #flights { height: 1fr; min-height: 4; }
     TrafficScreen #finished-title { height: 1; color: $text-muted; }
     TrafficScreen #finished { height: 1fr; min-height: 4; }
@@ -71,6 +98,7 @@ class TrafficScreen(DeckScreen[None]):
     def compose(self) -> ComposeResult:
         yield TitleBar()
         yield Static("", id="head", markup=False)
+        yield Static("", id="engine-queue", markup=False)
         yield DataTable(id="flights", cursor_type="row", zebra_stripes=False)
         yield Static("last finished", id="finished-title", markup=False)
         yield DataTable(id="finished", cursor_type="row")
@@ -88,6 +116,7 @@ class TrafficScreen(DeckScreen[None]):
 
     def on_screen_suspend(self) -> None:
         self.workers.cancel_group(self, "traffic")
+        self.workers.cancel_group(self, "traffic-engine")
 
     def on_screen_resume(self) -> None:
         if self.is_mounted:
@@ -114,6 +143,8 @@ class TrafficScreen(DeckScreen[None]):
         self.current = min(self.current, max(0, len(self.sockets) - 1))
         if not self.sockets:
             self.workers.cancel_group(self, "traffic")
+            self.workers.cancel_group(self, "traffic-engine")
+            self.query_one("#engine-queue", Static).update("")
             self._set_head("no gateway running on this box: start one with `enginedeck gateway` "
                            "(docs/gateway.md), then press r")
             return
@@ -147,6 +178,8 @@ class TrafficScreen(DeckScreen[None]):
             for client, n in event.get("requests_last_minute", {}).items():
                 self.arrivals.extend([(now, client)] * min(int(n), 1000))
             self.head = f"gateway {event.get('gateway')} → {event.get('upstream')}"
+            if isinstance(upstream := event.get("upstream"), str):
+                self._watch_engine(upstream)
         elif kind == "start":
             self.flights[event["request_id"]] = event
             self.arrivals.append((time.monotonic(), event.get("client", "")))
@@ -160,6 +193,38 @@ class TrafficScreen(DeckScreen[None]):
             self.flights.pop(event.get("request_id", ""), None)
             self.finished.append(event)
         self._schedule()
+
+    @work(exclusive=True, group="traffic-engine", exit_on_error=False)
+    async def _watch_engine(self, url: str) -> None:
+        """The engine's own queue: one bounded poll per poll interval, in this worker (never the UI's turn)."""
+        import asyncio
+
+        from console.engines.detect import detect
+        from console.engines.poll import poll_engine
+        from console.engines.registry import build_engine
+        from console.errors import EngineDeckError
+        from console.gateway_feed import upstream_config
+
+        config = self.ctx.config
+        cfg = upstream_config(config, url)
+        line = self.query_one("#engine-queue", Static)
+        while True:  # until the engine answers detection (an engine that is down now may be up later)
+            try:
+                kind = cfg.kind if cfg.kind != "auto" else (await detect(cfg.url, cfg=cfg)).kind
+                engine = build_engine(cfg, kind, max_connections=2)
+                break
+            except EngineDeckError as exc:
+                line.update(one_line(f"engine at {url}: {exc}", 200))
+                await asyncio.sleep(config.ui.poll_interval_s)
+        previous = None
+        try:
+            while True:
+                previous = await poll_engine(engine, deadline_s=poll_deadline(config.ui.poll_interval_s),
+                                             previous=previous)
+                line.update(one_line(engine_queue(previous), 200))
+                await asyncio.sleep(config.ui.poll_interval_s)
+        finally:
+            await engine.aclose()
 
     def _schedule(self) -> None:
         if not self._repaint_due:

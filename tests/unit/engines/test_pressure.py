@@ -11,7 +11,7 @@ from console.engines.base import EngineInfo, Health, LoadedModel, SlotState
 from console.engines.llamacpp import LlamaCppEngine
 from console.engines.metrics import parse_metrics
 from console.engines.poll import EngineStatus, poll_engine
-from console.engines.pressure import FIGURES, pressure_of
+from console.engines.pressure import FIGURES, InFlight, pressure_of
 from tests.fakes.hostile_server import HostileServer, Reply
 from tests.unit.engines.test_openai_llamacpp import METRICS, single
 
@@ -76,6 +76,15 @@ def test_ollama_says_why_nothing_is_there():
     assert all(f.value is None for f in p.figures)
     assert "gateway" in (p.get("running").missing or "")
     assert "OLLAMA_NUM_PARALLEL" in (p.get("slots_total").missing or "")
+
+
+def test_a_gateway_in_front_counts_only_what_the_engine_does_not():
+    front = InFlight(running=2, waiting=1, source="gateway front")
+    ollama = pressure_of(status("ollama"), front)
+    assert ollama.get("running").as_json() == {"value": 2.0, "source": "gateway front", "missing": None}
+    assert ollama.get("waiting").value == 1.0 and ollama.get("kv_cache_pct").value is None
+    vllm = pressure_of(status("vllm", VLLM), front)  # the engine's own queue wins over the gateway's view of it
+    assert (vllm.value("running"), vllm.get("running").source) == (3.0, "vllm:num_requests_running")
 
 
 def test_metrics_off_and_engine_down_say_so():
