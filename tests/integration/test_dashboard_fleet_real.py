@@ -3,21 +3,13 @@ hosts: the read goes through console/ui/fleet_rows.py's read_fleet, in its worke
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from console.config import FleetConfig
 from tests.integration.exporters import exporter
 from tests.ui.fixtures import (
-    HOST,
     NO_GPU,
-    EngineDeckApp,
-    FixedGpu,
-    FixedHost,
-    StubRegistry,
-    TestContext,
-    make_config,
+    demo_app,
     settle,
 )
 from tests.ui.test_dashboard import rows, text_of
@@ -35,9 +27,8 @@ async def test_the_dashboard_shows_two_hosts_read_from_a_real_prometheus(prometh
         prom = prometheus_server([{"targets": [ea.target, eb.target]}])
         prom.wait_for("enginedeck_exporter_info", count=2)
         prom.wait_for('enginedeck_model_loaded{model="qwen3:4b"}')
-        config = replace(make_config(tmp_path), fleet=FleetConfig(prometheus_url=prom.url))
-        app = EngineDeckApp(TestContext(config, StubRegistry([])), gpu_monitor=FixedGpu(NO_GPU),
-                            host_monitor=FixedHost(HOST), scan_processes=lambda ports: [])
+        app = demo_app(tmp_path, gpu=NO_GPU, engines=[], processes=(),
+                       fleet=FleetConfig(prometheus_url=prom.url))
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot, until=lambda: len(rows(app, "engines")) == 2, timeout_s=30)
             assert [r[:3] for r in rows(app, "engines")] == [["alpha", "ollama-a", "ok"], ["beta", "ollama-b", "ok"]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,12 +183,18 @@ def demo_engines() -> list[Engine]:
     return [ollama, vllm]
 
 
-def demo_app(tmp_path: Path, *, gpu: GpuSnapshot = TWO_GPUS, theme: str = "dark", engines: list[Engine] | None = None,
-             read_only: bool = False, ascii_mode: bool = False, ui: UIConfig = QUIET) -> EngineDeckApp:
+def demo_app(tmp_path: Path, *, gpu: GpuSnapshot | FixedGpu = TWO_GPUS, theme: str = "dark",
+             engines: list[Engine] | None = None, read_only: bool = False, ascii_mode: bool = False,
+             ui: UIConfig = QUIET, processes: Sequence[EngineProcess] = (VLLM_PROCESS,),
+             configured: Sequence[EngineConfig] = (), **settings: object) -> EngineDeckApp:
+    """The app over stub engines (`engines`, default the two demo ones) with fixed telemetry. `gpu` is a snapshot
+    or a FixedGpu the test changes later; `configured` are the config's [[engines]]; `settings` replace other
+    parts of the config (fleet=..., alerts=..., gateways=...)."""
     registry = StubRegistry(demo_engines() if engines is None else engines)
-    ctx = TestContext(make_config(tmp_path, ui=ui, read_only=read_only), registry)
-    return EngineDeckApp(ctx, theme=theme, ascii_mode=ascii_mode, gpu_monitor=FixedGpu(gpu),
-                         host_monitor=FixedHost(HOST), scan_processes=fixed_processes([VLLM_PROCESS]))
+    config = replace(make_config(tmp_path, engines=configured, ui=ui, read_only=read_only), **settings)
+    return EngineDeckApp(TestContext(config, registry), theme=theme, ascii_mode=ascii_mode,
+                         gpu_monitor=gpu if isinstance(gpu, FixedGpu) else FixedGpu(gpu),
+                         host_monitor=FixedHost(HOST), scan_processes=fixed_processes(processes))
 
 
 async def settle(pilot, *, until: Callable[[], bool] | None = None, timeout_s: float = 10.0) -> None:

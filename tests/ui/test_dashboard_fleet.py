@@ -13,15 +13,11 @@ from console.engines.prometheus import Series
 from console.errors import EngineDeckError
 from console.watch.fleet import FleetView, build_view
 from tests.ui.fixtures import (
-    HOST,
     NO_GPU,
     QUIET,
     EngineDeckApp,
-    FixedGpu,
-    FixedHost,
-    StubRegistry,
     TestContext,
-    demo_engines,
+    demo_app,
     make_config,
     screen_text,
     settle,
@@ -72,10 +68,8 @@ class FakeFleet:
 
 def fleet_app(tmp_path, monkeypatch, fleet: FakeFleet, ui: UIConfig = QUIET) -> EngineDeckApp:
     monkeypatch.setattr("console.ui.fleet_rows.read_fleet", fleet)
-    config = replace(make_config(tmp_path, ui=ui), fleet=FleetConfig(prometheus_url="http://127.0.0.1:9090"))
-    ctx = TestContext(config, StubRegistry(demo_engines()))
-    return EngineDeckApp(ctx, gpu_monitor=FixedGpu(NO_GPU), host_monitor=FixedHost(HOST),
-                         scan_processes=lambda ports: [])
+    return demo_app(tmp_path, gpu=NO_GPU, ui=ui, processes=(),
+                    fleet=FleetConfig(prometheus_url="http://127.0.0.1:9090"))
 
 
 async def test_every_host_has_its_rows_and_the_host_key_filters_them(tmp_path, monkeypatch):

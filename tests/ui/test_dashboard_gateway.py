@@ -4,22 +4,13 @@ socket in front of it, marked "gw"; without the gateway it stays "—"."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from console.config import EngineConfig, GatewayConfig
 from console.gateway.live import SOCKET, Live
 from console.gateway.record import RequestRecord
 from tests.ui.fixtures import (
-    HOST,
     NO_GPU,
-    EngineDeckApp,
-    FixedGpu,
-    FixedHost,
-    StubRegistry,
-    TestContext,
-    demo_engines,
-    fixed_processes,
-    make_config,
+    demo_app,
     settle,
 )
 from tests.ui.test_dashboard import rows
@@ -35,16 +26,14 @@ async def test_ollama_run_wait_comes_from_the_gateway_in_front(tmp_path) -> None
     log_dir = tmp_path / "gw"
     log_dir.mkdir()
     engine = EngineConfig(name="ollama-a", url="http://127.0.0.1:11434")  # the stub's name and URL
-    config = replace(make_config(tmp_path, engines=[engine]), gateways=(
-        GatewayConfig(name="front", listen="127.0.0.1:0", upstream="ollama-a", log_dir=log_dir),))
+    gateways = (GatewayConfig(name="front", listen="127.0.0.1:0", upstream="ollama-a", log_dir=log_dir),)
     live = Live("front", engine.url)
     server = await live.serve(log_dir / SOCKET)
     streaming, queued = _record("r1"), _record("r2")
     live.start(streaming)
     live.chunk(streaming, 10)
     live.start(queued)
-    app = EngineDeckApp(TestContext(config, StubRegistry(demo_engines())), gpu_monitor=FixedGpu(NO_GPU),
-                        host_monitor=FixedHost(HOST), scan_processes=fixed_processes())
+    app = demo_app(tmp_path, gpu=NO_GPU, processes=(), configured=[engine], gateways=gateways)
     try:
         async with app.run_test(size=(160, 48)) as pilot:
             await settle(pilot, until=lambda: any(r[0] == "ollama-a" for r in rows(app, "engines")))

@@ -8,7 +8,7 @@ import sys
 from textual.widgets import Static
 
 from tests.ui.fixtures import settle
-from tests.ui.test_models_screen import app_for, choose, fake, open_models, select, state_of
+from tests.ui.test_models_screen import app_for, choose, fake, open_models, press_for_dialog, select, state_of
 
 assert fake  # the fixture, imported for this module's tests
 
@@ -23,8 +23,7 @@ async def test_load_dialog_has_the_fit_line_and_the_load_is_recorded(tmp_path, f
     async with app.run_test(size=(120, 40)) as pilot:
         await open_models(pilot)
         await select(pilot, "llama3.2:1b")
-        await pilot.press("l")
-        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await press_for_dialog(pilot, "l")
         text = dialog_text(app)
         assert "memory: needs ≈" in text and "in host memory" in text and "fits" in text
         assert "[default]; 1 slot × 4096 tokens" in text  # Ollama's defaults, the overhead not fitted yet

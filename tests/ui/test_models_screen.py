@@ -107,6 +107,12 @@ async def select(pilot, name: str) -> None:
     await pilot.pause()
 
 
+async def press_for_dialog(pilot, key: str) -> None:
+    """Press `key` on the selected model and wait for the dialog it opens (keep-alive, confirmation)."""
+    await pilot.press(key)
+    await settle(pilot, until=lambda: type(pilot.app.screen).__name__ == "ChoiceDialog")
+
+
 async def choose(pilot, value_label: str) -> None:
     """Pick the option with this label in the open ChoiceDialog."""
     options = pilot.app.screen.query_one(OptionList)
@@ -136,8 +142,7 @@ async def test_load_with_keep_alive_then_unload_with_confirmation(tmp_path, fake
     async with app.run_test(size=(120, 40)) as pilot:
         await open_models(pilot)
         await select(pilot, "llama3.2:1b")
-        await pilot.press("l")
-        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await press_for_dialog(pilot, "l")
         await choose(pilot, "30 minutes")
         await settle(pilot, until=lambda: state_of(app, "llama3.2:1b") == "loaded")
         assert fake.runners["llama3.2:1b"].keep_alive == timedelta(minutes=30)
@@ -164,8 +169,7 @@ async def test_swap_shows_three_timings_and_rolls_back_on_a_failing_model(tmp_pa
     async with app.run_test(size=(120, 40), message_hook=seen) as pilot:
         await open_models(pilot)
         await select(pilot, "llama3.2:1b")
-        await pilot.press("s")
-        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await press_for_dialog(pilot, "s")
         assert "Swap llama3.2:1b for" in str(app.screen.query(Static).first().render())
         await choose(pilot, "qwen3:4b")
         await settle(pilot, until=lambda: bool(seen.titled("Swapped to qwen3:4b")))
@@ -174,8 +178,7 @@ async def test_swap_shows_three_timings_and_rolls_back_on_a_failing_model(tmp_pa
         assert fake.loaded_names() == ["qwen3:4b"]
 
         await settle(pilot, until=lambda: state_of(app, "qwen3:4b") == "loaded")
-        await pilot.press("s")
-        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await press_for_dialog(pilot, "s")
         await choose(pilot, "broken:latest")
         await settle(pilot, until=lambda: bool(seen.titled("Swap failed")))
         failed = seen.titled("Swap failed")[0]
@@ -286,8 +289,7 @@ async def test_a_second_action_on_the_engine_is_refused_and_never_cancels_the_fi
     async with app.run_test(size=(120, 40)) as pilot:
         await open_models(pilot)
         await select(pilot, SLOTH)
-        await pilot.press("l")
-        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await press_for_dialog(pilot, "l")
         await choose(pilot, "engine default")
         await settle(pilot, until=lambda: load_requests(fake, SLOTH) == 1)
 
@@ -318,8 +320,7 @@ async def test_cancel_asks_first_and_no_lets_the_action_finish(tmp_path, fake):
         await open_models(pilot)
         await select(pilot, SLOTH)
         assert app.screen.check_action("cancel_action", ()) is None  # greyed out: nothing to cancel
-        await pilot.press("l")
-        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await press_for_dialog(pilot, "l")
         await choose(pilot, "engine default")
         await settle(pilot, until=lambda: load_requests(fake, SLOTH) == 1)
         assert app.screen.check_action("cancel_action", ()) is True
@@ -340,8 +341,7 @@ async def test_an_interrupted_swap_says_what_is_loaded_now(tmp_path, fake):
     async with app.run_test(size=(120, 40), message_hook=seen) as pilot:
         await open_models(pilot)
         await select(pilot, "llama3.2:1b")
-        await pilot.press("s")
-        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChoiceDialog")
+        await press_for_dialog(pilot, "s")
         await choose(pilot, SLOTH)
         await settle(pilot, until=lambda: load_requests(fake, SLOTH) == 1)  # old unloaded, new on its way
         assert fake.loaded_names() == []

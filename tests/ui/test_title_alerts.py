@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from console.config import AlertsConfig
 from console.telemetry.gpu import GpuSample, GpuSnapshot
-from console.ui.app import EngineDeckApp
 from tests.ui.fixtures import (
-    HOST,
-    VLLM_PROCESS,
     FixedGpu,
-    FixedHost,
-    StubRegistry,
-    TestContext,
-    demo_engines,
-    fixed_processes,
-    make_config,
+    demo_app,
     screen_text,
     settle,
 )
@@ -29,10 +19,8 @@ def hot(temp: float) -> GpuSnapshot:
 async def test_a_firing_rule_shows_in_the_title_bar_and_goes_when_resolved(tmp_path):
     rules = tmp_path / "rules.toml"
     rules.write_text('interval = 0.1\n[[rule]]\nname = "gpu-hot"\nmetric = "gpu_temperature"\nabove = 80\n')
-    config = replace(make_config(tmp_path), alerts=AlertsConfig(rules_file=rules))
     gpu = FixedGpu(hot(91))
-    app = EngineDeckApp(TestContext(config, StubRegistry(demo_engines())), gpu_monitor=gpu,
-                        host_monitor=FixedHost(HOST), scan_processes=fixed_processes([VLLM_PROCESS]))
+    app = demo_app(tmp_path, gpu=gpu, alerts=AlertsConfig(rules_file=rules))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, until=lambda: app.firing_alerts == ("gpu-hot",))
         await pilot.pause()
@@ -49,10 +37,8 @@ async def test_a_firing_rule_shows_in_the_title_bar_and_goes_when_resolved(tmp_p
 async def test_a_broken_rules_file_is_one_notice(tmp_path):
     rules = tmp_path / "rules.toml"
     rules.write_text('[[rule]]\nname = "x"\nmetric = "nope"\n')
-    config = replace(make_config(tmp_path), alerts=AlertsConfig(rules_file=rules))
     notes = []
-    app = EngineDeckApp(TestContext(config, StubRegistry(demo_engines())), gpu_monitor=FixedGpu(hot(50)),
-                        host_monitor=FixedHost(HOST), scan_processes=fixed_processes([VLLM_PROCESS]))
+    app = demo_app(tmp_path, gpu=hot(50), alerts=AlertsConfig(rules_file=rules))
     hook = lambda m: notes.append(m.notification) if type(m).__name__ == "Notify" else None  # noqa: E731
     async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
         await settle(pilot, until=lambda: any(n.title == "Alerts" for n in notes))

@@ -7,7 +7,7 @@ import pytest
 
 from console.errors import StoreError
 from console.store.db import Store
-from console.store.migrations import LATEST, STEPS, V1, V2, V3, split_statements
+from console.store.migrations import LATEST, STEPS, V1, split_statements
 
 
 def _make_v1(path):
@@ -21,6 +21,18 @@ def _make_v1(path):
                  "VALUES (1, 'user', 'why is the sky blue', 1.0, 1.0)")
     conn.execute("INSERT INTO messages (session_id, role, content, created_at, updated_at, tokens_out, status) "
                  "VALUES (1, 'assistant', 'Rayleigh scattering', 1.5, 1.5, 3, 'complete')")
+    conn.commit()
+    conn.close()
+
+
+def _make_at(path, version: int) -> None:
+    """A database at `version`, made the way users' files were: v1 with rows, then each step up to `version`."""
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    for step in STEPS[1:version]:
+        for statement in split_statements(step):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
 
@@ -60,14 +72,7 @@ async def test_v1_to_v2_keeps_rows_and_backfills_reply_parameters(tmp_path):
 
 async def test_v4_to_v5_adds_the_energy_of_a_reply(tmp_path):
     path = tmp_path / "v4.db"
-    _make_v1(path)
-    conn = sqlite3.connect(path)
-    for step in STEPS[1:4]:
-        for statement in split_statements(step):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 4")
-    conn.commit()
-    conn.close()
+    _make_at(path, 4)
     store = await Store.open(path)
     try:
         assert await store.schema_version() == LATEST
@@ -105,13 +110,7 @@ async def test_newer_schema_is_refused_with_a_clear_message(tmp_path):
 
 async def test_v3_to_v4_adds_fit_records_and_keeps_rows(tmp_path):
     path = tmp_path / "v3.db"
-    _make_v1(path)
-    conn = sqlite3.connect(path)
-    for statement in split_statements(V2) + split_statements(V3):
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 3")
-    conn.commit()
-    conn.close()
+    _make_at(path, 3)
     store = await Store.open(path)
     try:
         assert await store.schema_version() == LATEST
@@ -139,11 +138,8 @@ def test_split_statements_keeps_triggers_whole():
 
 async def test_v2_to_v3_keeps_probe_levels_in_order_and_lets_a_concurrency_come_twice(tmp_path):
     path = tmp_path / "v2.db"
-    _make_v1(path)
+    _make_at(path, 2)
     conn = sqlite3.connect(path)
-    for statement in split_statements(V2):
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 2")
     conn.execute("INSERT INTO probe_runs (id, started_at, status, engine, model) "
                  "VALUES (7, 1.0, 'complete', 'vllm', 'smollm2')")
     for n in (4, 1, 2):
@@ -167,18 +163,10 @@ async def test_v2_to_v3_keeps_probe_levels_in_order_and_lets_a_concurrency_come_
 
 
 async def test_v5_to_v6_adds_the_usage_ledger(tmp_path):
-    from console.store.migrations import V2, V3, V4, V5
     from console.store.usage import UsageDelta
 
     path = tmp_path / "v5.db"
-    _make_v1(path)
-    conn = sqlite3.connect(path)
-    for step in (V2, V3, V4, V5):
-        for statement in split_statements(step):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 5")
-    conn.commit()
-    conn.close()
+    _make_at(path, 5)
     store = await Store.open(path)
     try:
         assert await store.schema_version() == 6
