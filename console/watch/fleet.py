@@ -172,13 +172,8 @@ def build_view(source: str, enginedeck: Sequence[Series], *, dcgm: Sequence[Seri
         _dcgm_series(host_of(s.labels), s)
     for s in node:
         host = host_of(s.labels)
-        metric = s.labels.get("__name__", "")
-        if metric == "node_memory_MemAvailable_bytes":
-            host.mem_available_bytes = s.value
-        elif metric == "node_memory_MemTotal_bytes":
-            host.mem_total_bytes = s.value
-        elif metric == "node_load1":
-            host.load1 = s.value
+        if attr := NODE_FIGURES.get(s.labels.get("__name__", "")):
+            setattr(host, attr, s.value)
     for s in up:
         instance = s.labels.get("instance", "")
         owner = by_instance.get(instance) or by_address.get(_address(instance))
@@ -202,6 +197,18 @@ def build_view(source: str, enginedeck: Sequence[Series], *, dcgm: Sequence[Seri
     return FleetView(source=source, hosts=shown, alerts=loose)
 
 
+# Series whose value goes straight into one field (the exporter's names without `enginedeck_`; node_exporter's).
+NODE_FIGURES = {"node_memory_MemAvailable_bytes": "mem_available_bytes", "node_memory_MemTotal_bytes":
+                "mem_total_bytes", "node_load1": "load1"}
+ENGINE_FIGURES = {"engine_poll_latency_seconds": "latency_s", "engine_requests_running": "running",
+                  "engine_requests_waiting": "waiting", "engine_kv_cache_usage_ratio": "kv_cache_usage"}
+MODEL_FIGURES = {"model_loaded": "count", "model_size_bytes": "size_bytes", "model_vram_bytes": "vram_bytes",
+                 "model_context_tokens": "context"}
+GPU_FIGURES = {"gpu_memory_used_bytes": "mem_used_bytes", "gpu_memory_total_bytes": "mem_total_bytes",
+               "gpu_utilization_ratio": "utilization", "gpu_temperature_celsius": "temperature_c",
+               "gpu_power_watts": "power_w"}
+
+
 def _address(instance: str) -> str:
     host, sep, port = instance.rpartition(":")
     return host.strip("[]") if sep and port.isdigit() else instance
@@ -221,14 +228,8 @@ def _enginedeck_series(host: FleetHost, s: Series) -> None:
     elif metric == "engine_info":
         e = _engine(host, labels)
         e.version, e.health = labels.get("version", ""), labels.get("health", "")
-    elif metric == "engine_poll_latency_seconds":
-        _engine(host, labels).latency_s = s.value
-    elif metric == "engine_requests_running":
-        _engine(host, labels).running = s.value
-    elif metric == "engine_requests_waiting":
-        _engine(host, labels).waiting = s.value
-    elif metric == "engine_kv_cache_usage_ratio":
-        _engine(host, labels).kv_cache_usage = s.value
+    elif attr := ENGINE_FIGURES.get(metric):
+        setattr(_engine(host, labels), attr, s.value)
     elif metric.startswith("model_"):
         e = _engine(host, labels)
         name = labels.get("model", "?")
@@ -237,22 +238,13 @@ def _enginedeck_series(host: FleetHost, s: Series) -> None:
             model = FleetModel(name)
             e.models.append(model)
             e.models.sort(key=lambda m: (m.name == OTHER, m.name))
-        if metric == "model_loaded":
-            model.count = s.value
-        elif metric == "model_size_bytes":
-            model.size_bytes = s.value
-        elif metric == "model_vram_bytes":
-            model.vram_bytes = s.value
-        elif metric == "model_context_tokens":
-            model.context = s.value
+        if attr := MODEL_FIGURES.get(metric):
+            setattr(model, attr, s.value)
     elif metric.startswith("gpu_") and "gpu" in labels:
         key = (labels.get("gpu", "?"), "enginedeck")
         g = host.gpus.setdefault(key, FleetGpu(labels.get("gpu", "?"), labels.get("name", ""),
                                                labels.get("uuid", "")))
-        attr = {"gpu_memory_used_bytes": "mem_used_bytes", "gpu_memory_total_bytes": "mem_total_bytes",
-                "gpu_utilization_ratio": "utilization", "gpu_temperature_celsius": "temperature_c",
-                "gpu_power_watts": "power_w"}.get(metric)
-        if attr:
+        if attr := GPU_FIGURES.get(metric):
             setattr(g, attr, s.value)
     elif metric == "findings" and s.value > 0:
         host.findings.append({"engine": labels.get("engine", ""), "kind": labels.get("kind", ""), "count": s.value})
