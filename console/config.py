@@ -250,6 +250,9 @@ class GatewayConfig:
     log_max_bytes: int = setting(64 * MIB, size=True, floor=MIN_AUDIT_FILE_BYTES)
     log_max_age_s: float = setting(86400.0, floor=1.0)
     max_request_bytes: int = setting(16 * MIB, size=True, floor=MIN_LIMIT_BYTES)
+    # A client's request line and headers: at most this many bytes (431), complete within this long (408)
+    max_head_bytes: int = setting(64 * KIB, size=True, floor=MIN_LIMIT_BYTES)
+    head_timeout_s: float = setting(30.0, floor=0.1)
     drain_timeout_s: float = setting(30.0, floor=0.0)
     # Opt-in capture of request bodies (docs/gateway.md): off at 0; a ring of this many bytes in <log_dir>/capture
     capture_bytes: int = setting(0, size=True, floor=0)

@@ -24,6 +24,7 @@ from typing import Any
 from console.config import Config, EngineConfig, GatewayConfig, is_loopback, split_listen
 from console.errors import ConfigError, EngineDeckError
 from console.gateway.events import JsonLines, emit
+from console.gateway.head import bounded
 from console.gateway.keys import ClientKeys
 
 # Connections and requests at once; beyond it uvicorn answers 503 itself (and no record is written for those): the
@@ -44,6 +45,8 @@ class Settings:
     keys: ClientKeys
     max_request_bytes: int
     drain_timeout_s: float
+    max_head_bytes: int
+    head_timeout_s: float
     log_max_bytes: int
     log_max_age_s: float
     db_path: Path  # the usage ledger's database
@@ -79,6 +82,7 @@ def resolve(config: Config, gateway: GatewayConfig) -> Settings:
     return Settings(name=gateway.name, host=host, port=port, engine=upstream_engine(config, gateway.upstream),
                     log_dir=log_dir, key_file=gateway.key_file or log_dir / "request-log.key", keys=keys,
                     max_request_bytes=gateway.max_request_bytes, drain_timeout_s=gateway.drain_timeout_s,
+                    max_head_bytes=gateway.max_head_bytes, head_timeout_s=gateway.head_timeout_s,
                     log_max_bytes=gateway.log_max_bytes, log_max_age_s=gateway.log_max_age_s,
                     db_path=config.db_path, capture_bytes=gateway.capture_bytes,
                     capture_replies=gateway.capture_replies,
@@ -175,7 +179,8 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
     _quiet_uvicorn()
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, server_header=False,
                             date_header=False, timeout_graceful_shutdown=int(settings.drain_timeout_s + 0.999),
-                            ws="none", proxy_headers=False, backlog=2048, limit_concurrency=MAX_CONCURRENCY)
+                            ws="none", proxy_headers=False, backlog=2048, limit_concurrency=MAX_CONCURRENCY,
+                            http=bounded(settings.max_head_bytes, settings.head_timeout_s))
     server = uvicorn.Server(config)
     emit("listening", gateway=settings.name, listen=f"{settings.host}:{port}", port=port,
          upstream=settings.engine.url, keys=len(settings.keys), log=str(log.path),
