@@ -12,7 +12,11 @@ in-flight stream = (the gateway's peak RSS during a gateway round − its RSS ju
 in production; every line is verified at the end.
 
     .venv/bin/python bench/gateway_overhead.py [--streams 64] [--rounds 3] [--itl 0.005] [--tokens 64]
-                                               [--sim-procs K] [--workers N]
+                                               [--sim-procs K] [--workers N] [--pin N]
+
+`--pin N` gives the gateway N cores of its own (the last N) and everything else (the probe, its workers, the
+engine) the rest, so the gateway's figures are not its share of a crowded CPU: on a small box, the nearest thing to
+the many-core host the targets are for.
 
 No network: everything runs on loopback, in this checkout.
 """
@@ -129,17 +133,29 @@ async def main() -> None:
     parser.add_argument("--sim-procs", type=int, default=0,
                         help=f"engine processes (0 = one per {SIM_STREAMS_PER_PROCESS} streams, up to a quarter of "
                              "the cores)")
+    parser.add_argument("--pin", type=int, default=0, metavar="N",
+                        help="the gateway alone on the last N cores, everything else on the others")
     args = parser.parse_args()
     streams = args.streams
+    gateway_cores: set[int] = set()
+    if args.pin:
+        cores = sorted(os.sched_getaffinity(0))
+        if not 0 < args.pin < len(cores):
+            parser.error(f"--pin needs 1..{len(cores) - 1} cores on this box ({len(cores)} usable)")
+        gateway_cores = set(cores[-args.pin:])
+        os.sched_setaffinity(0, set(cores[:-args.pin]))  # the engine and the probe's workers inherit it
     sim_procs = args.sim_procs or min(math.ceil(streams / SIM_STREAMS_PER_PROCESS), max(1, usable_cores() // 4))
     load = os.getloadavg()
     print(f"gateway overhead: {streams} streams, synthetic engine TTFT {args.ttft * 1000:.0f} ms, ITL "
           f"{args.itl * 1000:.0f} ms, {args.tokens} tokens, {sim_procs} engine process(es); {usable_cores()} usable "
-          f"cores; load average {load[0]:.2f}; Python {sys.version.split()[0]}")
+          f"cores; load average {load[0]:.2f}; Python {sys.version.split()[0]}"
+          + (f"; gateway pinned alone to cores {sorted(gateway_cores)}" if gateway_cores else ""))
     knobs = Knobs(ttft_s=args.ttft, itl_s=args.itl, tokens=args.tokens, role_first=True)
     rows: dict[str, list[dict]] = {"direct": [], "gateway": []}
     with tempfile.TemporaryDirectory() as tmp, SyntheticEngine(knobs, sim_procs) as sim:
         gw, gw_url = start_gateway(sim.url, Path(tmp) / "log")
+        if gateway_cores:
+            os.sched_setaffinity(gw.pid, gateway_cores)
         try:
             for _ in range(args.rounds):
                 rows["direct"].append(await one_round(sim.url, sim, streams, args, None))
