@@ -253,6 +253,8 @@ class GatewayConfig:
     # A client's request line and headers: at most this many bytes (431), complete within this long (408)
     max_head_bytes: int = setting(64 * KIB, size=True, floor=MIN_LIMIT_BYTES)
     head_timeout_s: float = setting(30.0, floor=0.1)
+    # Ask vLLM, SGLang and Ollama for their token counts on a client's OpenAI stream (docs/gateway.md)
+    ask_usage: bool = True
     drain_timeout_s: float = setting(30.0, floor=0.0)
     # Opt-in capture of request bodies (docs/gateway.md): off at 0; a ring of this many bytes in <log_dir>/capture
     capture_bytes: int = setting(0, size=True, floor=0)

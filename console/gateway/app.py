@@ -32,6 +32,7 @@ from console.gateway.events import emit
 from console.gateway.keys import ClientKeys, bearer, fingerprint
 from console.gateway.record import Outcome, RequestRecord
 from console.gateway.tokens import TokenCounter
+from console.gateway.usage import UsageCut, with_usage_asked
 from console.secrets import redact
 
 Scope = MutableMapping[str, Any]
@@ -84,6 +85,7 @@ class Gateway:
         self.capture = capture
         self.on_chunk = on_chunk
         self.in_flight = 0
+        self.ask_usage = False  # set once the engine's kind is known to take the question (console/gateway/usage.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -162,10 +164,14 @@ class Gateway:
                 return
             rec.bytes_in = len(body)
             rec.request_hash = hashlib.sha256(body).hexdigest()
-            rec.model = _model(body)
+            obj = _json(body)
+            model = obj.get("model") if isinstance(obj, dict) else None
+            rec.model = model[:MODEL_CHARS] if isinstance(model, str) else None
+            asked = with_usage_asked(raw_path, body, obj) if self.ask_usage else None
             if self.on_start is not None:
                 self.on_start(rec)
-            await self._forward(rec, t0, scope, headers, body, receive, send, rid, reply)
+            await self._forward(rec, t0, scope, headers, body if asked is None else asked, receive, send, rid, reply,
+                                UsageCut() if asked is not None else None)
         finally:
             self.in_flight -= 1
             self._finish(rec, t0)
@@ -198,7 +204,8 @@ class Gateway:
                 return b"".join(parts)
 
     async def _forward(self, rec: RequestRecord, t0: int, scope: Scope, headers: list[tuple[bytes, bytes]],
-                       body: bytes, receive: Receive, send: Send, rid: bytes, reply: bytearray | None) -> None:
+                       body: bytes, receive: Receive, send: Send, rid: bytes, reply: bytearray | None,
+                       cut: UsageCut | None) -> None:
         query: bytes = scope.get("query_string", b"")
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         target = raw_path + (b"?" + query if query else b"")
@@ -221,13 +228,18 @@ class Gateway:
                     if rec.ttft_ms is None:
                         rec.ttft_ms = (time.perf_counter_ns() - t0) / 1e6
                     counter.feed(piece)
+                    last = resp.complete
+                    if cut is not None:  # the usage event the gateway asked for is the record's, not the client's
+                        piece = cut.feed(piece) + (cut.end() if last else b"")
+                        if not piece and not last:
+                            continue
                     rec.bytes_out += len(piece)
                     if reply is not None and len(reply) < REPLY_MAX:
                         reply += piece[:REPLY_MAX - len(reply)]
                     if on_chunk is not None:
                         on_chunk(rec, len(piece))
                     # The last piece goes with the body's end: one write (and syscall) instead of two.
-                    last = flags.done = resp.complete
+                    flags.done = last
                     await send({"type": "http.response.body", "body": piece, "more_body": not last})
                 if not flags.done:  # no body, or one that ended with the connection
                     flags.done = True
@@ -281,13 +293,12 @@ async def _answer(send: Send, status: int, message: str, rid: bytes) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _model(body: bytes) -> str | None:
-    """The `model` of a JSON request body (OpenAI and Ollama both name it there)."""
-    if not body.lstrip().startswith(b"{") or b'"model"' not in body:
+def _json(body: bytes) -> Any:
+    """A JSON request body parsed (for its `model`, which OpenAI and Ollama both name there, and its `stream`), or
+    None; bodies that cannot hold either are not parsed."""
+    if not body.lstrip().startswith(b"{") or (b'"model"' not in body and b'"stream"' not in body):
         return None
     try:
-        obj = json.loads(body)
+        return json.loads(body)
     except (ValueError, RecursionError):
         return None
-    model = obj.get("model") if isinstance(obj, dict) else None
-    return model[:MODEL_CHARS] if isinstance(model, str) else None

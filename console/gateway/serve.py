@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.config import Config, EngineConfig, GatewayConfig, is_loopback, split_listen
 from console.errors import ConfigError, EngineDeckError
@@ -27,9 +27,13 @@ from console.gateway.events import JsonLines, emit
 from console.gateway.head import bounded
 from console.gateway.keys import ClientKeys
 
+if TYPE_CHECKING:
+    from console.gateway.app import Gateway
+
 # Connections and requests at once; beyond it uvicorn answers 503 itself (and no record is written for those): the
 # bound on what a flood of clients can make the gateway hold.
 MAX_CONCURRENCY = 4096
+KIND_RETRY_S = 30.0  # an engine that was down when the gateway started: how often to ask it what it is
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Settings:
     drain_timeout_s: float
     max_head_bytes: int
     head_timeout_s: float
+    ask_usage: bool
     log_max_bytes: int
     log_max_age_s: float
     db_path: Path  # the usage ledger's database
@@ -83,6 +88,7 @@ def resolve(config: Config, gateway: GatewayConfig) -> Settings:
                     log_dir=log_dir, key_file=gateway.key_file or log_dir / "request-log.key", keys=keys,
                     max_request_bytes=gateway.max_request_bytes, drain_timeout_s=gateway.drain_timeout_s,
                     max_head_bytes=gateway.max_head_bytes, head_timeout_s=gateway.head_timeout_s,
+                    ask_usage=gateway.ask_usage,
                     log_max_bytes=gateway.log_max_bytes, log_max_age_s=gateway.log_max_age_s,
                     db_path=config.db_path, capture_bytes=gateway.capture_bytes,
                     capture_replies=gateway.capture_replies,
@@ -176,6 +182,10 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
     app = Gateway(upstream, keys=settings.keys, max_request_bytes=settings.max_request_bytes,
                   sinks=(write, ledger, live.end, *extra_sinks), on_close=drained, capture=capture,
                   on_start=live.start, on_chunk=live.chunk)
+    kind_task: asyncio.Task[None] | None = None
+    # Known before the first request when the engine is up: detection is bounded (about 1.5 s at most).
+    if settings.ask_usage and not await _learn_kind(app, settings.engine):
+        kind_task = asyncio.create_task(_keep_learning_kind(app, settings.engine))
     _quiet_uvicorn()
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, server_header=False,
                             date_header=False, timeout_graceful_shutdown=int(settings.drain_timeout_s + 0.999),
@@ -191,6 +201,8 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
             await server.serve(sockets=[sock])
         finally:
             flusher.cancel()
+            if kind_task is not None:
+                kind_task.cancel()
             live.close()
             if live_server is not None:
                 live_server.close()
@@ -204,6 +216,32 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
             sock.close()
     emit("stopped", gateway=settings.name)
     return 0
+
+
+async def _learn_kind(app: Gateway, engine: EngineConfig) -> bool:
+    """Whether the engine's kind is settled (and `app.ask_usage` set from it); False while it cannot be reached."""
+    from console.engines.detect import detect
+    from console.errors import UnreachableError
+    from console.gateway.usage import KINDS
+
+    kind = engine.kind
+    if kind == "auto":
+        try:
+            kind = (await detect(engine.url, cfg=engine)).kind
+        except UnreachableError:
+            return False
+        except EngineDeckError:  # answers, but as no engine enginedeck knows (or refuses): its streams stay as sent
+            kind = "unknown"
+    app.ask_usage = kind in KINDS
+    emit("engine_kind", kind=kind, ask_usage=app.ask_usage)
+    return True
+
+
+async def _keep_learning_kind(app: Gateway, engine: EngineConfig) -> None:
+    while True:
+        await asyncio.sleep(KIND_RETRY_S)
+        if await _learn_kind(app, engine):
+            return
 
 
 def with_overrides(gateway: GatewayConfig, **changes: Any) -> GatewayConfig:

@@ -2,9 +2,8 @@
 
 Where each kind of answer says them:
 - OpenAI-compatible (`/v1/...`): `usage.prompt_tokens` / `usage.completion_tokens`: in a whole answer, and in a
-  stream's last chunk when the client asked for it (`stream_options.include_usage`). The gateway never adds that
-  option itself: it would have to cut the chunk it asked for out of the client's stream, and the `"usage": null`
-  some engines then add to every other chunk.
+  stream's last chunk when the client asked for it (`stream_options.include_usage`), or the gateway did
+  (console/gateway/usage.py: it is fed the stream before that event is cut).
 - llama.cpp's server also sends `timings.prompt_n` / `timings.predicted_n` in a stream's last chunk, asked or not:
   used when there is no `usage`.
 - Ollama (`/api/chat`, `/api/generate`): `prompt_eval_count` / `eval_count` in the last line (`done: true`) or

@@ -96,6 +96,12 @@ def gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
             gw.proc.wait(5)
 
 
+def forwarded(fake: Any) -> list[Any]:
+    """What a fake engine got from the gateway's clients: not the gateway's own detection of the engine's kind
+    at start (console/gateway/serve.py), which says it is enginedeck."""
+    return [r for r in fake.requests if r.headers.get("user-agent") != "enginedeck"]
+
+
 def verify(gw: GatewayProc) -> list[dict[str, Any]]:
     """`enginedeck audit verify` on every file of the gateway's log: each must pass, every line valid."""
     from console.gateway.log import log_files

@@ -10,7 +10,7 @@ import time
 import httpx
 
 from tests.fakes.http_fake import LoopServer, chunk_frame
-from tests.unit.gateway.conftest import verify
+from tests.unit.gateway.conftest import forwarded, verify
 
 PIECES = [b'data: {"choices":[{"delta":{"content":"he', b'llo"}}]}\n\n: ping\r\n\r\n',
           b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n', b"data: [DONE]\n\n"]
@@ -95,8 +95,8 @@ def test_engine_connections_are_kept_alive_between_requests(gateway, ollama_serv
     r = httpx.post(f"{gw.url}/api/chat", json={"model": "llama3.2:1b", "stream": False,
                                                 "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200
-    peers = {rec.peer for rec in ollama_server.requests}
-    assert len(ollama_server.requests) == 4 and len(peers) == 1  # one connection for all four
+    peers = {rec.peer for rec in forwarded(ollama_server)}
+    assert len(forwarded(ollama_server)) == 4 and len(peers) == 1  # one connection for all four
 
 
 def test_a_client_that_leaves_after_done_had_its_answer(gateway) -> None:

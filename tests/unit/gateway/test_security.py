@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.fakes.ollama_server import ollama_contract_server
-from tests.unit.gateway.conftest import ROOT, verify
+from tests.unit.gateway.conftest import ROOT, forwarded, verify
 
 ENGINE_KEY = "engine-secret-key-0123456789abcdef"
 CLIENT_KEY = "team-a-key-0123456789abcdef"
@@ -108,7 +108,7 @@ def test_request_bodies_are_bounded(tmp_path: Path, gateway, ollama_server) -> N
     assert told.status_code == streamed.status_code == 413
     recs = gw.wait_records(2)
     assert [r["outcome"] for r in recs] == ["rejected", "rejected"]
-    assert ollama_server.requests == []  # nothing reached the engine
+    assert forwarded(ollama_server) == []  # nothing reached the engine
     verify(gw)
 
 
