@@ -6,7 +6,7 @@ every chunk of 64 streams. Per request:
 2. the body is read whole, within `max_request_bytes` (413) and the engine's `request_timeout` (408);
 3. the request goes to the engine (console/engines/passthrough.py: the engine's key instead of the client's,
    every byte read back bounded); status, headers and body come back to the client as the engine sent them,
-   one socket read at a time (no re-chunking of SSE or NDJSON);
+   one socket read at a time (no re-chunking of SSE or NDJSON; the one exception: console/gateway/usage.py);
 4. a client that goes away cancels the engine's request (its connection is closed);
 5. the record (console/gateway/record.py) goes to every sink: the signed log, the usage ledger, the live view.
 An engine that cannot be reached, or breaks a bound before its answer's head, gets the client a 502 (504 for a
