@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,11 +136,18 @@ async def prometheus_view(client: PrometheusClient, *, host_filter: str | None =
 
 def local_view(snap: Snapshot, *, host: str, host_filter: str | None = None) -> FleetView:
     """This box alone, from the exporter's own collection: its metric families as the series Prometheus would
-    answer (instance "local"), read by the same parser."""
+    answer (instance "local"), read by the same parser; its memory and load as node_exporter would say them."""
+    import psutil
+
     instance = {"instance": "local", "job": "enginedeck"}
     series = [Series({**instance, **s.labels, "__name__": s.name}, s.value)
               for family in families(snap, host=host, folded_total={}) for s in family.samples]
-    view = build_view("this box", series, up=[Series({**instance, "__name__": "up"}, 1.0)], host_filter=host_filter)
+    memory = psutil.virtual_memory()
+    node = [Series({**instance, "__name__": name}, float(value)) for name, value in (
+        ("node_memory_MemAvailable_bytes", memory.available), ("node_memory_MemTotal_bytes", memory.total),
+        ("node_load1", os.getloadavg()[0]))]
+    view = build_view("this box", series, node=node, up=[Series({**instance, "__name__": "up"}, 1.0)],
+                      host_filter=host_filter)
     view.seconds = snap.duration_s
     view.errors = [f"{part}: missed the deadline" for part in snap.late] + list(snap.errors)
     return view

@@ -15,6 +15,8 @@ def test_this_box_alone_shows_its_engines_models_and_gpus(cli, capsys, ollama_se
     view = json.loads(capsys.readouterr().out)
     (host,) = view["hosts"]
     assert view["source"] == "this box" and host["reachable"] is True
+    # Its memory and load, as node_exporter would give them for a host of the fleet
+    assert 0 < host["mem_available_bytes"] <= host["mem_total_bytes"] and host["load1"] >= 0
     (engine,) = host["engines"]
     assert engine["name"] == "o" and engine["up"] and [m["name"] for m in engine["models"]] == ["qwen3:4b"]
     (g,) = host["gpus"]
