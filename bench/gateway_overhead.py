@@ -12,7 +12,7 @@ in-flight stream = (the gateway's peak RSS during a gateway round − its RSS ju
 in production; every line is verified at the end.
 
     .venv/bin/python bench/gateway_overhead.py [--streams 64] [--rounds 3] [--itl 0.005] [--tokens 64]
-                                               [--sim-procs K] [--workers N] [--pin N]
+                                               [--sim-procs K] [--workers N] [--pin N] [--gateway-workers N]
 
 `--pin N` gives the gateway N cores of its own (the last N) and everything else (the probe, its workers, the
 engine) the rest, so the gateway's figures are not its share of a crowded CPU: on a small box, the nearest thing to
@@ -59,9 +59,10 @@ def arrivals(rec):
     return list(itertools.accumulate(rec.gaps_ns, initial=rec.t_first_ns))
 
 
-def start_gateway(upstream: str, log_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_gateway(upstream: str, log_dir: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "console", "--no-discover", "--config", os.devnull, "gateway",
-                             "--listen", "127.0.0.1:0", "--upstream", upstream, "--log-dir", str(log_dir)],
+                             "--listen", "127.0.0.1:0", "--upstream", upstream, "--log-dir", str(log_dir),
+                             "--workers", str(workers)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     while '"listening"' not in (line := proc.stderr.readline()):
@@ -70,10 +71,23 @@ def start_gateway(upstream: str, log_dir: Path) -> tuple[subprocess.Popen[str], 
     return proc, f"http://127.0.0.1:{json.loads(line)['port']}"
 
 
-async def sample_rss(pid: int, peak: list[int], stop: asyncio.Event) -> None:
+def tree(pid: int) -> list[psutil.Process]:
+    """The gateway and its workers."""
     proc = psutil.Process(pid)
+    return [proc, *proc.children()]
+
+
+def rss(pid: int) -> int:
+    return sum(p.memory_info().rss for p in tree(pid))
+
+
+def cpu(pid: int) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in tree(pid))
+
+
+async def sample_rss(pid: int, peak: list[int], stop: asyncio.Event) -> None:
     while not stop.is_set():
-        peak[0] = max(peak[0], proc.memory_info().rss)
+        peak[0] = max(peak[0], rss(pid))
         await asyncio.sleep(0.02)
 
 
@@ -85,8 +99,8 @@ async def one_round(url: str, sim: SyntheticEngine, streams: int, args: argparse
     cfg = EngineConfig(name="sim", url=url, kind="openai")
     engine = OpenAICompatEngine(cfg, max_connections=params.connections)
     peak = [0]
-    before = psutil.Process(gateway_pid).memory_info().rss if gateway_pid else 0
-    cpu_before = sum(psutil.Process(gateway_pid).cpu_times()[:2]) if gateway_pid else 0.0
+    before = rss(gateway_pid) if gateway_pid else 0
+    cpu_before = cpu(gateway_pid) if gateway_pid else 0.0
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_rss(gateway_pid, peak, stop)) if gateway_pid else None
     try:
@@ -97,7 +111,7 @@ async def one_round(url: str, sim: SyntheticEngine, streams: int, args: argparse
         if sampler is not None:
             await sampler
         await engine.aclose()
-    cpu = sum(psutil.Process(gateway_pid).cpu_times()[:2]) - cpu_before if gateway_pid else 0.0
+    used = cpu(gateway_pid) - cpu_before if gateway_pid else 0.0
     truth = sim.truth()
     by_tag = {r["tag"]: r for r in truth["requests"] if r["tag"]}
     chunks = sum(len(r["chunks"]) for r in truth["requests"])
@@ -109,7 +123,7 @@ async def one_round(url: str, sim: SyntheticEngine, streams: int, args: argparse
     fig = result.levels[0]
     return {"fig": fig, "added": Dist.of(added), "errors": sum(fig.errors.values()),
             "rss_per_stream": (peak[0] - before) / streams if gateway_pid else None,
-            "cpu_us_per_chunk": cpu / chunks * 1e6 if gateway_pid and chunks else None}
+            "cpu_us_per_chunk": used / chunks * 1e6 if gateway_pid and chunks else None}
 
 
 def ms(dist: Dist | None, key: str, scale: float = 1.0) -> float | None:
@@ -135,6 +149,8 @@ async def main() -> None:
                              "the cores)")
     parser.add_argument("--pin", type=int, default=0, metavar="N",
                         help="the gateway alone on the last N cores, everything else on the others")
+    parser.add_argument("--gateway-workers", type=int, default=1, metavar="N",
+                        help="the gateway's worker processes (its --workers)")
     args = parser.parse_args()
     streams = args.streams
     gateway_cores: set[int] = set()
@@ -149,13 +165,15 @@ async def main() -> None:
     print(f"gateway overhead: {streams} streams, synthetic engine TTFT {args.ttft * 1000:.0f} ms, ITL "
           f"{args.itl * 1000:.0f} ms, {args.tokens} tokens, {sim_procs} engine process(es); {usable_cores()} usable "
           f"cores; load average {load[0]:.2f}; Python {sys.version.split()[0]}"
-          + (f"; gateway pinned alone to cores {sorted(gateway_cores)}" if gateway_cores else ""))
+          + (f"; gateway pinned alone to cores {sorted(gateway_cores)}" if gateway_cores else "")
+          + f"; gateway workers {args.gateway_workers}")
     knobs = Knobs(ttft_s=args.ttft, itl_s=args.itl, tokens=args.tokens, role_first=True)
     rows: dict[str, list[dict]] = {"direct": [], "gateway": []}
     with tempfile.TemporaryDirectory() as tmp, SyntheticEngine(knobs, sim_procs) as sim:
-        gw, gw_url = start_gateway(sim.url, Path(tmp) / "log")
+        gw, gw_url = start_gateway(sim.url, Path(tmp) / "log", args.gateway_workers)
         if gateway_cores:
-            os.sched_setaffinity(gw.pid, gateway_cores)
+            for proc in tree(gw.pid):
+                os.sched_setaffinity(proc.pid, gateway_cores)
         try:
             for _ in range(args.rounds):
                 rows["direct"].append(await one_round(sim.url, sim, streams, args, None))

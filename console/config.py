@@ -255,6 +255,8 @@ class GatewayConfig:
     head_timeout_s: float = setting(30.0, floor=0.1)
     # Ask vLLM, SGLang and Ollama for their token counts on a client's OpenAI stream (docs/gateway.md)
     ask_usage: bool = True
+    # Processes serving the gateway's socket (docs/gateway.md, "Workers"); 1: the one process does everything
+    workers: int = setting(1, floor=1, ceiling=64)
     drain_timeout_s: float = setting(30.0, floor=0.0)
     # Opt-in capture of request bodies (docs/gateway.md): off at 0; a ring of this many bytes in <log_dir>/capture
     capture_bytes: int = setting(0, size=True, floor=0)

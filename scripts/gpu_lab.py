@@ -390,8 +390,16 @@ def record_energy(out: Path) -> None:
                                  "--model", labkit.SERVED_NAME, "--levels", "1,16,64"], timeout=400)
 
 
+def record_gateway(out: Path) -> None:
+    """The gateway's overhead on this 16-core host (docs/gateway.md, "Figures"; issue 14's targets are for one):
+    the synthetic engine, 64 streams, direct against through the gateway, with one process and with 8 workers."""
+    for workers in (1, 8):
+        _run(out, f"gateway-w{workers}.txt", [sys.executable, "bench/gateway_overhead.py", "--streams", "64",
+                                             "--rounds", "5", "--gateway-workers", str(workers)], timeout=280)
+
+
 RECORDS = {"ps": record_ps, "fit": record_fit, "tui": record_tui, "probe": record_probe,
-           "capacity": record_capacity, "energy": record_energy}
+           "capacity": record_capacity, "energy": record_energy, "gateway": record_gateway}
 
 
 def record(names: list[str]) -> int:

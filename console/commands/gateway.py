@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from console.argtypes import seconds
+from console.argtypes import positive_int, seconds
 
 
 def size(text: str) -> int:
@@ -43,6 +43,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--capture-replies", action="store_true", default=None, help="with --capture: keep replies too")
     p.add_argument("--capture-redact", metavar="FIELDS",
                    help="JSON fields and headers to redact from the capture, comma-separated")
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="processes serving the socket (default 1; docs/gateway.md says when more help)")
     p.add_argument("--no-ask-usage", dest="ask_usage", action="store_false", default=None,
                    help="never add stream_options.include_usage to a client's OpenAI stream (docs/gateway.md)")
     p.set_defaults(handler=run)
@@ -68,7 +70,8 @@ def gateway_config(args: argparse.Namespace, ctx: Context) -> Any:
     return with_overrides(base, listen=args.listen, upstream=args.upstream, log_dir=args.log_dir,
                           key_file=args.key_file, keys_file=args.keys_file, keys_env=args.keys_env,
                           drain_timeout_s=args.drain, capture_bytes=args.capture, capture_replies=args.capture_replies,
-                          capture_redact=args.capture_redact, ask_usage=args.ask_usage)
+                          capture_redact=args.capture_redact, ask_usage=args.ask_usage,
+                          workers=args.workers)
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:

@@ -87,23 +87,29 @@ class Live:
 
     # ---- the gateway's side (cheap: called for every request and every chunk)
 
-    def start(self, rec: RequestRecord) -> None:
-        now = time.monotonic()
+    def start(self, rec: RequestRecord, at: float | None = None) -> None:
+        """`at`: when it arrived (time.monotonic(), one clock for every process of the box), if not now."""
+        now = time.monotonic() if at is None else at
         self.flights[rec.request_id] = _Flight(rec, now)
         self.arrivals.append((now, rec.client))
         if self.followers:
             self._send({"event": "start", **self._flight(self.flights[rec.request_id], now)})
 
     def chunk(self, rec: RequestRecord, size: int) -> None:
-        flight = self.flights.get(rec.request_id)
+        self.progress(rec.request_id, 1, size)
+
+    def progress(self, request_id: str, chunks: int, size: int, first: float | None = None) -> None:
+        """`chunks` pieces of `size` bytes in all went to the client; `first`: when the first one did, if earlier
+        (a gateway worker says its progress a few times a second: console/gateway/workers.py)."""
+        flight = self.flights.get(request_id)
         if flight is None:
             return
         if flight.first is None:
-            flight.first = time.monotonic()
+            flight.first = time.monotonic() if first is None else first
             if self.followers:
-                self._send({"event": "first_byte", "request_id": rec.request_id,
+                self._send({"event": "first_byte", "request_id": request_id,
                             "ttft_ms": round((flight.first - flight.t0) * 1000, 1)})
-        flight.chunks += 1
+        flight.chunks += chunks
         flight.bytes += size
         flight.changed = True
         if self.followers and self._ticker is None:

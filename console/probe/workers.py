@@ -12,12 +12,9 @@ holds every measured record. Records come back one by one, so progress and cance
 working; each worker's trace and overhead samples come back at the level's end and are merged by the parent,
 which also keeps the /metrics sampler.
 
-Workers are fresh interpreters (`python -m console.probe.workers`), started once per run, never forked: the TUI
-runs the probe from a thread, and a fork of a threaded process is unsafe. multiprocessing's `spawn` was not used
-because it keeps a resource-tracker process alive for the rest of the app and re-imports the caller's main
-module. Each worker talks to the parent over a socket pair (length-prefixed pickles, between two processes of
-ours only). Workers never outlive the probe: the parent terminates them on cancel or error, and a worker whose
-socket to the parent closes exits.
+Workers are fresh interpreters (`python -m console.probe.workers`, console/frames.py says why never forks),
+started once per run, each talking to the parent over a socket pair. Workers never outlive the probe: the parent
+terminates them on cancel or error, and a worker whose socket to the parent closes exits.
 """
 
 from __future__ import annotations
@@ -28,20 +25,18 @@ import fcntl
 import gc
 import math
 import os
-import pickle
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.config import EngineConfig
 from console.errors import EngineDeckError, ProbeError
+from console.frames import read_frame, spawn, write_frame
 from console.probe.figures import LevelTrace
 from console.probe.overhead import MeterState, OverheadMeter
 from console.probe.params import GC_THRESHOLD_DURING_PROBE
@@ -114,20 +109,6 @@ class TicketFile:
             os.close(self.fd)
 
 
-_FRAME = struct.Struct("!I")
-
-
-async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...]:
-    size = _FRAME.unpack(await reader.readexactly(_FRAME.size))[0]
-    msg: tuple[Any, ...] = pickle.loads(await reader.readexactly(size))
-    return msg
-
-
-def _write(writer: asyncio.StreamWriter, msg: tuple[Any, ...]) -> None:
-    data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-    writer.write(_FRAME.pack(len(data)) + data)
-
-
 # ---------------------------------------------------------------------------------------------- parent side
 
 
@@ -156,11 +137,14 @@ class WorkerPool:
     async def start(self) -> None:
         try:
             for w in range(self.size):
-                proc, ours = _spawn()
+                try:
+                    proc, ours = spawn("console.probe.workers")
+                except OSError as exc:
+                    raise ProbeError(f"cannot start a probe worker: {exc}", hint="try --workers 1") from None
                 reader, writer = await asyncio.open_unix_connection(sock=ours)
                 task = asyncio.create_task(self._pump(w, reader), name=f"probe-worker-{w}-inbox")
                 self._workers.append(_Worker(proc, writer, task))
-                _write(writer, ("init", self.source, self.model, self.params, self._ticket_path))
+                write_frame(writer, ("init", self.source, self.model, self.params, self._ticket_path))
             ready = 0
             async with asyncio.timeout(START_TIMEOUT_S):
                 while ready < self.size:
@@ -178,7 +162,7 @@ class WorkerPool:
     async def _pump(self, w: int, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                self._inbox.put_nowait((w, await _read(reader)))
+                self._inbox.put_nowait((w, await read_frame(reader)))
         except (asyncio.IncompleteReadError, ConnectionError):
             self._inbox.put_nowait((w, ("gone",)))
         except Exception as exc:  # an unreadable message: say so, rather than wait for it forever
@@ -201,7 +185,7 @@ class WorkerPool:
         total = self.params.requests_for(level)
         self._tickets.reset()
         for w in range(workers):
-            _write(self._workers[w].writer, ("level", level, list(range(w, level, workers))))
+            write_frame(self._workers[w].writer, ("level", level, list(range(w, level, workers))))
         received = 0
         while received < total:
             w, msg = await self._inbox.get()
@@ -212,7 +196,7 @@ class WorkerPool:
             elif msg[0] == "measure":
                 on_first_ticket()
         for w in range(workers):
-            _write(self._workers[w].writer, ("stop",))
+            write_frame(self._workers[w].writer, ("stop",))
         states: list[MeterState] = []
         try:
             async with asyncio.timeout(STOP_TIMEOUT_S):
@@ -246,25 +230,6 @@ class WorkerPool:
             os.unlink(self._ticket_path)
 
 
-def _spawn() -> tuple[subprocess.Popen[bytes], socket.socket]:
-    """A worker interpreter and our end of its socket. Popen blocks only until the child is exec'd (a few ms);
-    asyncio's own subprocess support makes the same call on the loop."""
-    root = str(Path(__file__).resolve().parents[2])  # the child imports this very package, wherever it is
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    ours, theirs = socket.socketpair()
-    with theirs:
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "console.probe.workers", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError as exc:
-            ours.close()
-            raise ProbeError(f"cannot start a probe worker: {exc}", hint="try --workers 1") from None
-    return proc, ours
-
-
 # ---------------------------------------------------------------------------------------------- worker side
 
 
@@ -282,21 +247,21 @@ async def _serve(sock: socket.socket) -> None:
 
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     try:
-        cmd = await _read(reader)
+        cmd = await read_frame(reader)
         source, model, params, ticket_path = cmd[1:]
         tickets = TicketFile(ticket_path)
         engine = build_engine(source.config, source.kind, max_connections=params.connections)
     except (asyncio.IncompleteReadError, ConnectionError):
         return
     except EngineDeckError as exc:
-        _write(writer, ("error", str(exc)))
+        write_frame(writer, ("error", str(exc)))
         await writer.drain()
         return
     try:
-        _write(writer, ("ready",))
+        write_frame(writer, ("ready",))
         while True:
             try:
-                cmd = await _read(reader)
+                cmd = await read_frame(reader)
             except (asyncio.IncompleteReadError, ConnectionError):  # the parent is gone: stop
                 return
             if cmd[0] != "level":
@@ -306,7 +271,7 @@ async def _serve(sock: socket.socket) -> None:
             if told[0] != "stop":
                 return
     except Exception as exc:  # a bug in the probe: said in one line by the parent, never a hang
-        _write(writer, ("error", f"{type(exc).__name__}: {exc}"))
+        write_frame(writer, ("error", f"{type(exc).__name__}: {exc}"))
         await writer.drain()
     finally:
         await engine.aclose()
@@ -318,8 +283,8 @@ async def _level(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, eng
     """This worker's share of one level; returns the parent's word that ended it ("stop", or "gone")."""
     trace, meter, stop = LevelTrace(), OverheadMeter(), asyncio.Event()
     streams = LevelStreams(engine, model, params, level, next_ticket=tickets.take,
-                           on_record=lambda rec: _write(writer, ("record", rec)),
-                           on_first_ticket=lambda: _write(writer, ("measure",)), trace=trace, meter=meter)
+                           on_record=lambda rec: write_frame(writer, ("record", rec)),
+                           on_first_ticket=lambda: write_frame(writer, ("measure",)), trace=trace, meter=meter)
     watcher = asyncio.create_task(_until_told(reader, stop))
     try:
         async with meter:
@@ -328,7 +293,7 @@ async def _level(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, eng
         if not watcher.done():
             watcher.cancel()
     told = await watcher
-    _write(writer, ("level_done", trace, meter.state()))
+    write_frame(writer, ("level_done", trace, meter.state()))
     await writer.drain()
     return told
 
@@ -336,7 +301,7 @@ async def _level(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, eng
 async def _until_told(reader: asyncio.StreamReader, stop: asyncio.Event) -> tuple[Any, ...]:
     """The parent's next word ("stop" when it holds every measured record) ends the level; so does its absence."""
     try:
-        told = await _read(reader)
+        told = await read_frame(reader)
     except (asyncio.IncompleteReadError, ConnectionError):
         told = ("gone",)
     stop.set()
