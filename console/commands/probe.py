@@ -54,16 +54,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("target", nargs="+", metavar="ARG", help="ENGINE MODEL, or history, show RUN_ID, compare A B")
     p.add_argument("--levels", default=None, help="concurrency levels, e.g. 1,2,4,8 (default 1,2,4,8,16,32)")
-    p.add_argument("--requests", type=int, default=20, metavar="N",
+    p.add_argument("--requests", default=20, metavar="N",
                    help="measured requests per level (at least 2 per stream; default 20)")
-    p.add_argument("--max-tokens", type=int, default=128, metavar="N", help="output tokens asked per request")
-    p.add_argument("--prompt-tokens", type=int, default=64, metavar="N",
+    p.add_argument("--max-tokens", default=128, metavar="N", help="output tokens asked per request")
+    p.add_argument("--prompt-tokens", default=64, metavar="N",
                    help="approximate prompt length (no tokenizer is used; the server's count is shown)")
     p.add_argument("--ignore-eos", action="store_true",
                    help="ask for exactly --max-tokens (vLLM, llama.cpp, SGLang; others may refuse it)")
     p.add_argument("--request-timeout", type=seconds, default=120.0, metavar="SECONDS",
                    help="a whole reply; a longer one counts as a timeout error (default 120)")
-    p.add_argument("--workers", type=int, default=0, metavar="N",
+    p.add_argument("--workers", default=0, metavar="N",
                    help="processes that run a level's streams (default 0: more than one only for levels over 32 "
                         "streams on a box with the cores; 1: always in this process)")
     p.add_argument("--slo", default=None, metavar="SPEC",
@@ -71,7 +71,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--verdict", choices=("pessimistic", "point"), default="pessimistic",
                    help="judge TTFT p90 and decode p10 at their 95%% intervals' pessimistic end (default) or at "
                         "the figures")
-    p.add_argument("--precision", type=int, default=1, metavar="N",
+    p.add_argument("--precision", default=1, metavar="N",
                    help="after the ladder, bisect between the last passing and first failing level until they "
                         "are N apart (default 1: exact; 0: no bisection)")
     p.add_argument("--noise-guard", action="store_true",
@@ -81,7 +81,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--rates", default=None, metavar="R1,R2,…", help="open loop: a ladder of arrival rates")
     p.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson",
                    help="open loop: Poisson arrivals (default) or evenly spaced")
-    p.add_argument("--max-in-flight", type=int, default=256, metavar="N",
+    p.add_argument("--max-in-flight", default=256, metavar="N",
                    help="open loop: a request due while N are in flight is dropped (counted as failed), not "
                         "delayed (default 256)")
     p.add_argument("--energy", action="store_true",
@@ -150,23 +150,18 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
     from console.engines.registry import build_engine
     from console.probe.environment import engine_version, environment
     from console.probe.ladder import Probe
-    from console.probe.params import DEFAULT_LEVELS, ProbeParams, parse_levels, parse_rates
+    from console.probe.params import probe_params
     from console.probe.report import RunView
     from console.probe.slo import parse_slo
     from console.probe.workers import EngineSource
 
     if ctx.config.read_only:
         raise ReadOnlyError("probe refused: enginedeck runs with --read-only (a probe loads the engine)")
-    if args.rate and args.rates:
-        raise ConfigError("probe: give --rate or --rates, not both")
-    if (args.rate or args.rates) and args.levels:
-        raise ConfigError("probe: --levels is the closed loop and --rate/--rates the open loop; give one")
-    params = ProbeParams(
-        levels=parse_levels(args.levels) if args.levels else DEFAULT_LEVELS,
+    params = probe_params(
+        levels=args.levels, rate=args.rate, rates=args.rates,
         requests=args.requests, max_tokens=args.max_tokens, prompt_tokens=args.prompt_tokens,
         timeout_s=args.request_timeout, ignore_eos=args.ignore_eos, workers=args.workers,
         verdict=args.verdict, precision=args.precision, noise_guard=args.noise_guard,
-        rates=parse_rates(args.rate or args.rates) if (args.rate or args.rates) else (),
         arrivals=args.arrivals, max_in_flight=args.max_in_flight,
     )
     slo = parse_slo(args.slo, ctx.config.slo)
