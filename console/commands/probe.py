@@ -283,31 +283,45 @@ async def _show(args: argparse.Namespace, ctx: Context, run_id: int) -> int:
 
 async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int) -> int:
     from console.commands.output import Col, print_json, print_table
-    from console.probe.report import compare_rows
+    from console.probe.report import compare_key, compare_rows
 
     a, b = await _load(ctx, a_id), await _load(ctx, b_id)
+    by = compare_key(a, b)
     rows = compare_rows(a, b)
     if args.json:
-        print_json({"a": _summary(a), "b": _summary(b), "levels": rows})
+        print_json({"a": _summary(a), "b": _summary(b), "by": by, "levels": rows})
         return 0
     print(f"A = run {a.run_id}: {_who(a)}")
     print(f"B = run {b.run_id}: {_who(b)}")
-    print(f"max usable concurrency: A {or_dash(a.verdict.max_usable_concurrency)}  "
-          f"B {or_dash(b.verdict.max_usable_concurrency)}   knee: A {or_dash(a.verdict.knee)}  "
-          f"B {or_dash(b.verdict.knee)}")
+    if by == "rate":
+        print(f"max sustainable rate: A {_usable(a.verdict.to_dict())}  B {_usable(b.verdict.to_dict())}")
+        # The open loop's answer first: what the engine achieved and what met every SLO at each offered rate.
+        groups: tuple[tuple[int, tuple[str, ...]], ...] = (
+            (8, ("TTFT p90 A", "B", "Δ")), (7, ("ACHIEVED A", "B", "Δ")), (6, ("GOODPUT A", "B", "Δ")),
+            (5, ("ERR A", "B")))
+    else:
+        print(f"max usable concurrency: A {or_dash(a.verdict.max_usable_concurrency)}  "
+              f"B {or_dash(b.verdict.max_usable_concurrency)}   knee: A {or_dash(a.verdict.knee)}  "
+              f"B {or_dash(b.verdict.knee)}")
+        groups = ((8, ("TTFT p90 A", "B", "Δ")), (6, ("TOK/S A", "B", "Δ")), (5, ("DECODE p10 A", "B", "Δ")),
+                  (9, ("ERR A", "B")))
     # A figure's A, B and Δ share a priority, so at 80 columns a figure goes whole (rightmost first).
-    headers = [Col("C", keep=10, right=True),
-               *(Col(h, keep=keep, right=True) for keep, group in (
-                   (8, ("TTFT p90 A", "B", "Δ")), (6, ("TOK/S A", "B", "Δ")), (5, ("DECODE p10 A", "B", "Δ")),
-                   (9, ("ERR A", "B"))) for h in group)]
+    headers = [Col("RATE" if by == "rate" else "C", keep=10, right=True),
+               *(Col(h, keep=keep, right=True) for keep, group in groups for h in group)]
     table = []
     for r in rows:
+        t = r["ttft_p90_s"]
+        if by == "rate":
+            step, second, third = f"{r['rate']:g}/s", r["req_s"], r["goodput"]
+            digits = 2
+        else:
+            step, second, third = r["concurrency"], r["agg_tok_s"], r["decode_p10_tok_s"]
+            digits = 1
         table.append([
-            r["concurrency"], millis(r["ttft_p90_s"]["a"]), millis(r["ttft_p90_s"]["b"]),
-            change(r["ttft_p90_s"]["delta_pct"]),
-            number(r["agg_tok_s"]["a"]), number(r["agg_tok_s"]["b"]), change(r["agg_tok_s"]["delta_pct"]),
-            number(r["decode_p10_tok_s"]["a"]), number(r["decode_p10_tok_s"]["b"]),
-            change(r["decode_p10_tok_s"]["delta_pct"]), rate(r["error_rate"]["a"]), rate(r["error_rate"]["b"]),
+            step, millis(t["a"]), millis(t["b"]), change(t["delta_pct"]),
+            number(second["a"], digits), number(second["b"], digits), change(second["delta_pct"]),
+            number(third["a"], digits), number(third["b"], digits), change(third["delta_pct"]),
+            rate(r["error_rate"]["a"]), rate(r["error_rate"]["b"]),
         ])
     print_table(headers, table)
     return 0
@@ -381,7 +395,7 @@ def _who(view: RunView) -> str:
 def _summary(view: RunView) -> dict[str, Any]:
     return {"run_id": view.run_id, "engine": view.engine, "engine_kind": view.engine_kind, "model": view.model,
             "status": view.status, "max_usable_concurrency": view.verdict.max_usable_concurrency,
-            "knee": view.verdict.knee, "slo": dict(view.slo)}
+            "max_rate": view.verdict.max_rate, "knee": view.verdict.knee, "slo": dict(view.slo)}
 
 
 def _iso(ts: float, *, short: bool = False) -> str:
