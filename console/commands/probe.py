@@ -11,7 +11,7 @@ import asyncio
 import csv
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -30,6 +30,8 @@ from console.present.probe import (
     number,
     or_dash,
     rate,
+    steps,
+    usable,
     verdict_lines,
 )
 
@@ -248,23 +250,10 @@ async def _history(args: argparse.Namespace, ctx: Context) -> int:
         [Col("ID", keep=9, right=True), Col("STARTED", keep=5), Col("ENGINE", "middle", keep=7),
          Col("MODEL", "middle", keep=8, min=14), Col("STATUS", keep=6), Col("LEVELS", "end", keep=3, min=8),
          Col("MAX USABLE", keep=9, right=True), Col("KNEE", keep=6, right=True)],
-        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status, _steps(r.params or {}),
-          _usable(r.verdict or {}), (r.verdict or {}).get("knee")] for r in runs],
+        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status, steps(r.params or {}),
+          usable(r.verdict or {}), (r.verdict or {}).get("knee")] for r in runs],
     )
     return 0
-
-
-def _steps(params: Mapping[str, Any]) -> str:
-    """A run's concurrency levels, or its open-loop rates as "2/s,5/s"."""
-    if params.get("rates"):
-        return ",".join(f"{r:g}/s" for r in params["rates"])
-    return ",".join(str(n) for n in params.get("levels", []))
-
-
-def _usable(verdict: Mapping[str, Any]) -> Any:
-    """Max usable concurrency, or for an open-loop run its max sustainable rate."""
-    rate = verdict.get("max_rate")
-    return f"{rate:g}/s" if rate is not None else verdict.get("max_usable_concurrency")
 
 
 async def _load(ctx: Context, run_id: int) -> RunView:
@@ -294,7 +283,7 @@ async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int)
     print(f"A = run {a.run_id}: {_who(a)}")
     print(f"B = run {b.run_id}: {_who(b)}")
     if by == "rate":
-        print(f"max sustainable rate: A {_usable(a.verdict.to_dict())}  B {_usable(b.verdict.to_dict())}")
+        print(f"max sustainable rate: A {usable(a.verdict.to_dict())}  B {usable(b.verdict.to_dict())}")
         # The open loop's answer first: what the engine achieved and what met every SLO at each offered rate.
         groups: tuple[tuple[int, tuple[str, ...]], ...] = (
             (8, ("TTFT p90 A", "B", "Δ")), (7, ("ACHIEVED A", "B", "Δ")), (6, ("GOODPUT A", "B", "Δ")),

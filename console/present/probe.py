@@ -114,6 +114,19 @@ def noise_line(noise: Mapping[str, Any]) -> str:
             f"{DASH if spread is None else f'{spread:.1%}'} ({said}; warns above 10%)")
 
 
+def steps(params: Mapping[str, Any]) -> str:
+    """A run's concurrency levels, or its open-loop rates as "2/s,5/s"."""
+    if params.get("rates"):
+        return ",".join(f"{r:g}/s" for r in params["rates"])
+    return ",".join(str(n) for n in params.get("levels", []))
+
+
+def usable(verdict: Mapping[str, Any]) -> str:
+    """Max usable concurrency, or for an open-loop run its max sustainable rate."""
+    found = verdict.get("max_rate")
+    return f"{found:g}/s" if found is not None else or_dash(verdict.get("max_usable_concurrency"))
+
+
 def or_dash(value: Any) -> str:
     return DASH if value is None else str(value)
 
