@@ -75,6 +75,8 @@ def verdict_lines(view: RunView) -> list[str]:
     else:
         lines = [f"Max usable concurrency: {or_dash(v.max_usable_concurrency)} ({crit})",
                  f"Knee: {or_dash(v.knee)}" + ("" if v.knee else " (throughput kept rising or TTFT did not jump)")]
+    if (line := answer_line(view)) is not None:
+        lines.append(line)
     lines.append(f"TTFT p90 and decode p10 judged {how}")
     if v.bisected:
         ladder = sorted(f.concurrency for f in view.levels if f.phase == "ladder")
@@ -99,6 +101,26 @@ def verdict_lines(view: RunView) -> list[str]:
     lines.append(f"Token counts: {src or 'none'}" + (" (approximate)" if any(
         f.tokens_approximate for f in view.levels) else ""))
     return lines
+
+
+def answer_line(view: RunView) -> str | None:
+    """The figures at the answer (max usable concurrency, or max sustainable rate) with their 95 % intervals: how
+    sure the answer is, in one line."""
+    v = view.verdict
+    if view.open_loop:
+        fig = view.at_rate(v.max_rate) if v.max_rate is not None else None
+        head = f"At {fig.label}: achieved {number(fig.req_s, 2)}/s, goodput {number(fig.goodput, 2)}/s; " \
+            if fig is not None else ""
+    else:
+        fig = view.level(v.max_usable_concurrency) if v.max_usable_concurrency is not None else None
+        head = f"At c={fig.concurrency}: " if fig is not None else ""
+    if fig is None:
+        return None
+    ttft = millis(fig.ttft_s.p90 if fig.ttft_s else None)
+    decode = number(fig.decode_tok_s.p10 if fig.decode_tok_s else None)
+    return (f"{head}TTFT p90 {ttft} (95% CI {span_ms(fig.interval('ttft_s', 'p90'))}), decode p10 {decode} "
+            f"({span(fig.interval('decode_tok_s', 'p10'))}), SLO met "
+            f"{attainment(fig.slo_attainment, fig.slo_attainment_ci)}")
 
 
 def noise_line(noise: Mapping[str, Any]) -> str:

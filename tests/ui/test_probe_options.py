@@ -4,6 +4,8 @@ compared by rate (and a closed-loop run against an open one refused), and every 
 
 from __future__ import annotations
 
+import re
+
 from textual.widgets import Checkbox, DataTable, Input, Select, Static
 
 from tests.ui.fixtures import settle
@@ -96,7 +98,10 @@ async def test_open_loop_from_the_options_and_compare_by_rate(tmp_path, syntheti
             for name in ("OFFERED", "ACHIEVED", "GOODPUT", "p90 95% CI", "SLO MET 95%"):
                 assert by[name] != "—", (name, row)
             assert float(by["OFFERED"]) > 0 and "–" in by["p90 95% CI"]
-        assert "Max sustainable rate" in text_of(app, "#verdict")
+        verdict = text_of(app, "#verdict")
+        assert "Max sustainable rate" in verdict
+        # the answer's figures with their intervals (the rate the verdict names)
+        assert re.search(r"At (5|10)/s: achieved [\d.]+/s, goodput [\d.]+/s; TTFT p90 .* \(95% CI [\d.]+–", verdict)
         runs = await app.store.probes.recent()
         assert runs[0].params["rates"] == [5.0, 10.0] and runs[0].params["arrivals"] == "poisson"
 
@@ -155,6 +160,8 @@ async def test_bisection_noise_guard_and_point_verdict(tmp_path, synthetic_engin
         assert labels == ["1", "2 b", "3 b", "4", "1 again"], labels
         verdict = text_of(app, "#verdict")
         assert "Max usable concurrency: 2" in verdict
+        assert re.search(r"At c=2: TTFT p90 [\d.]+ ms \(95% CI [\d.]+–[\d.]+ ms\), decode p10 [\d.]+ \([\d.]+–",
+                         verdict)
         assert "Bisection after the ladder (1, 4): c=2, 3, marked b" in verdict
         assert "Noise guard: c=1 twice" in verdict and "on the point figures" in verdict
         run = (await app.store.probes.recent())[0]

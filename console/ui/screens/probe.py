@@ -118,7 +118,7 @@ class ProbeScreen(QuietWhenHidden):
     ProbeScreen #progress-row { height: 1; }
     ProbeScreen #bar { width: 32; }
     ProbeScreen #status { width: 1fr; padding: 0 1; }
-    ProbeScreen #verdict { height: auto; max-height: 8; padding: 0 1; }
+    ProbeScreen #verdict { height: auto; max-height: 10; padding: 0 1; }
     ProbeScreen #plots { height: 1fr; }
     ProbeScreen #plots PlotextPlot { width: 1fr; }
     ProbeScreen #compare-head { height: auto; padding: 0 1; }
