@@ -85,7 +85,9 @@ async def test_open_loop_from_the_options_and_compare_by_rate(tmp_path, syntheti
     async with app.run_test(size=(120, 40)) as pilot:
         await open_probe(pilot)
         await set_open_loop(pilot, "5,10")
-        assert "open loop 5,10 /s" in text_of(app, "#options")
+        assert text_of(app, "#options") == (
+            "open loop 5,10/s · poisson · ≤ 256 in flight · verdict pessimistic · o: options")
+        assert app.screen.query_one("#levels", Input).disabled  # the levels are not what runs
         await run_and_wait(pilot)
 
         cols = headers(app)
@@ -126,6 +128,7 @@ async def test_open_loop_from_the_options_and_compare_by_rate(tmp_path, syntheti
         await tab_to(pilot, "opt-rates")
         await pilot.press("enter")
         await settle(pilot, until=lambda: dialog(app) is None)
+        assert not app.screen.query_one("#levels", Input).disabled
         app.screen.query_one("#levels", Input).value = "1"
         await run_and_wait(pilot)
         assert headers(app)[0] == "C"

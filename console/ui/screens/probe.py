@@ -274,6 +274,8 @@ class ProbeScreen(QuietWhenHidden):
         if options is not None:
             self._options = options
             self.query_one("#options", Static).update(self._options_line())
+            # An open loop runs the options' rates: the levels field is greyed out (and tab passes it by).
+            self.query_one("#levels", Input).disabled = options.loop == "open"
 
     def action_run(self) -> None:
         engine = self.query_one("#engine", Select).value

@@ -50,8 +50,7 @@ class ProbeOptions:
     def summary(self) -> str:
         """One line under the form: what r will run, beyond the form's row."""
         if self.loop == "open":
-            parts = [f"open loop {self.rates.replace(' ', '')} /s, {self.arrivals}, in flight ≤ {self.max_in_flight} "
-                     "(levels unused)"]
+            parts = [f"open loop {self.rates.replace(' ', '')}/s", self.arrivals, f"≤ {self.max_in_flight} in flight"]
         else:
             parts = ["closed ladder", "bisection off" if self.precision.strip() == "0"
                      else f"bisection to {self.precision.strip()}"]
