@@ -34,6 +34,7 @@ from console.present.probe import (
     usable,
     verdict_lines,
 )
+from console.probe.params import ARRIVALS, PRECISION, VERDICTS
 
 if TYPE_CHECKING:
     from console.probe.figures import LevelFigures
@@ -70,10 +71,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "streams on a box with the cores; 1: always in this process)")
     p.add_argument("--slo", default=None, metavar="SPEC",
                    help="e.g. ttft_p90=1s,decode_p10=10,errors=1%% (defaults from the config)")
-    p.add_argument("--verdict", choices=("pessimistic", "point"), default="pessimistic",
+    p.add_argument("--verdict", choices=VERDICTS, default=VERDICTS[0],
                    help="judge TTFT p90 and decode p10 at their 95%% intervals' pessimistic end (default) or at "
                         "the figures")
-    p.add_argument("--precision", default=1, metavar="N",
+    p.add_argument("--precision", default=PRECISION, metavar="N",
                    help="after the ladder, bisect between the last passing and first failing level until they "
                         "are N apart (default 1: exact; 0: no bisection)")
     p.add_argument("--noise-guard", action="store_true",
@@ -81,7 +82,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", default=None, metavar="R",
                    help="open loop: requests arrive at R per second whatever the engine does (instead of --levels)")
     p.add_argument("--rates", default=None, metavar="R1,R2,…", help="open loop: a ladder of arrival rates")
-    p.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson",
+    p.add_argument("--arrivals", choices=ARRIVALS, default=ARRIVALS[0],
                    help="open loop: Poisson arrivals (default) or evenly spaced")
     p.add_argument("--max-in-flight", default=256, metavar="N",
                    help="open loop: a request due while N are in flight is dropped (counted as failed), not "

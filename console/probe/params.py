@@ -15,6 +15,7 @@ MAX_WORKERS = 64
 MAX_RATE = 10_000.0  # requests per second an open-loop level may ask for
 ARRIVALS = ("poisson", "constant")
 VERDICTS = ("pessimistic", "point")
+PRECISION = 1  # bisection's default for a person (CLI and TUI): exact; ProbeParams' own 0 keeps library runs short
 
 GC_THRESHOLD_DURING_PROBE = 50_000  # measured: halves p99 client lag at 64 and 256 streams (docs/probe.md)
 

@@ -20,7 +20,7 @@ from textual.widgets import Checkbox, Input, Select, Static
 
 from console.errors import EngineDeckError
 from console.logs.sanitize import one_line
-from console.probe.params import ARRIVALS, VERDICTS, ProbeParams, probe_params
+from console.probe.params import ARRIVALS, PRECISION, VERDICTS, ProbeParams, probe_params
 from console.ui.widgets.dialogs import DIALOG_CSS
 
 LOOPS = (("closed: concurrency ladder", "closed"), ("open: arrival rates", "open"))
@@ -32,11 +32,11 @@ class ProbeOptions:
 
     loop: str = "closed"
     rates: str = "1,2,4"
-    arrivals: str = "poisson"
-    max_in_flight: str = "256"
-    precision: str = "1"
+    arrivals: str = ARRIVALS[0]
+    max_in_flight: str = str(ProbeParams.max_in_flight)
+    precision: str = str(PRECISION)
     noise_guard: bool = False
-    verdict: str = "pessimistic"
+    verdict: str = VERDICTS[0]
     energy: bool = False
 
     def params(self, *, levels: str | None, requests: str, max_tokens: str) -> ProbeParams:
