@@ -11,7 +11,7 @@ import asyncio
 import csv
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -30,8 +30,11 @@ from console.present.probe import (
     number,
     or_dash,
     rate,
+    steps,
+    usable,
     verdict_lines,
 )
+from console.probe.params import ARRIVALS, PRECISION, VERDICTS
 
 if TYPE_CHECKING:
     from console.probe.figures import LevelFigures
@@ -54,24 +57,24 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("target", nargs="+", metavar="ARG", help="ENGINE MODEL, or history, show RUN_ID, compare A B")
     p.add_argument("--levels", default=None, help="concurrency levels, e.g. 1,2,4,8 (default 1,2,4,8,16,32)")
-    p.add_argument("--requests", type=int, default=20, metavar="N",
+    p.add_argument("--requests", default=20, metavar="N",
                    help="measured requests per level (at least 2 per stream; default 20)")
-    p.add_argument("--max-tokens", type=int, default=128, metavar="N", help="output tokens asked per request")
-    p.add_argument("--prompt-tokens", type=int, default=64, metavar="N",
+    p.add_argument("--max-tokens", default=128, metavar="N", help="output tokens asked per request")
+    p.add_argument("--prompt-tokens", default=64, metavar="N",
                    help="approximate prompt length (no tokenizer is used; the server's count is shown)")
     p.add_argument("--ignore-eos", action="store_true",
                    help="ask for exactly --max-tokens (vLLM, llama.cpp, SGLang; others may refuse it)")
     p.add_argument("--request-timeout", type=seconds, default=120.0, metavar="SECONDS",
                    help="a whole reply; a longer one counts as a timeout error (default 120)")
-    p.add_argument("--workers", type=int, default=0, metavar="N",
+    p.add_argument("--workers", default=0, metavar="N",
                    help="processes that run a level's streams (default 0: more than one only for levels over 32 "
                         "streams on a box with the cores; 1: always in this process)")
     p.add_argument("--slo", default=None, metavar="SPEC",
                    help="e.g. ttft_p90=1s,decode_p10=10,errors=1%% (defaults from the config)")
-    p.add_argument("--verdict", choices=("pessimistic", "point"), default="pessimistic",
+    p.add_argument("--verdict", choices=VERDICTS, default=VERDICTS[0],
                    help="judge TTFT p90 and decode p10 at their 95%% intervals' pessimistic end (default) or at "
                         "the figures")
-    p.add_argument("--precision", type=int, default=1, metavar="N",
+    p.add_argument("--precision", default=PRECISION, metavar="N",
                    help="after the ladder, bisect between the last passing and first failing level until they "
                         "are N apart (default 1: exact; 0: no bisection)")
     p.add_argument("--noise-guard", action="store_true",
@@ -79,9 +82,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", default=None, metavar="R",
                    help="open loop: requests arrive at R per second whatever the engine does (instead of --levels)")
     p.add_argument("--rates", default=None, metavar="R1,R2,…", help="open loop: a ladder of arrival rates")
-    p.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson",
+    p.add_argument("--arrivals", choices=ARRIVALS, default=ARRIVALS[0],
                    help="open loop: Poisson arrivals (default) or evenly spaced")
-    p.add_argument("--max-in-flight", type=int, default=256, metavar="N",
+    p.add_argument("--max-in-flight", default=256, metavar="N",
                    help="open loop: a request due while N are in flight is dropped (counted as failed), not "
                         "delayed (default 256)")
     p.add_argument("--energy", action="store_true",
@@ -150,23 +153,18 @@ async def _probe(args: argparse.Namespace, ctx: Context, engine_ref: str, model:
     from console.engines.registry import build_engine
     from console.probe.environment import engine_version, environment
     from console.probe.ladder import Probe
-    from console.probe.params import DEFAULT_LEVELS, ProbeParams, parse_levels, parse_rates
+    from console.probe.params import probe_params
     from console.probe.report import RunView
     from console.probe.slo import parse_slo
     from console.probe.workers import EngineSource
 
     if ctx.config.read_only:
         raise ReadOnlyError("probe refused: enginedeck runs with --read-only (a probe loads the engine)")
-    if args.rate and args.rates:
-        raise ConfigError("probe: give --rate or --rates, not both")
-    if (args.rate or args.rates) and args.levels:
-        raise ConfigError("probe: --levels is the closed loop and --rate/--rates the open loop; give one")
-    params = ProbeParams(
-        levels=parse_levels(args.levels) if args.levels else DEFAULT_LEVELS,
+    params = probe_params(
+        levels=args.levels, rate=args.rate, rates=args.rates,
         requests=args.requests, max_tokens=args.max_tokens, prompt_tokens=args.prompt_tokens,
         timeout_s=args.request_timeout, ignore_eos=args.ignore_eos, workers=args.workers,
         verdict=args.verdict, precision=args.precision, noise_guard=args.noise_guard,
-        rates=parse_rates(args.rate or args.rates) if (args.rate or args.rates) else (),
         arrivals=args.arrivals, max_in_flight=args.max_in_flight,
     )
     slo = parse_slo(args.slo, ctx.config.slo)
@@ -253,23 +251,10 @@ async def _history(args: argparse.Namespace, ctx: Context) -> int:
         [Col("ID", keep=9, right=True), Col("STARTED", keep=5), Col("ENGINE", "middle", keep=7),
          Col("MODEL", "middle", keep=8, min=14), Col("STATUS", keep=6), Col("LEVELS", "end", keep=3, min=8),
          Col("MAX USABLE", keep=9, right=True), Col("KNEE", keep=6, right=True)],
-        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status, _steps(r.params or {}),
-          _usable(r.verdict or {}), (r.verdict or {}).get("knee")] for r in runs],
+        [[r.id, _iso(r.started_at, short=True), r.engine, r.model, r.status, steps(r.params or {}),
+          usable(r.verdict or {}), (r.verdict or {}).get("knee")] for r in runs],
     )
     return 0
-
-
-def _steps(params: Mapping[str, Any]) -> str:
-    """A run's concurrency levels, or its open-loop rates as "2/s,5/s"."""
-    if params.get("rates"):
-        return ",".join(f"{r:g}/s" for r in params["rates"])
-    return ",".join(str(n) for n in params.get("levels", []))
-
-
-def _usable(verdict: Mapping[str, Any]) -> Any:
-    """Max usable concurrency, or for an open-loop run its max sustainable rate."""
-    rate = verdict.get("max_rate")
-    return f"{rate:g}/s" if rate is not None else verdict.get("max_usable_concurrency")
 
 
 async def _load(ctx: Context, run_id: int) -> RunView:
@@ -288,31 +273,45 @@ async def _show(args: argparse.Namespace, ctx: Context, run_id: int) -> int:
 
 async def _compare(args: argparse.Namespace, ctx: Context, a_id: int, b_id: int) -> int:
     from console.commands.output import Col, print_json, print_table
-    from console.probe.report import compare_rows
+    from console.probe.report import compare_key, compare_rows
 
     a, b = await _load(ctx, a_id), await _load(ctx, b_id)
+    by = compare_key(a, b)
     rows = compare_rows(a, b)
     if args.json:
-        print_json({"a": _summary(a), "b": _summary(b), "levels": rows})
+        print_json({"a": _summary(a), "b": _summary(b), "by": by, "levels": rows})
         return 0
     print(f"A = run {a.run_id}: {_who(a)}")
     print(f"B = run {b.run_id}: {_who(b)}")
-    print(f"max usable concurrency: A {or_dash(a.verdict.max_usable_concurrency)}  "
-          f"B {or_dash(b.verdict.max_usable_concurrency)}   knee: A {or_dash(a.verdict.knee)}  "
-          f"B {or_dash(b.verdict.knee)}")
+    if by == "rate":
+        print(f"max sustainable rate: A {usable(a.verdict.to_dict())}  B {usable(b.verdict.to_dict())}")
+        # The open loop's answer first: what the engine achieved and what met every SLO at each offered rate.
+        groups: tuple[tuple[int, tuple[str, ...]], ...] = (
+            (8, ("TTFT p90 A", "B", "Δ")), (7, ("ACHIEVED A", "B", "Δ")), (6, ("GOODPUT A", "B", "Δ")),
+            (5, ("ERR A", "B")))
+    else:
+        print(f"max usable concurrency: A {or_dash(a.verdict.max_usable_concurrency)}  "
+              f"B {or_dash(b.verdict.max_usable_concurrency)}   knee: A {or_dash(a.verdict.knee)}  "
+              f"B {or_dash(b.verdict.knee)}")
+        groups = ((8, ("TTFT p90 A", "B", "Δ")), (6, ("TOK/S A", "B", "Δ")), (5, ("DECODE p10 A", "B", "Δ")),
+                  (9, ("ERR A", "B")))
     # A figure's A, B and Δ share a priority, so at 80 columns a figure goes whole (rightmost first).
-    headers = [Col("C", keep=10, right=True),
-               *(Col(h, keep=keep, right=True) for keep, group in (
-                   (8, ("TTFT p90 A", "B", "Δ")), (6, ("TOK/S A", "B", "Δ")), (5, ("DECODE p10 A", "B", "Δ")),
-                   (9, ("ERR A", "B"))) for h in group)]
+    headers = [Col("RATE" if by == "rate" else "C", keep=10, right=True),
+               *(Col(h, keep=keep, right=True) for keep, group in groups for h in group)]
     table = []
     for r in rows:
+        t = r["ttft_p90_s"]
+        if by == "rate":
+            step, second, third = f"{r['rate']:g}/s", r["req_s"], r["goodput"]
+            digits = 2
+        else:
+            step, second, third = r["concurrency"], r["agg_tok_s"], r["decode_p10_tok_s"]
+            digits = 1
         table.append([
-            r["concurrency"], millis(r["ttft_p90_s"]["a"]), millis(r["ttft_p90_s"]["b"]),
-            change(r["ttft_p90_s"]["delta_pct"]),
-            number(r["agg_tok_s"]["a"]), number(r["agg_tok_s"]["b"]), change(r["agg_tok_s"]["delta_pct"]),
-            number(r["decode_p10_tok_s"]["a"]), number(r["decode_p10_tok_s"]["b"]),
-            change(r["decode_p10_tok_s"]["delta_pct"]), rate(r["error_rate"]["a"]), rate(r["error_rate"]["b"]),
+            step, millis(t["a"]), millis(t["b"]), change(t["delta_pct"]),
+            number(second["a"], digits), number(second["b"], digits), change(second["delta_pct"]),
+            number(third["a"], digits), number(third["b"], digits), change(third["delta_pct"]),
+            rate(r["error_rate"]["a"]), rate(r["error_rate"]["b"]),
         ])
     print_table(headers, table)
     return 0
@@ -386,7 +385,7 @@ def _who(view: RunView) -> str:
 def _summary(view: RunView) -> dict[str, Any]:
     return {"run_id": view.run_id, "engine": view.engine, "engine_kind": view.engine_kind, "model": view.model,
             "status": view.status, "max_usable_concurrency": view.verdict.max_usable_concurrency,
-            "knee": view.verdict.knee, "slo": dict(view.slo)}
+            "max_rate": view.verdict.max_rate, "knee": view.verdict.knee, "slo": dict(view.slo)}
 
 
 def _iso(ts: float, *, short: bool = False) -> str:

@@ -75,6 +75,8 @@ def verdict_lines(view: RunView) -> list[str]:
     else:
         lines = [f"Max usable concurrency: {or_dash(v.max_usable_concurrency)} ({crit})",
                  f"Knee: {or_dash(v.knee)}" + ("" if v.knee else " (throughput kept rising or TTFT did not jump)")]
+    if (line := answer_line(view)) is not None:
+        lines.append(line)
     lines.append(f"TTFT p90 and decode p10 judged {how}")
     if v.bisected:
         ladder = sorted(f.concurrency for f in view.levels if f.phase == "ladder")
@@ -101,6 +103,26 @@ def verdict_lines(view: RunView) -> list[str]:
     return lines
 
 
+def answer_line(view: RunView) -> str | None:
+    """The figures at the answer (max usable concurrency, or max sustainable rate) with their 95 % intervals: how
+    sure the answer is, in one line."""
+    v = view.verdict
+    if view.open_loop:
+        fig = view.at_rate(v.max_rate) if v.max_rate is not None else None
+        head = f"At {fig.label}: achieved {number(fig.req_s, 2)}/s, goodput {number(fig.goodput, 2)}/s; " \
+            if fig is not None else ""
+    else:
+        fig = view.level(v.max_usable_concurrency) if v.max_usable_concurrency is not None else None
+        head = f"At c={fig.concurrency}: " if fig is not None else ""
+    if fig is None:
+        return None
+    ttft = millis(fig.ttft_s.p90 if fig.ttft_s else None)
+    decode = number(fig.decode_tok_s.p10 if fig.decode_tok_s else None)
+    return (f"{head}TTFT p90 {ttft} (95% CI {span_ms(fig.interval('ttft_s', 'p90'))}), decode p10 {decode} "
+            f"({span(fig.interval('decode_tok_s', 'p10'))}), SLO met "
+            f"{attainment(fig.slo_attainment, fig.slo_attainment_ci)}")
+
+
 def noise_line(noise: Mapping[str, Any]) -> str:
     """The noise guard in one line: c=1's two runs and their spread."""
     parts = []
@@ -112,6 +134,19 @@ def noise_line(noise: Mapping[str, Any]) -> str:
     said = "steady" if not noise.get("warning") else "NOISY"
     return (f"Noise guard: c=1 twice, {', '.join(parts) or 'no figures'}; spread "
             f"{DASH if spread is None else f'{spread:.1%}'} ({said}; warns above 10%)")
+
+
+def steps(params: Mapping[str, Any]) -> str:
+    """A run's concurrency levels, or its open-loop rates as "2/s,5/s"."""
+    if params.get("rates"):
+        return ",".join(f"{r:g}/s" for r in params["rates"])
+    return ",".join(str(n) for n in params.get("levels", []))
+
+
+def usable(verdict: Mapping[str, Any]) -> str:
+    """Max usable concurrency, or for an open-loop run its max sustainable rate."""
+    found = verdict.get("max_rate")
+    return f"{found:g}/s" if found is not None else or_dash(verdict.get("max_usable_concurrency"))
 
 
 def or_dash(value: Any) -> str:

@@ -3,6 +3,7 @@ its worker processes (console/probe/ladder.py, streams.py, workers.py), which al
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ MAX_WORKERS = 64
 MAX_RATE = 10_000.0  # requests per second an open-loop level may ask for
 ARRIVALS = ("poisson", "constant")
 VERDICTS = ("pessimistic", "point")
+PRECISION = 1  # bisection's default for a person (CLI and TUI): exact; ProbeParams' own 0 keeps library runs short
 
 GC_THRESHOLD_DURING_PROBE = 50_000  # measured: halves p99 client lag at 64 and 256 streams (docs/probe.md)
 
@@ -101,3 +103,35 @@ def parse_levels(text: str) -> tuple[int, ...]:
     except ValueError:
         raise ConfigError(f"--levels wants numbers separated by commas, like 1,2,4,8; not {text!r}") from None
     return levels
+
+
+def parse_count(text: str | int, flag: str) -> int:
+    """A whole number given as text (a flag's value, a form field); a bad one is a one-line error."""
+    if isinstance(text, int):
+        return text
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ConfigError(f"probe {flag} wants a whole number, not {text!r}") from None
+
+
+# The options given as text, by the CLI's flags and the TUI's form alike, and the flag each is named by in errors.
+COUNTS = {"requests": "--requests", "max_tokens": "--max-tokens", "prompt_tokens": "--prompt-tokens",
+          "workers": "--workers", "precision": "--precision", "max_in_flight": "--max-in-flight"}
+
+
+def probe_params(*, levels: str | None = None, rate: str | None = None, rates: str | None = None,
+                 **options: Any) -> ProbeParams:
+    """What a probe is asked to do, from the options as a person gives them: `enginedeck probe`'s flags and the
+    probe screen's form both come through here, so a value means the same and is refused with the same words.
+
+    `levels` is the closed ladder; `rate` or `rates` the open loop (one of the two kinds, never both). The counts
+    (COUNTS) may be text; the other options are ProbeParams' own fields.
+    """
+    if rate and rates:
+        raise ConfigError("probe: give --rate or --rates, not both")
+    if (rate or rates) and levels:
+        raise ConfigError("probe: --levels is the closed loop and --rate/--rates the open loop; give one")
+    counted: Mapping[str, Any] = {k: parse_count(v, COUNTS[k]) if k in COUNTS else v for k, v in options.items()}
+    return ProbeParams(levels=parse_levels(levels) if levels else DEFAULT_LEVELS,
+                       rates=parse_rates(rate or rates or "") if rate or rates else (), **counted)

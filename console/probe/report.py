@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from console.errors import ConfigError
 from console.probe.figures import LevelFigures
 from console.probe.slo import Verdict
 
@@ -108,6 +109,15 @@ class RunView:
         return next((f for f in self.levels if f.concurrency == concurrency and f.phase in ("ladder", "bisection")),
                     None)
 
+    @property
+    def open_loop(self) -> bool:
+        """Levels with a rate (`--rate`/`--rates`), not concurrency."""
+        return any(f.phase == "open" for f in self.levels) or bool(self.params.get("rates"))
+
+    def at_rate(self, rate: float) -> LevelFigures | None:
+        """The open-loop level at `rate`: what two open-loop runs are compared on."""
+        return next((f for f in self.levels if f.phase == "open" and f.rate == rate), None)
+
     def passed(self, fig: LevelFigures) -> bool | None:
         """Whether the run's verdict passed this level (None: not judged)."""
         v = self.verdict.of(fig)
@@ -162,18 +172,46 @@ COMPARED: dict[str, Callable[[LevelFigures], float | None]] = {
     "req_s": lambda f: f.req_s,
     "error_rate": lambda f: f.error_rate,
 }
+# An open-loop level also has what the schedule offered and what met every SLO.
+COMPARED_OPEN: dict[str, Callable[[LevelFigures], float | None]] = {
+    **COMPARED,
+    "offered_rate": lambda f: f.offered_rate,
+    "goodput": lambda f: f.goodput,
+    "slo_attainment": lambda f: f.slo_attainment,
+}
+
+
+def compare_key(a: RunView, b: RunView) -> str:
+    """What two runs' levels are matched on: "concurrency" (closed loops) or "rate" (open loops). A closed-loop
+    run and an open-loop one have no level in common: N users is not R requests per second."""
+    if a.open_loop != b.open_loop:
+        closed, opened = (a, b) if b.open_loop else (b, a)
+        raise ConfigError(
+            f"run {closed.run_id} is a closed loop (concurrency levels) and run {opened.run_id} an open loop "
+            "(arrival rates): their levels cannot be matched; compare two of one kind")
+    return "rate" if a.open_loop else "concurrency"
 
 
 def compare_rows(a: RunView, b: RunView) -> list[dict[str, Any]]:
-    """Per concurrency level in either run: A, B and the change from A to B (percent) of the key figures."""
+    """Per level in either run (concurrency, or rate for open loops): A, B and the change from A to B (percent) of
+    the key figures. Raises ConfigError for a closed-loop run against an open-loop one."""
+    if compare_key(a, b) == "rate":
+        figures = COMPARED_OPEN
+        steps: list[Any] = sorted({f.rate for f in (*a.levels, *b.levels) if f.rate is not None})
+        pair = [(r, a.at_rate(r), b.at_rate(r)) for r in steps]
+        key = "rate"
+    else:
+        figures = COMPARED
+        steps = sorted({f.concurrency for f in a.levels} | {f.concurrency for f in b.levels})
+        pair = [(n, a.level(n), b.level(n)) for n in steps]
+        key = "concurrency"
     rows = []
-    for n in sorted({f.concurrency for f in a.levels} | {f.concurrency for f in b.levels}):
-        fa, fb = a.level(n), b.level(n)
-        row: dict[str, Any] = {"concurrency": n}
-        for key, pick in COMPARED.items():
+    for step, fa, fb in pair:
+        row: dict[str, Any] = {key: step}
+        for name, pick in figures.items():
             va = pick(fa) if fa is not None else None
             vb = pick(fb) if fb is not None else None
             delta = (vb - va) / va * 100.0 if va and vb is not None else None
-            row[key] = {"a": va, "b": vb, "delta_pct": delta}
+            row[name] = {"a": va, "b": vb, "delta_pct": delta}
         rows.append(row)
     return rows

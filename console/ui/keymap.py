@@ -40,6 +40,7 @@ DIALOGS: dict[str, str] = {
     "choice dialog": "console.ui.widgets.dialogs:ChoiceDialog",
     "text dialog": "console.ui.widgets.dialogs:TextDialog",
     "question dialog": "console.ui.widgets.dialogs:AskDialog",
+    "probe options dialog": "console.ui.screens.probe_options:ProbeOptionsDialog",
 }
 # Keys a keymap may not give to another binding: they must do the same thing everywhere.
 RESERVED = {"escape": "Esc (it leaves a text field and closes a dialog)",

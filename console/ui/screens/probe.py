@@ -1,6 +1,7 @@
-"""The probe screen: pick engine, model, levels and SLO; run the ladder with a live progress bar and a table that
-fills in level by level; then plots of aggregate tok/s and TTFT p50/p90 against concurrency with the max usable
-level marked; the history of runs, and two runs compared with deltas.
+"""The probe screen: pick engine, model, levels and SLO (and on `o` the open loop, bisection, the noise guard, the
+verdict mode and energy); run the ladder or the rates with a live progress bar and a table that fills in level by
+level; then plots of aggregate tok/s (or achieved rate and goodput) and TTFT p50/p90 with its interval, the max
+usable level marked; the history of runs, and two runs compared with deltas (by rate for open loops).
 
 The probe runs on its own event loop in a worker thread, so repainting this screen never delays a timestamp
 (the probe still measures and reports its own lag). Progress comes back with `call_soon_threadsafe` (never
@@ -28,9 +29,19 @@ from console.config import EngineConfig
 from console.errors import EngineDeckError, ProbeError
 from console.logs.sanitize import neutralise, one_line
 from console.present.format import elide_middle
-from console.present.probe import LEVEL_HEADERS, change, level_row, number, or_dash, verdict_lines
+from console.present.probe import (
+    LEVEL_HEADERS,
+    change,
+    level_row,
+    number,
+    or_dash,
+    steps,
+    usable,
+    verdict_lines,
+)
 from console.ui.calm import QuietWhenHidden
 from console.ui.messages import EnginesRefreshed
+from console.ui.screens.probe_options import ProbeOptions, ProbeOptionsDialog
 from console.ui.widgets.bars import KeyBar, TitleBar
 
 if TYPE_CHECKING:
@@ -39,6 +50,7 @@ if TYPE_CHECKING:
     from console.probe.ladder import LevelProgress, Probe, ProbeResult
     from console.probe.params import ProbeParams
     from console.probe.report import RunView
+    from console.telemetry.energy import EnergyMeter
 
 HISTORY_LIMIT = 200
 READ_ONLY = "read-only mode (--read-only): no probes (a probe loads the model and puts load on the engine)"
@@ -50,26 +62,36 @@ LEVEL_COLUMNS = (("C", "C"), ("SLO", "SLO"), ("SLO MET", "SLO MET 95%"), ("TOK/S
                  ("ERR", "ERR"), ("OK", "OK"),
                  ("TTFT p50", "TTFT p50"), ("p99", "TTFT p99"), ("TPOT p50", "TPOT p50"), ("ITL p50", "ITL p50"),
                  ("ITL p99", "ITL p99"))
+# The open loop answers "how many requests per second": the rate, what was offered, achieved (REQ/S) and met
+# every SLO (GOODPUT) come first; ACHIEVED of the closed loop (requests in flight) is renamed, to the right.
+OPEN_COLUMNS = (("C", "RATE"), ("SLO", "SLO"), ("SLO MET", "SLO MET 95%"), ("OFFERED", "OFFERED"),
+                ("REQ/S", "ACHIEVED"), ("GOODPUT", "GOODPUT"), ("p90", "TTFT p90"), ("p90 95% CI", "p90 95% CI"),
+                ("DECODE p10", "DECODE p10"), ("p10 95% CI", "p10 95% CI"), ("ERR", "ERR"), ("OK", "OK"),
+                ("SEND LAG max", "SEND LAG max"), ("TOK/S", "TOK/S"), ("ACHIEVED", "IN FLIGHT"))
 # The tab's widget that takes focus when escape leaves a form field.
 TAB_FOCUS = {"tab-levels": "#levels-table", "tab-history": "#history", "tab-compare": "#compare"}
 NAME_WIDTH = 24  # engine and model names in the history table, elided in the middle beyond this
 
 
-def level_order() -> list[int]:
+def columns(open_loop: bool) -> tuple[tuple[str, str], ...]:
+    return OPEN_COLUMNS if open_loop else LEVEL_COLUMNS
+
+
+def level_order(open_loop: bool = False) -> list[int]:
     """Where each TUI column comes from in `level_row`."""
-    known = [cli for cli, _ in LEVEL_COLUMNS if cli in LEVEL_HEADERS]
+    known = [cli for cli, _ in columns(open_loop) if cli in LEVEL_HEADERS]
     return [LEVEL_HEADERS.index(h) for h in known] + [
         i for i, h in enumerate(LEVEL_HEADERS) if h not in known]
 
 
-def level_headers() -> list[str]:
-    labels = dict(LEVEL_COLUMNS)
-    return [labels.get(LEVEL_HEADERS[i], LEVEL_HEADERS[i]) for i in level_order()]
+def level_headers(open_loop: bool = False) -> list[str]:
+    labels = dict(columns(open_loop))
+    return [labels.get(LEVEL_HEADERS[i], LEVEL_HEADERS[i]) for i in level_order(open_loop)]
 
 
-def tui_level_row(fig: LevelFigures, passed: bool | None) -> list[str]:
+def tui_level_row(fig: LevelFigures, passed: bool | None, open_loop: bool = False) -> list[str]:
     row = level_row(fig, passed)
-    return [row[i] for i in level_order()]
+    return [row[i] for i in level_order(open_loop)]
 
 
 class ProbeScreen(QuietWhenHidden):
@@ -79,6 +101,8 @@ class ProbeScreen(QuietWhenHidden):
         Binding("r", "run", "Run probe", id="probe-run"),
         Binding("c", "cancel", "Cancel", id="probe-cancel"),
         Binding("f", "form", "Form", id="probe-form", tooltip="Edit the model, levels and SLO (esc leaves)"),
+        Binding("o", "options", "Options", id="probe-options",
+                tooltip="Open loop and rates, bisection, noise guard, verdict mode, energy"),
         Binding("h", "history", "History", id="probe-history"),
         Binding("m", "mark", "Mark for compare", id="probe-mark"),
     ]
@@ -90,10 +114,11 @@ class ProbeScreen(QuietWhenHidden):
     ProbeScreen .f-levels { width: 14; }
     ProbeScreen .f-requests, ProbeScreen .f-max-tokens { width: 6; }
     ProbeScreen .f-slo { width: 1fr; }
+    ProbeScreen #options { height: 1; color: $text-muted; padding: 0 1; }
     ProbeScreen #progress-row { height: 1; }
     ProbeScreen #bar { width: 32; }
     ProbeScreen #status { width: 1fr; padding: 0 1; }
-    ProbeScreen #verdict { height: auto; max-height: 8; padding: 0 1; }
+    ProbeScreen #verdict { height: auto; max-height: 10; padding: 0 1; }
     ProbeScreen #plots { height: 1fr; }
     ProbeScreen #plots PlotextPlot { width: 1fr; }
     ProbeScreen #compare-head { height: auto; padding: 0 1; }
@@ -108,6 +133,9 @@ class ProbeScreen(QuietWhenHidden):
         self._marked: int | None = None
         self._history_ids: list[int] = []
         self._probe_result: ProbeResult | None = None  # the live result of the probe running now, partial or not
+        self._options = ProbeOptions()
+        self._running_params: ProbeParams | None = None  # what the run in progress was asked (its table's judge)
+        self._open_columns: bool | None = None  # which kind of run the levels table has columns for
 
     # -- layout -------------------------------------------------------------------------------------------
 
@@ -128,6 +156,7 @@ class ProbeScreen(QuietWhenHidden):
                         tooltip="max output tokens per request")
             yield Input(f"ttft_p90={slo.ttft_p90_s:g}s,decode_p10={slo.decode_p10_tok_s:g},"
                         f"errors={slo.max_error_rate:.0%}", id="slo", compact=True, classes="f-slo")
+        yield Static(self._options_line(), id="options")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, id="bar")
             yield Static(f"{self.key_of('probe-run')}: run · pick an engine and a model", id="status")
@@ -148,11 +177,10 @@ class ProbeScreen(QuietWhenHidden):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#levels-table", DataTable).add_columns(*level_headers())
+        self._set_columns(open_loop=False)
         self.query_one("#history", DataTable).add_columns(
             "id", "started", "engine", "model", "status", "levels", "usable", "knee")
-        self.query_one("#compare", DataTable).add_columns(
-            "C", "TTFT p90 A", "B", "Δ", "tok/s A", "B", "Δ", "decode p10 A", "B", "Δ")
+        self._compare_columns("concurrency")
         self._fill_engines()
         self.load_history()
         if self.deck.read_only:
@@ -222,23 +250,32 @@ class ProbeScreen(QuietWhenHidden):
     def _status(self, text: str) -> None:
         self.query_one("#status", Static).update(Text(text))
 
+    def _options_line(self) -> Text:
+        return Text(f"{self._options.summary()} · {self.key_of('probe-options')}: options")
+
     def _params(self) -> tuple[str, str, ProbeParams, Any]:
-        from console.probe.params import ProbeParams, parse_levels
+        """The form and the options, read by the CLI's own parser (console/probe/params.py, probe/slo.py)."""
         from console.probe.slo import parse_slo
 
         engine = self.query_one("#engine", Select).value
         model = self.query_one("#model", Input).value.strip()
         if not isinstance(engine, str) or not model:
             raise EngineDeckError("pick an engine and type a model name first")
-        try:
-            requests = int(self.query_one("#requests", Input).value or "20")
-            max_tokens = int(self.query_one("#max-tokens", Input).value or "128")
-        except ValueError:
-            raise EngineDeckError("requests and max tokens must be whole numbers") from None
-        params = ProbeParams(levels=parse_levels(self.query_one("#levels", Input).value), requests=requests,
-                             max_tokens=max_tokens)
+        params = self._options.params(levels=self.query_one("#levels", Input).value.strip() or None,
+                                      requests=self.query_one("#requests", Input).value or "20",
+                                      max_tokens=self.query_one("#max-tokens", Input).value or "128")
         slo = parse_slo(self.query_one("#slo", Input).value, self.ctx.config.slo)
         return engine, model, params, slo
+
+    def action_options(self) -> None:
+        self.app.push_screen(ProbeOptionsDialog(self._options), self._options_chosen)
+
+    def _options_chosen(self, options: ProbeOptions | None) -> None:
+        if options is not None:
+            self._options = options
+            self.query_one("#options", Static).update(self._options_line())
+            # An open loop runs the options' rates: the levels field is greyed out (and tab passes it by).
+            self.query_one("#levels", Input).disabled = options.loop == "open"
 
     def action_run(self) -> None:
         engine = self.query_one("#engine", Select).value
@@ -253,15 +290,18 @@ class ProbeScreen(QuietWhenHidden):
         except EngineDeckError as exc:
             self._status(one_line(str(exc)))
             return
-        self.run_probe(engine, model, params, slo)
+        self.run_probe(engine, model, params, slo, energy=self._options.energy)
 
     @work(exclusive=True, group="probe", exit_on_error=False)
-    async def run_probe(self, engine_name: str, model: str, params: ProbeParams, slo: Any) -> None:
+    async def run_probe(self, engine_name: str, model: str, params: ProbeParams, slo: Any, *,
+                        energy: bool = False) -> None:
         from console.probe.environment import engine_version, environment
         from console.probe.report import RunView
+        from console.telemetry.energy import box_meter
 
         ctx = self.ctx
         try:
+            meter = await box_meter() if energy else None  # no GPU to read: one line, nothing sent
             resolved = await ctx.engine(engine_name)
         except EngineDeckError as exc:
             self._status(one_line(str(exc)))
@@ -271,8 +311,9 @@ class ProbeScreen(QuietWhenHidden):
             limits=ctx.config.limits)
         store = self.deck.store
         self.running = True
+        self._running_params = params
         self.refresh_bindings()
-        self._reset_table()
+        self._reset_table(params.open_loop)
         self._status(f"starting {_name(model)} on {_name(resolved.name)}…")
         started = time.perf_counter()
         run_id: int | None = None
@@ -292,7 +333,7 @@ class ProbeScreen(QuietWhenHidden):
                     params=params.to_dict(), slo=asdict(slo), environment=env)
             if down is not None:
                 raise down
-            result = await self._in_thread(cfg, resolved.kind, model, params, slo, run_id)
+            result = await self._in_thread(cfg, resolved.kind, model, params, slo, run_id, meter)
             status = result.status
         except EngineDeckError as exc:
             self._status(one_line(str(exc)))
@@ -329,7 +370,7 @@ class ProbeScreen(QuietWhenHidden):
         return self._probe_result
 
     async def _in_thread(self, cfg: EngineConfig, kind: str, model: str, params: ProbeParams, slo: Any,
-                         run_id: int | None) -> ProbeResult:
+                         run_id: int | None, meter: EnergyMeter | None = None) -> ProbeResult:
         """Run the probe on a fresh event loop in a worker thread; progress and saves come back to this loop."""
         from console.engines.registry import build_engine
         from console.probe.ladder import Probe
@@ -351,7 +392,7 @@ class ProbeScreen(QuietWhenHidden):
         async def main() -> ProbeResult:
             engine: Engine = build_engine(cfg, kind, max_connections=params.connections)
             probe: Probe = Probe(engine, model, params, slo, source=EngineSource(cfg, kind), on_progress=on_progress,
-                                 on_level=on_level)
+                                 on_level=on_level, energy=meter)
             self._probe_result = probe.result
             self._probe_task = asyncio.current_task()
             self._probe_loop = asyncio.get_running_loop()
@@ -388,12 +429,22 @@ class ProbeScreen(QuietWhenHidden):
 
     # -- showing runs -----------------------------------------------------------------------------------------
 
-    def _reset_table(self) -> None:
-        self.query_one("#levels-table", DataTable).clear()
+    def _set_columns(self, *, open_loop: bool) -> None:
+        """The levels table's columns for a closed-loop run or an open-loop one (rate, offered, achieved first)."""
+        table = self.query_one("#levels-table", DataTable)
+        if self._open_columns != open_loop:
+            table.clear(columns=True)
+            table.add_columns(*level_headers(open_loop))
+            self._open_columns = open_loop
+        table.clear()
+
+    def _reset_table(self, open_loop: bool = False) -> None:
+        self._set_columns(open_loop=open_loop)
         self.query_one("#verdict", Static).update("")
         self.query_one("#bar", ProgressBar).update(total=1, progress=0)
 
     def _add_level(self, fig: LevelFigures) -> None:
+        """A level as it completes, judged as the run will judge it (its SLO and verdict mode)."""
         from console.config import SLO
         from console.probe.slo import judge, parse_slo
 
@@ -401,14 +452,16 @@ class ProbeScreen(QuietWhenHidden):
             slo = parse_slo(self.query_one("#slo", Input).value, self.ctx.config.slo)
         except EngineDeckError:
             slo = SLO()
-        self.query_one("#levels-table", DataTable).add_row(*tui_level_row(fig, judge(fig, slo).passed))
+        mode = self._running_params.verdict if self._running_params else "pessimistic"
+        self.query_one("#levels-table", DataTable).add_row(
+            *tui_level_row(fig, judge(fig, slo, mode).passed, bool(self._open_columns)))
 
     def show_view(self, view: RunView) -> None:
         self._view = view
+        self._set_columns(open_loop=view.open_loop)
         table = self.query_one("#levels-table", DataTable)
-        table.clear()
         for fig in view.levels:
-            table.add_row(*tui_level_row(fig, view.passed(fig)))
+            table.add_row(*tui_level_row(fig, view.passed(fig), view.open_loop))
         lines = [f"run {view.run_id if view.run_id is not None else '—'} · {_name(view.engine)} · "
                  f"{_name(view.model)} · {view.status}", *verdict_lines(view)]
         lines.extend(f"warning: {one_line(w)}" for w in view.warnings[:3])
@@ -470,9 +523,8 @@ class ProbeScreen(QuietWhenHidden):
         for r in runs:
             verdict = r.verdict or {}
             table.add_row(str(r.id), time.strftime("%m-%d %H:%M", time.localtime(r.started_at)),
-                          _name(r.engine), _name(r.model), r.status,
-                          ",".join(str(n) for n in (r.params or {}).get("levels", [])),
-                          or_dash(verdict.get("max_usable_concurrency")), or_dash(verdict.get("knee")))
+                          _name(r.engine), _name(r.model), r.status, steps(r.params or {}), usable(verdict),
+                          or_dash(verdict.get("knee")))
 
     def action_history(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "tab-history"
@@ -525,22 +577,46 @@ class ProbeScreen(QuietWhenHidden):
             views.append(RunView.from_stored(run))
         then(views)
 
+    def _compare_columns(self, by: str) -> None:
+        table = self.query_one("#compare", DataTable)
+        table.clear(columns=True)
+        if by == "rate":
+            table.add_columns("rate", "TTFT p90 A", "B", "Δ", "achieved A", "B", "Δ", "goodput A", "B", "Δ",
+                              "offered A", "B")
+        else:
+            table.add_columns("C", "TTFT p90 A", "B", "Δ", "tok/s A", "B", "Δ", "decode p10 A", "B", "Δ")
+
     def _compare(self, views: list[RunView]) -> None:
-        from console.probe.report import compare_rows
+        """Two runs level by level: by concurrency, or by rate when both are open loops; one of each is a line."""
+        from console.probe.report import compare_key, compare_rows
 
         a, b = views
-        head = (f"A = run {a.run_id}: {_name(a.engine)} · {_name(a.model)} · usable "
-                f"{or_dash(a.verdict.max_usable_concurrency)}\nB = run {b.run_id}: {_name(b.engine)} · "
-                f"{_name(b.model)} · usable {or_dash(b.verdict.max_usable_concurrency)}")
-        self.query_one("#compare-head", Static).update(Text(head))
-        table = self.query_one("#compare", DataTable)
-        table.clear()
-        for r in compare_rows(a, b):
-            t, k, d = r["ttft_p90_s"], r["agg_tok_s"], r["decode_p10_tok_s"]
-            table.add_row(str(r["concurrency"]), _ms(t["a"]), _ms(t["b"]), change(t["delta_pct"]),
-                          number(k["a"]), number(k["b"]), change(k["delta_pct"]),
-                          number(d["a"]), number(d["b"]), change(d["delta_pct"]))
+        head = self.query_one("#compare-head", Static)
         self.query_one("#tabs", TabbedContent).active = "tab-compare"
+        try:
+            by = compare_key(a, b)
+        except EngineDeckError as exc:
+            self.query_one("#compare", DataTable).clear()
+            head.update(Text(one_line(str(exc))))
+            self._status(one_line(str(exc)))
+            return
+        head.update(Text(f"A = run {a.run_id}: {_name(a.engine)} · {_name(a.model)} · {_answer(a)}\n"
+                         f"B = run {b.run_id}: {_name(b.engine)} · {_name(b.model)} · {_answer(b)}"))
+        self._compare_columns(by)
+        table = self.query_one("#compare", DataTable)
+        for r in compare_rows(a, b):
+            t = r["ttft_p90_s"]
+            if by == "rate":
+                k, d, o = r["req_s"], r["goodput"], r["offered_rate"]
+                table.add_row(f"{r['rate']:g}/s", _ms(t["a"]), _ms(t["b"]), change(t["delta_pct"]),
+                              number(k["a"], 2), number(k["b"], 2), change(k["delta_pct"]),
+                              number(d["a"], 2), number(d["b"], 2), change(d["delta_pct"]),
+                              number(o["a"], 2), number(o["b"], 2))
+            else:
+                k, d = r["agg_tok_s"], r["decode_p10_tok_s"]
+                table.add_row(str(r["concurrency"]), _ms(t["a"]), _ms(t["b"]), change(t["delta_pct"]),
+                              number(k["a"]), number(k["b"]), change(k["delta_pct"]),
+                              number(d["a"]), number(d["b"]), change(d["delta_pct"]))
 
     def leave_field(self) -> None:
         """Escape in a form field: to the table of the tab shown (the tab strip on the plots)."""
@@ -558,6 +634,13 @@ class ProbeScreen(QuietWhenHidden):
 def _name(name: str) -> str:
     """An engine or model name, neutralised and elided in the middle beyond NAME_WIDTH."""
     return elide_middle(neutralise(name), NAME_WIDTH)
+
+
+def _answer(view: RunView) -> str:
+    """A run's answer in the compare head: max usable concurrency, or max sustainable rate."""
+    if view.open_loop:
+        return f"max rate {usable(view.verdict.to_dict())}"
+    return f"usable {or_dash(view.verdict.max_usable_concurrency)}"
 
 
 def _ms(seconds: float | None) -> str:
