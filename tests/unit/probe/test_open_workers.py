@@ -19,6 +19,7 @@ from console.probe.params import ProbeParams
 from console.probe.record import ErrorKind
 from console.probe.workers import EngineSource
 from tests.fakes.synthetic_engine import MODEL
+from tests.unit.probe.test_store_cli import cli_env, run_json  # noqa: F401  (cli_env is a fixture)
 from tests.unit.probe.test_workers import probe_children
 
 
@@ -128,6 +129,15 @@ async def test_cancel_mid_rate_leaves_no_worker_behind(synthetic_engine):
         await engine.aclose()
     assert probe_children(sim) == []
     assert probe.result.status == "cancelled" and probe.result.levels == []
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_probe_command_sends_a_rate_from_workers_and_records_it(capsys):
+    code, doc = run_json(capsys, "probe", "sim", "synthetic", "--rate", "10", "--arrivals", "constant",
+                         "--requests", "10", "--max-tokens", "8", "--workers", "2", "--json", "--no-discover")
+    assert code == 0 and doc["status"] == "complete"
+    assert [o["workers"] for o in doc["overhead"].values()] == [2]
+    assert doc["levels"][0]["ok"] == 10 and doc["levels"][0]["offered_rate"] == pytest.approx(10.0, rel=0.02)
 
 
 def test_worker_count_follows_the_expected_requests_in_flight():
