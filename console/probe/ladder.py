@@ -106,6 +106,7 @@ class Probe:
         self.result = ProbeResult(engine=engine.name, engine_kind=engine.kind, model=model, params=self.params,
                                   slo=self.slo, started_at=datetime.now(UTC))
         self._pool: WorkerPool | None = None
+        self._latency_s: float | None = None  # the preflight's, sent alone: the open loop's latency guess
         if source is None and self.params.workers > 1:
             raise ConfigError("probe workers need the engine's config to build their own clients",
                               hint="pass source=EngineSource(config, kind), or use workers=1")
@@ -222,15 +223,17 @@ class Probe:
 
     async def _open_loop(self) -> str | None:
         """One level per arrival rate (console/probe/openloop.py); why it stopped early, or None."""
-        from console.probe.openloop import run_rate
+        from console.probe.openloop import open_workers, run_rate
 
         rates = self.params.rates
         cap, total = self.params.max_in_flight, self.params.requests
+        workers = [1 if self.source is None else open_workers(self.params, r, self._latency_s) for r in rates]
         for i, rate in enumerate(rates):
             self._progress(cap, "warmup", 0, total, 0, rate)
+            pool = await self._worker_pool(max(workers)) if workers[i] > 1 else None
             records, figures = await run_rate(
                 self.engine, self.model, self.params, self.slo, rate, index=i,
-                on_record=functools.partial(self._measuring, cap, total, rate))
+                on_record=functools.partial(self._measuring, cap, total, rate), pool=pool, workers=workers[i])
             self._progress(cap, "done", len(records), total, sum(1 for r in records if not r.ok), rate)
             self.result.records[cap] = records  # open loop: the latest rate's, under the in-flight cap
             self.result.levels.append(figures)
@@ -256,6 +259,8 @@ class Probe:
         else:
             self._progress(self.params.levels[0], "warmup", 0, self.params.requests_for(self.params.levels[0]), 0)
         rec = await measure(self.engine, request, index=-1, tag=tag, warmup=True, timeout_s=self.params.timeout_s)
+        if rec.ok:
+            self._latency_s = (rec.t_end_ns - rec.t_send_ns) / 1e9
         if rec.ok or rec.error is ErrorKind.BUSY:
             return None
         return one_line(rec.error_message or str(rec.error))
@@ -307,11 +312,11 @@ class Probe:
             figures = replace(figures, energy=reading.to_dict())
         return figures
 
-    async def _worker_pool(self) -> WorkerPool:
-        """Started at the first level that needs it, as large as the largest level of the run needs."""
+    async def _worker_pool(self, size: int | None = None) -> WorkerPool:
+        """Started at the first level that needs it, as large as the largest level of the run needs (or `size`)."""
         if self._pool is None:
             assert self.source is not None
-            size = max(self.workers_for(n) for n in self.params.levels)
+            size = size or max(self.workers_for(n) for n in self.params.levels)
             self._pool = WorkerPool(self.source, self.model, self.params, size)
             await self._pool.start()
         return self._pool

@@ -10,127 +10,89 @@ open is recorded at once as dropped (error kind `dropped`, a failure and an SLO 
 
 At each rate, the first tenth of the arrivals (at least one) are warm-up and not counted; then `requests`
 measured arrivals; then the schedule goes on with filler arrivals until the last measured request has ended, so
-every measured request met the full offered load. Fillers are cancelled then and never counted. Open-loop levels
-run on the probe's own event loop (no worker processes): the send lag is the check that it kept up.
+every measured request met the full offered load. Fillers are cancelled then and never counted.
+
+A rate runs on the probe's own event loop, or in W worker processes when the closed loop would use W for as many
+requests in flight (`open_workers`: the rate × the preflight's latency, by Little's law; `--workers N` forces N).
+The semantics are the same either way (console/probe/arrivals.py walks the one schedule): the parent picks t0
+(perf_counter is one CLOCK_MONOTONIC for every process on Linux), worker w sends the arrivals i with i mod W = w
+at their due times with its part of the in-flight cap, and keeps its fillers going until the parent holds every
+measured record. The send lag is the check that each process kept up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections.abc import Callable
 
 from console.config import SLO
 from console.engines.base import Engine
+from console.probe.arrivals import gaps, measured_due, walk
 from console.probe.figures import LevelFigures, LevelTrace, summarise
-from console.probe.overhead import OverheadMeter
+from console.probe.overhead import OverheadMeter, combine
 from console.probe.params import ProbeParams
-from console.probe.prompts import prompt_tag
-from console.probe.record import ErrorKind, RequestRecord
-from console.probe.request import measure
+from console.probe.record import RequestRecord
 from console.probe.sampler import MetricsSampler
-from console.probe.streams import build_request
+from console.probe.workers import WorkerPool, workers_for
 
-WARMUP_SHARE = 0.1
-# Fillers keep the load on while the last measured requests finish; past this many times the measured arrivals
-# (replies far slower than the whole schedule), the level waits for them without adding more.
-FILLER_ROUNDS = 10
+__all__ = ["gaps", "open_workers", "run_rate"]
 
-
-def warmup_arrivals(params: ProbeParams) -> int:
-    return max(1, math.ceil(params.requests * WARMUP_SHARE)) if params.warmup else 0
+# Workers get the rate's t0 this far ahead, so the first arrivals are not already late when the word reaches them.
+WORKER_LEAD_S = 0.05
 
 
-def gaps(params: ProbeParams, rate: float, index: int) -> Callable[[], float]:
-    """Seconds to the next arrival: exponential (a Poisson process) or constant; seeded per rate."""
-    if params.arrivals == "constant":
-        return lambda: 1.0 / rate
-    rng = random.Random(params.seed * 1009 + index)
-    return lambda: rng.expovariate(rate)
-
-
-def dropped(index: int, tag: str, t_sched_ns: int, cap: int) -> RequestRecord:
-    return RequestRecord(index=index, tag=tag, warmup=False, t_send_ns=t_sched_ns, t_end_ns=t_sched_ns,
-                         t_sched_ns=t_sched_ns, error=ErrorKind.DROPPED,
-                         error_message=f"due while {cap} requests were in flight (--max-in-flight)")
+def open_workers(params: ProbeParams, rate: float, latency_s: float | None, cores: int | None = None) -> int:
+    """Processes for `rate`: `--workers N` when given (at most one per request the cap lets in flight), else what
+    the closed loop takes for the requests expected in flight, rate × latency (Little's law), up to the cap. Without
+    a latency (no preflight) the cap itself is the expectation."""
+    cap = params.max_in_flight
+    if params.workers > 0:
+        return workers_for(cap, params.workers)
+    expected = cap if latency_s is None else min(cap, max(1, math.ceil(rate * latency_s)))
+    return workers_for(expected, cores=cores)
 
 
 async def run_rate(engine: Engine, model: str, params: ProbeParams, slo: SLO, rate: float, *, index: int,
-                   on_record: Callable[[int, int], None] | None = None,
-                   ) -> tuple[list[RequestRecord], LevelFigures]:
-    """One open-loop level at `rate` requests/s: its measured records (by arrival) and its figures.
-    `on_record(done, errors)` is told after each measured record."""
-    cap, total, warm = params.max_in_flight, params.requests, warmup_arrivals(params)
-    next_gap = gaps(params, rate, index)
-    trace, meter = LevelTrace(), OverheadMeter()
+                   on_record: Callable[[int, int], None] | None = None, pool: WorkerPool | None = None,
+                   workers: int = 1) -> tuple[list[RequestRecord], LevelFigures]:
+    """One open-loop level at `rate` requests/s: its measured records (by arrival) and its figures. With `pool`
+    and `workers` > 1 the arrivals are sent from that many of its processes. `on_record(done, errors)` is told
+    after each measured record."""
+    cap, total = params.max_in_flight, params.requests
+    trace = LevelTrace()
     measured: list[RequestRecord] = []
-    sched: list[int] = []  # measured arrivals' scheduled times
-    tasks: set[asyncio.Task[None]] = set()
-    in_flight = 0
+    errors = 0
     all_done = asyncio.Event()
 
     def keep(rec: RequestRecord) -> None:
+        nonlocal errors
         measured.append(rec)
+        errors += 0 if rec.ok else 1
         if on_record is not None:
-            on_record(len(measured), sum(1 for r in measured if not r.ok))
+            on_record(len(measured), errors)
         if len(measured) == total:
             all_done.set()
 
-    async def one(i: int, t_sched: int, counted: bool) -> None:
-        nonlocal in_flight
-        tag = prompt_tag(index, i, prefix="o", warmup=i < warm, filler=i >= warm + total)
-        try:
-            rec = await measure(engine, build_request(engine.kind, model, params, tag, i), index=i - warm, tag=tag,
-                                warmup=not counted, timeout_s=params.timeout_s, meter=meter if counted else None,
-                                trace=trace, t_sched_ns=t_sched)
-        finally:
-            in_flight -= 1
-        if counted:
-            keep(rec)
-
-    async with MetricsSampler(engine) as sampler, meter:
-        t0 = time.perf_counter_ns()
-        offset = 0.0
-        try:
-            for i in range(warm + total + FILLER_ROUNDS * total):
-                t_sched = t0 + round(offset * 1e9)
-                delay = (t_sched - time.perf_counter_ns()) / 1e9
-                if i >= warm + total:  # fillers only until the last measured request ends
-                    if all_done.is_set():
-                        break
-                    try:
-                        async with asyncio.timeout(max(0.0, delay)):
-                            await all_done.wait()
-                        break
-                    except TimeoutError:
-                        pass
-                elif delay > 0:
-                    await asyncio.sleep(delay)
-                counted = warm <= i < warm + total
-                if counted:
-                    sched.append(t_sched)
-                if in_flight >= cap:
-                    if counted:
-                        keep(dropped(i - warm, prompt_tag(index, i, prefix="o"), t_sched, cap))
-                else:
-                    in_flight += 1
-                    task = asyncio.create_task(one(i, t_sched, counted),
-                                               name=f"probe-rate{index}-{i}")
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                offset += next_gap()
-            await all_done.wait()
-        finally:
-            for t in list(tasks):
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    if pool is None or workers <= 1:
+        meter = OverheadMeter()
+        async with MetricsSampler(engine) as sampler, meter:
+            t0 = time.perf_counter_ns()
+            await walk(engine, model, params, rate, index=index, t0=t0, keep=keep, stop=all_done, trace=trace,
+                       meter=meter)
+        overhead = meter.result()
+    else:
+        meter = OverheadMeter(ticker=False)  # this process sends nothing: only its CPU counts
+        async with MetricsSampler(engine) as sampler, meter:
+            t0 = time.perf_counter_ns() + round(WORKER_LEAD_S * 1e9)
+            states = await pool.run_rate(rate, index, t0, workers, on_record=keep, trace=trace)
+        overhead = combine([meter.state(), *states], workers=workers)
     measured.sort(key=lambda r: r.index)
+    sched = measured_due(params, rate, index, t0)
     span = (sched[-1] - sched[0]) / 1e9 if len(sched) > 1 else 0.0
     offered = (len(sched) - 1) / span if span > 0 else None
-    figures = summarise(cap, measured, trace, overhead=meter.result(), gauges=sampler.gauges(),
+    figures = summarise(cap, measured, trace, overhead=overhead, gauges=sampler.gauges(),
                         samples=len(sampler.snapshots), slo=slo, seed=params.seed, phase="open", rate=rate,
                         offered_rate=offered)
     return measured, figures
-

@@ -1,16 +1,19 @@
-"""Worker processes for large probe levels: one level's streams spread over several Python processes.
+"""Worker processes for large probe levels: one closed-loop level's streams, or one open-loop rate's arrivals,
+spread over several Python processes.
 
 One Python thread spends tens of microseconds on every chunk (the adapter's JSON parsing, the probe's records,
 asyncio's wake-ups), so 256 streams at 200 chunks/s each need more than one core, and a saturated event loop
-stamps arrivals late. A large level therefore runs its closed-loop streams in W worker processes, each with its
-own event loop and its own engine adapter, built from the engine's config by the one `build_engine` the CLI
-uses (secrets stay references in the config: each worker reads them itself, as the parent would).
+stamps arrivals late. A large level therefore runs in W worker processes, each with its own event loop and its
+own engine adapter, built from the engine's config by the one `build_engine` the CLI uses (secrets stay
+references in the config: each worker reads them itself, as the parent would).
 
-The semantics are the in-process ones (console/probe/streams.py): the measured tickets are one counter shared
-by every process of the level (`TicketFile`), and each worker keeps its streams' fillers going until the parent
-holds every measured record. Records come back one by one, so progress and cancel-with-partial-results keep
-working; each worker's trace and overhead samples come back at the level's end and are merged by the parent,
-which also keeps the /metrics sampler.
+The semantics are the in-process ones. Closed loop (console/probe/streams.py): the measured tickets are one
+counter shared by every process of the level (`TicketFile`). Open loop (console/probe/arrivals.py): every worker
+walks the one schedule from the parent's t0 and sends the arrivals whose number modulo W is its own, with its
+part of the in-flight cap. Either way each worker keeps its fillers going until the parent holds every measured
+record. Records come back one by one, so progress and cancel-with-partial-results keep working; each worker's
+trace and overhead samples come back at the level's end and are merged by the parent, which also keeps the
+/metrics sampler.
 
 Workers are fresh interpreters (`python -m console.probe.workers`, console/frames.py says why never forks),
 started once per run, each talking to the parent over a socket pair. Workers never outlive the probe: the parent
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import gc
 import math
 import os
@@ -30,13 +34,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from console.config import EngineConfig
 from console.errors import EngineDeckError, ProbeError
 from console.frames import read_frame, spawn, write_frame
+from console.probe.arrivals import walk
 from console.probe.figures import LevelTrace
 from console.probe.overhead import MeterState, OverheadMeter
 from console.probe.params import GC_THRESHOLD_DURING_PROBE
@@ -120,7 +125,8 @@ class _Worker:
 
 
 class WorkerPool:
-    """`size` worker processes for one probe run. `await start()`, `await run_level(...)` per level, `close()`."""
+    """`size` worker processes for one probe run. `await start()`, `await run_level(...)` per level
+    or `await run_rate(...)` per rate, `close()`."""
 
     def __init__(self, source: EngineSource, model: str, params: ProbeParams, size: int) -> None:
         self.source = source
@@ -182,10 +188,25 @@ class WorkerPool:
     async def run_level(self, level: int, workers: int, *, on_record: Callable[[RequestRecord], None],
                         on_first_ticket: Callable[[], None], trace: LevelTrace) -> list[MeterState]:
         """Run level `level` on the first `workers` processes; return their overhead samples (`trace` is filled)."""
-        total = self.params.requests_for(level)
         self._tickets.reset()
         for w in range(workers):
             write_frame(self._workers[w].writer, ("level", level, list(range(w, level, workers))))
+        return await self._collect(f"level {level}", self.params.requests_for(level), workers,
+                                   on_record=on_record, on_first_ticket=on_first_ticket, trace=trace)
+
+    async def run_rate(self, rate: float, index: int, t0: int, workers: int, *,
+                       on_record: Callable[[RequestRecord], None], trace: LevelTrace) -> list[MeterState]:
+        """The open-loop rate `rate` (the run's `index`-th) from t0 on the first `workers` processes, arrival i
+        from process i mod `workers`; return their overhead samples (`trace` is filled)."""
+        for w in range(workers):
+            write_frame(self._workers[w].writer, ("rate", rate, index, t0, w, workers))
+        return await self._collect(f"{rate:g}/s", self.params.requests, workers, on_record=on_record,
+                                   on_first_ticket=lambda: None, trace=trace)
+
+    async def _collect(self, what: str, total: int, workers: int, *, on_record: Callable[[RequestRecord], None],
+                       on_first_ticket: Callable[[], None], trace: LevelTrace) -> list[MeterState]:
+        """Take the `total` measured records as they come, then tell the workers to stop and merge what each
+        measured about itself."""
         received = 0
         while received < total:
             w, msg = await self._inbox.get()
@@ -207,7 +228,7 @@ class WorkerPool:
                         trace.merge(msg[1])
                         states.append(msg[2])
         except TimeoutError:
-            raise ProbeError(f"probe workers did not finish level {level} within {STOP_TIMEOUT_S:g} s of being "
+            raise ProbeError(f"probe workers did not finish {what} within {STOP_TIMEOUT_S:g} s of being "
                              "told to stop", hint="the levels measured so far are kept") from None
         return states
 
@@ -264,10 +285,16 @@ async def _serve(sock: socket.socket) -> None:
                 cmd = await read_frame(reader)
             except (asyncio.IncompleteReadError, ConnectionError):  # the parent is gone: stop
                 return
-            if cmd[0] != "level":
+            if cmd[0] == "level":
+                level, sids = cmd[1], cmd[2]
+                told = await _share(reader, writer, functools.partial(
+                    _streams, engine, model, params, tickets, level, sids, writer))
+            elif cmd[0] == "rate":
+                rate, index, t0, worker, workers = cmd[1:]
+                told = await _share(reader, writer, functools.partial(
+                    _arrivals, engine, model, params, rate, index, t0, worker, workers, writer))
+            else:
                 return
-            level, sids = cmd[1], cmd[2]
-            told = await _level(reader, writer, engine, model, params, tickets, level, sids)
             if told[0] != "stop":
                 return
     except Exception as exc:  # a bug in the probe: said in one line by the parent, never a hang
@@ -278,17 +305,15 @@ async def _serve(sock: socket.socket) -> None:
         tickets.close()
 
 
-async def _level(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, engine: Any, model: str,
-                 params: ProbeParams, tickets: TicketFile, level: int, sids: list[int]) -> tuple[Any, ...]:
-    """This worker's share of one level; returns the parent's word that ended it ("stop", or "gone")."""
+async def _share(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 run: Callable[[LevelTrace, OverheadMeter, asyncio.Event], Awaitable[None]]) -> tuple[Any, ...]:
+    """This worker's share of one level or rate, run until the parent's word ("stop", or "gone") ends it; its
+    trace and overhead samples go back then. Returns the word."""
     trace, meter, stop = LevelTrace(), OverheadMeter(), asyncio.Event()
-    streams = LevelStreams(engine, model, params, level, next_ticket=tickets.take,
-                           on_record=lambda rec: write_frame(writer, ("record", rec)),
-                           on_first_ticket=lambda: write_frame(writer, ("measure",)), trace=trace, meter=meter)
     watcher = asyncio.create_task(_until_told(reader, stop))
     try:
         async with meter:
-            await streams.run(sids, stop)
+            await run(trace, meter, stop)
     finally:
         if not watcher.done():
             watcher.cancel()
@@ -296,6 +321,25 @@ async def _level(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, eng
     write_frame(writer, ("level_done", trace, meter.state()))
     await writer.drain()
     return told
+
+
+async def _streams(engine: Any, model: str, params: ProbeParams, tickets: TicketFile, level: int, sids: list[int],
+                   writer: asyncio.StreamWriter, trace: LevelTrace, meter: OverheadMeter, stop: asyncio.Event
+                   ) -> None:
+    """Closed loop: streams `sids` of level `level`, taking measured tickets from the level's shared counter."""
+    streams = LevelStreams(engine, model, params, level, next_ticket=tickets.take,
+                           on_record=lambda rec: write_frame(writer, ("record", rec)),
+                           on_first_ticket=lambda: write_frame(writer, ("measure",)), trace=trace, meter=meter)
+    await streams.run(sids, stop)
+
+
+async def _arrivals(engine: Any, model: str, params: ProbeParams, rate: float, index: int, t0: int, worker: int,
+                    workers: int, writer: asyncio.StreamWriter, trace: LevelTrace, meter: OverheadMeter,
+                    stop: asyncio.Event) -> None:
+    """Open loop: the arrivals i of the rate's schedule with i mod `workers` = `worker`, from the parent's t0."""
+    await walk(engine, model, params, rate, index=index, t0=t0,
+               keep=lambda rec: write_frame(writer, ("record", rec)), stop=stop, trace=trace, meter=meter,
+               worker=worker, workers=workers)
 
 
 async def _until_told(reader: asyncio.StreamReader, stop: asyncio.Event) -> tuple[Any, ...]:
