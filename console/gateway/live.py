@@ -5,8 +5,14 @@ The protocol is a line each way: the reader sends `snapshot` or `follow`; the ga
 snapshot holds the requests in flight (client, model, waiting for the first byte or streaming, elapsed, chunks and
 bytes so far), the last FINISHED requests with their figures, and per client the requests of the last minute. A
 follower then gets `start`, `first_byte` and `end` events, and a `progress` line at most every PROGRESS_S while
-streams run (chunks so far per request): nothing while nothing flows. A follower that reads too slowly for
-FOLLOW_QUEUE events is dropped (it gets a last `dropped` line), so no reader can grow the gateway.
+streams run (chunks so far per request): nothing while nothing flows.
+
+No reader can grow the gateway (docs/limits.md, "What enginedeck's own servers accept from clients"): at most
+MAX_READERS connections at once (past it, one `refused` line and closed), MAX_FOLLOWERS of them following; the ask
+within ASK_TIMEOUT_S and ASK_LIMIT bytes; each write taken by the reader within WRITE_TIMEOUT_S, or the connection
+is cut; a follower that falls FOLLOW_QUEUE events or FOLLOW_BYTES behind is dropped (its queue freed, a last
+`dropped` line). A connection is counted until its socket is closed, so one that was dropped but never reads
+still takes its place until the write deadline cuts it.
 
 A snapshot also holds `totals`, per model since the gateway started: requests, errors, tokens in and out, and the
 90th percentile of time to first byte over the last TTFT_WINDOW_S (the exporter's and the alert rules' traffic,
@@ -28,8 +34,13 @@ from typing import Any
 from console.gateway.record import RequestRecord
 
 FINISHED = 50
-FOLLOW_QUEUE = 1000
+FOLLOW_QUEUE = 1000  # events queued for one follower
+FOLLOW_BYTES = 4 << 20  # and their bytes (a progress line grows with the requests in flight)
 MAX_FOLLOWERS = 16
+MAX_READERS = 32  # connections at once, following or asking a snapshot
+ASK_TIMEOUT_S = 5.0
+ASK_LIMIT = 4096  # the ask is a word
+WRITE_TIMEOUT_S = 10.0  # a reader that takes nothing of what waits for it this long is cut
 PROGRESS_S = 0.5
 RATE_WINDOW_S = 60.0
 RATE_KEPT = 10_000  # arrivals remembered for the per-client rates
@@ -81,7 +92,8 @@ class Live:
     flights: dict[str, _Flight] = field(default_factory=dict)
     finished: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=FINISHED))
     arrivals: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=RATE_KEPT))
-    followers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
+    followers: set[_Reader] = field(default_factory=set)
+    readers: set[_Reader] = field(default_factory=set)  # every connection, following or not, until closed
     totals: dict[str | None, _Totals] = field(default_factory=dict)
     _ticker: asyncio.Task[None] | None = None
 
@@ -157,13 +169,12 @@ class Live:
                 "totals": [t.as_json(model, now) for model, t in self.totals.items()]}
 
     def _send(self, event: dict[str, Any]) -> None:
-        for queue in list(self.followers):
-            if queue.qsize() >= FOLLOW_QUEUE - 1:
-                self.followers.discard(queue)
-                queue.put_nowait({"event": "dropped", "reason": f"the reader fell {FOLLOW_QUEUE} events behind"})
-                queue.put_nowait(None)
-            else:
-                queue.put_nowait(event)
+        line = _line(event)  # once, whatever the number of followers
+        for reader in list(self.followers):
+            if not reader.put(line):
+                self.followers.discard(reader)
+                reader.finish({"event": "dropped", "reason": f"the reader fell {FOLLOW_QUEUE} events or "
+                                                              f"{FOLLOW_BYTES >> 20} MiB behind"})
 
     async def _tick(self) -> None:
         try:
@@ -184,38 +195,99 @@ class Live:
         _remove(path)  # a socket left by a gateway that was killed
         old = os.umask(0o177)
         try:
-            server = await asyncio.start_unix_server(self._client, path=str(path), limit=4096)
+            server = await asyncio.start_unix_server(self._client, path=str(path), limit=ASK_LIMIT)
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
         return server
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.readers) >= MAX_READERS:
+            # a short line fits the socket's empty buffer: written at once, and the close does not wait on it
+            writer.write(_line({"event": "refused", "reason": f"{MAX_READERS} readers already connected"}))
+            writer.close()
+            return
+        me = _Reader()
+        self.readers.add(me)
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(ASK_TIMEOUT_S):
                 ask = (await reader.readline()).strip()
-            writer.write(_line(self.snapshot()))
-            await writer.drain()
+            await _write(writer, _line(self.snapshot()))
             if ask != b"follow" or len(self.followers) >= MAX_FOLLOWERS:
                 return
-            queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-            self.followers.add(queue)
+            self.followers.add(me)
             try:
-                while (event := await queue.get()) is not None:
-                    writer.write(_line(event))
-                    await writer.drain()
+                while True:
+                    await me.ready.wait()
+                    lines, last = me.take()
+                    await _write(writer, b"".join(lines))
+                    if last:
+                        return
             finally:
-                self.followers.discard(queue)
+                self.followers.discard(me)
         except (OSError, TimeoutError, ValueError, asyncio.LimitOverrunError):
-            pass
+            writer.transport.abort()  # what is still buffered for this reader is dropped with it
         finally:
-            writer.close()
+            me.lines.clear()
+            await _close(writer)
+            self.readers.discard(me)
 
     def close(self) -> None:
-        for queue in list(self.followers):
-            queue.put_nowait({"event": "stopped"})
-            queue.put_nowait(None)
+        for reader in list(self.followers):
+            reader.finish({"event": "stopped"})
         self.followers.clear()
+
+
+class _Reader:
+    """One connection's lines waiting to be written, bounded by FOLLOW_QUEUE and FOLLOW_BYTES."""
+
+    def __init__(self) -> None:
+        self.lines: deque[bytes] = deque()
+        self.size = 0
+        self.last = False
+        self.ready = asyncio.Event()
+
+    def put(self, line: bytes) -> bool:
+        """Queue a line; False (nothing queued) when the reader is too far behind for it."""
+        if len(self.lines) >= FOLLOW_QUEUE or self.size + len(line) > FOLLOW_BYTES:
+            return False
+        self.lines.append(line)
+        self.size += len(line)
+        self.ready.set()
+        return True
+
+    def finish(self, event: dict[str, Any]) -> None:
+        """End with `event`: what was queued is freed now, not when (if ever) the reader takes it."""
+        self.lines.clear()
+        self.lines.append(_line(event))
+        self.size = len(self.lines[0])
+        self.last = True
+        self.ready.set()
+
+    def take(self) -> tuple[list[bytes], bool]:
+        lines, self.size = list(self.lines), 0
+        self.lines.clear()
+        self.ready.clear()
+        return lines, self.last
+
+
+async def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    async with asyncio.timeout(WRITE_TIMEOUT_S):
+        await writer.drain()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close once what is buffered is taken, within WRITE_TIMEOUT_S: a transport closed with bytes a reader never
+    takes would otherwise hold them (and its socket) for good."""
+    writer.close()
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except OSError:
+        pass
 
 
 def _remove(path: Path) -> None:
