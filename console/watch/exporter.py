@@ -4,12 +4,12 @@ answering each scrape with a fresh collection made on the event loop, under the 
 A scrape waits at most the deadline plus a margin for its collection; a collection still running then is
 answered with what the last one found, marked by `enginedeck_scrape_stale 1`: never a hang.
 
-The server gives each connection a thread, so what a client may hold is bounded (docs/limits.md, "What
-enginedeck's own servers accept from clients"): at most MAX_CONNECTIONS at once (past it, 503 and closed, no
-thread); a request's line and headers within HEAD_TIMEOUT_S of the accept, in all, and HEAD_LIMIT bytes (a client
-that drips its head, or sends one forever, gets 408 or 431 and is closed); the answer written within
-WRITE_TIMEOUT_S. prometheus_client's own `start_http_server` bounds none of these: a thread per connection,
-held as long as the client likes.
+The server gives each connection a thread, so what a client may hold is bounded (docs/limits.md, "What enginedeck's
+own servers accept from clients"): at most MAX_CONNECTIONS at once and MAX_PER_ADDRESS from one address (past
+either, 503 and closed, no thread); a request's line and headers within HEAD_TIMEOUT_S of the accept, in all, and
+HEAD_LIMIT bytes (a client that drips its head, or sends one forever, gets 408 or 431 and is closed); the answer
+written within WRITE_TIMEOUT_S. prometheus_client's own `start_http_server` bounds none of these: a thread per
+connection, held as long as the client likes.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ MARGIN_S = 1.0  # past the collection's own deadline, before a scrape stops wait
 # What one client may hold. A scraper sends its head at once and reads its answer at once: these bounds never
 # touch Prometheus, and a connection lives at most HEAD_TIMEOUT_S + the deadline + MARGIN_S + WRITE_TIMEOUT_S.
 MAX_CONNECTIONS = 32  # served at once, a thread each; Prometheus (or a few) scrapes one at a time
+MAX_PER_ADDRESS = 8  # of them from one client address
 HEAD_TIMEOUT_S = 5.0  # the request line and headers, in all, from the accept: a drip does not stretch it
 HEAD_LIMIT = 64 << 10  # bytes read before the head is complete (the gateway's bound, docs/limits.md)
 WRITE_TIMEOUT_S = 10.0  # the whole answer, to a client that reads it slowly or never
@@ -162,30 +163,46 @@ def _refuse(sock: socket.socket, status: HTTPStatus) -> None:
 
 
 class _Server(ThreadingWSGIServer):
-    """prometheus_client's threading WSGI server (daemon threads), with at most MAX_CONNECTIONS handled at once.
-    A connection past the cap is answered 503 from the accepting thread and closed: it gets no thread."""
+    """prometheus_client's threading WSGI server (daemon threads), with at most MAX_CONNECTIONS handled at once and
+    MAX_PER_ADDRESS of them from one client address, so that one host holding its share cannot starve Prometheus's
+    scrape from another. A connection past either is answered 503 from the accepting thread and closed: it gets no
+    thread."""
+
+    request_queue_size = 128  # socketserver's 5 drops a burst of connects before the accepting thread sees them
 
     def __init__(self, where: tuple[str, int], family: socket.AddressFamily) -> None:
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.lock = threading.Lock()
+        self.held: dict[str, int] = {}  # connections handled now, per client address
         self.address_family = family  # read by the socket server's constructor (IPv6 when the host is one)
         super().__init__(where, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
+        peer = str(client_address[0])
+        with self.lock:
+            full = sum(self.held.values()) >= MAX_CONNECTIONS or self.held.get(peer, 0) >= MAX_PER_ADDRESS
+            if not full:
+                self.held[peer] = self.held.get(peer, 0) + 1
+        if full:
             _refuse(request, HTTPStatus.SERVICE_UNAVAILABLE)
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.slots.release()
+            self._release(peer)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            self._release(str(client_address[0]))
+
+    def _release(self, peer: str) -> None:
+        with self.lock:
+            self.held[peer] -= 1
+            if not self.held[peer]:
+                del self.held[peer]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], OSError):  # a client's failure is its own, never a traceback

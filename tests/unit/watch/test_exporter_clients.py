@@ -26,6 +26,7 @@ CAP = 4
 def small_bounds(monkeypatch):
     monkeypatch.setattr(exporter, "HEAD_TIMEOUT_S", HEAD_TIMEOUT_S, raising=False)
     monkeypatch.setattr(exporter, "MAX_CONNECTIONS", CAP, raising=False)
+    monkeypatch.setattr(exporter, "MAX_PER_ADDRESS", CAP, raising=False)
 
 
 @contextmanager
@@ -40,8 +41,8 @@ def running(loop: asyncio.AbstractEventLoop) -> Iterator[int]:
         thread.join()
 
 
-def _connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+def _connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
     sock.settimeout(0.05)
     return sock
 
@@ -122,6 +123,22 @@ async def test_idle_connections_past_the_cap_get_503_and_no_thread_and_the_rest_
     # the ones that got a thread are answered 408 and closed once the head deadline passes: none stays open
     assert sum(got is None for got in early) == CAP
     assert all(got is not None and got.endswith(b"<closed>") for got in late)
+
+
+async def test_one_address_holds_at_most_its_share_and_a_scrape_from_another_answers(monkeypatch):
+    monkeypatch.setattr(exporter, "MAX_PER_ADDRESS", 2, raising=False)
+    with running(asyncio.get_running_loop()) as port:
+        idle = [_connect(port, source="127.0.0.2") for _ in range(CAP)]  # another host, as loopback can say it
+        try:
+            await asyncio.sleep(0.4)
+            early = [_answer_or_none(sock) for sock in idle]
+            text = await asyncio.to_thread(_scrape, port)
+        finally:
+            for sock in idle:
+                sock.close()
+    assert sum(got is None for got in early) == 2  # held, waiting for their heads
+    assert all(got.startswith(b"HTTP/1.0 503") for got in early if got is not None)
+    assert 'enginedeck_model_loaded{engine="ok",model="llama3"} 1.0' in text
 
 
 async def test_an_endless_head_is_answered_431_and_closed():
