@@ -8,11 +8,12 @@ follower then gets `start`, `first_byte` and `end` events, and a `progress` line
 streams run (chunks so far per request): nothing while nothing flows.
 
 No reader can grow the gateway (docs/limits.md, "What enginedeck's own servers accept from clients"): at most
-MAX_READERS connections at once (past it, one `refused` line and closed), MAX_FOLLOWERS of them following; the ask
-within ASK_TIMEOUT_S and ASK_LIMIT bytes; each write taken by the reader within WRITE_TIMEOUT_S, or the connection
-is cut; a follower that falls FOLLOW_QUEUE events or FOLLOW_BYTES behind is dropped (its queue freed, a last
-`dropped` line). A connection is counted until its socket is closed, so one that was dropped but never reads
-still takes its place until the write deadline cuts it.
+MAX_READERS connections at once (past it, the oldest that has not asked yet is cut to make room, else the newcomer
+gets one `refused` line and is closed), MAX_FOLLOWERS of them following; the ask within ASK_TIMEOUT_S and ASK_LIMIT
+bytes; each write taken by the reader within WRITE_TIMEOUT_S, or the connection is cut; a follower that falls
+FOLLOW_QUEUE events or FOLLOW_BYTES behind is dropped (its queue freed, a last `dropped` line). A connection is
+counted until its socket is closed, so one that was dropped but never reads still takes its place until the write
+deadline cuts it.
 
 A snapshot also holds `totals`, per model since the gateway started: requests, errors, tokens in and out, and the
 90th percentile of time to first byte over the last TTFT_WINDOW_S (the exporter's and the alert rules' traffic,
@@ -93,7 +94,8 @@ class Live:
     finished: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=FINISHED))
     arrivals: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=RATE_KEPT))
     followers: set[_Reader] = field(default_factory=set)
-    readers: set[_Reader] = field(default_factory=set)  # every connection, following or not, until closed
+    # every connection, following or not, until closed, oldest first
+    readers: dict[_Reader, asyncio.StreamWriter] = field(default_factory=dict)
     totals: dict[str | None, _Totals] = field(default_factory=dict)
     _ticker: asyncio.Task[None] | None = None
 
@@ -203,15 +205,23 @@ class Live:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.readers) >= MAX_READERS:
-            # a short line fits the socket's empty buffer: written at once, and the close does not wait on it
-            writer.write(_line({"event": "refused", "reason": f"{MAX_READERS} readers already connected"}))
-            writer.close()
-            return
+            # Full: the oldest connection that has not asked yet makes room (idle connections cannot keep a reader
+            # that asks at once out); when every one has asked, the newcomer is refused. A short line fits the
+            # socket's empty buffer: written at once, and the close does not wait on it.
+            idle = next((r for r in self.readers if r.asking), None)
+            if idle is None:
+                writer.write(_line({"event": "refused", "reason": f"{MAX_READERS} readers already connected"}))
+                writer.close()
+                return
+            self.readers.pop(idle).transport.abort()
         me = _Reader()
-        self.readers.add(me)
+        self.readers[me] = writer
         try:
             async with asyncio.timeout(ASK_TIMEOUT_S):
                 ask = (await reader.readline()).strip()
+            me.asking = False
+            if me not in self.readers:  # cut to make room while it was silent
+                return
             await _write(writer, _line(self.snapshot()))
             if ask != b"follow" or len(self.followers) >= MAX_FOLLOWERS:
                 return
@@ -230,7 +240,7 @@ class Live:
         finally:
             me.lines.clear()
             await _close(writer)
-            self.readers.discard(me)
+            self.readers.pop(me, None)
 
     def close(self) -> None:
         for reader in list(self.followers):
@@ -245,6 +255,7 @@ class _Reader:
         self.lines: deque[bytes] = deque()
         self.size = 0
         self.last = False
+        self.asking = True  # connected, the ask not yet read
         self.ready = asyncio.Event()
 
     def put(self, line: bytes) -> bool:

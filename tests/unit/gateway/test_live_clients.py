@@ -154,17 +154,42 @@ async def test_a_slow_follower_is_dropped_with_a_last_line_and_a_quick_one_keeps
     assert got is not None  # the slow one was closed
 
 
-async def test_connections_past_the_cap_are_refused_and_idle_ones_closed_at_the_ask_deadline(live):
+async def _snapshot(path: Path) -> dict:
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(b"snapshot\n")
+        return json.loads(await asyncio.wait_for(reader.readline(), 5))
+    finally:
+        writer.close()
+
+
+async def test_idle_connections_make_room_for_a_reader_that_asks_and_are_closed_at_the_ask_deadline(live):
     view, path = live
-    idle = [await _connect(path) for _ in range(4)]
+    idle = [await _connect(path) for _ in range(4)]  # the cap, none of them asking
     await asyncio.sleep(0.2)
+    assert len(view.readers) == 4
+    assert (await _snapshot(path))["event"] == "snapshot"  # served, full as it was
+    assert _hung_up(idle[0]) and not any(_hung_up(sock) for sock in idle[1:])  # the oldest idle one made room
+    await asyncio.sleep(1.5)  # past the ask deadline: every idle one is closed and forgotten
+    assert not view.readers
+    for sock in idle:
+        assert await asyncio.to_thread(_read_all, sock) == b""
+        sock.close()
+
+
+async def test_past_the_cap_of_readers_that_asked_a_newcomer_is_refused(live):
+    view, path = live
+    followers = [await _connect(path) for _ in range(4)]
+    for sock in followers:
+        sock.send(b"follow\n")
+    for _ in range(100):
+        if len(view.followers) == 4:
+            break
+        await asyncio.sleep(0.02)
     extra = await _connect(path)
     got = await asyncio.to_thread(_read_all, extra)
     extra.close()
     assert got is not None and json.loads(got)["event"] == "refused"
-    assert len(view.readers) == 4
-    await asyncio.sleep(1.5)  # past the ask deadline: each idle one is closed and forgotten
-    assert not view.readers
-    for sock in idle:
-        assert await asyncio.to_thread(_read_all, sock) == b""
+    assert len(view.followers) == 4 and not any(_hung_up(sock) for sock in followers)
+    for sock in followers:
         sock.close()
