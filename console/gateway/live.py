@@ -8,12 +8,12 @@ follower then gets `start`, `first_byte` and `end` events, and a `progress` line
 streams run (chunks so far per request): nothing while nothing flows.
 
 No reader can grow the gateway (docs/limits.md, "What enginedeck's own servers accept from clients"): at most
-MAX_READERS connections at once (past it, the oldest that has not asked yet is cut to make room, else the newcomer
-gets one `refused` line and is closed), MAX_FOLLOWERS of them following; the ask within ASK_TIMEOUT_S and ASK_LIMIT
-bytes; each write taken by the reader within WRITE_TIMEOUT_S, or the connection is cut; a follower that falls
-FOLLOW_QUEUE events or FOLLOW_BYTES behind is dropped (its queue freed, a last `dropped` line). A connection is
-counted until its socket is closed, so one that was dropped but never reads still takes its place until the write
-deadline cuts it.
+MAX_READERS connections at once (past it, the oldest that has not asked yet or was dropped is cut to make room, else
+the newcomer gets one `refused` line and is closed), MAX_FOLLOWERS of them following; the ask within ASK_TIMEOUT_S
+and ASK_LIMIT bytes; each write taken by the reader within WRITE_TIMEOUT_S, or the connection is cut; a follower
+that falls FOLLOW_QUEUE events or FOLLOW_BYTES behind is dropped (its queue freed, a last `dropped` line). A
+connection is counted until its socket is closed: one that was dropped but never reads keeps its place until the
+write deadline cuts it, or a newcomer needs the place.
 
 A snapshot also holds `totals`, per model since the gateway started: requests, errors, tokens in and out, and the
 90th percentile of time to first byte over the last TTFT_WINDOW_S (the exporter's and the alert rules' traffic,
@@ -205,10 +205,11 @@ class Live:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.readers) >= MAX_READERS:
-            # Full: the oldest connection that has not asked yet makes room (idle connections cannot keep a reader
-            # that asks at once out); when every one has asked, the newcomer is refused. A short line fits the
-            # socket's empty buffer: written at once, and the close does not wait on it.
-            idle = next((r for r in self.readers if r.asking), None)
+            # Full: the oldest connection that has not asked yet, or that was dropped and has not taken its last
+            # line, makes room (neither idle connections nor stuck followers keep out a reader that asks at once);
+            # when there is none, the newcomer is refused. A short line fits the socket's empty buffer: written at
+            # once, and the close does not wait on it.
+            idle = next((r for r in self.readers if r.asking or r.last), None)
             if idle is None:
                 writer.write(_line({"event": "refused", "reason": f"{MAX_READERS} readers already connected"}))
                 writer.close()

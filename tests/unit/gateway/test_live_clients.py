@@ -44,9 +44,9 @@ async def live(tmp_path: Path) -> AsyncIterator[tuple[Live, Path]]:
         server.close()
 
 
-def _record(n: int) -> RequestRecord:
+def _record(n: int, size: int = 2000) -> RequestRecord:
     # a long path makes each event ~2 KB, so the socket's own buffers fill after a few hundred events
-    return RequestRecord(request_id=f"r{n}", started=time.time(), method="POST", path="/api/chat/" + "p" * 2000,
+    return RequestRecord(request_id=f"r{n}", started=time.time(), method="POST", path="/api/chat/" + "p" * size,
                          client_ip="127.0.0.1", client="team-a", user_agent="t", upstream="http://127.0.0.1:1",
                          model="llama3")
 
@@ -155,7 +155,7 @@ async def test_a_slow_follower_is_dropped_with_a_last_line_and_a_quick_one_keeps
 
 
 async def _snapshot(path: Path) -> dict:
-    reader, writer = await asyncio.open_unix_connection(str(path))
+    reader, writer = await asyncio.open_unix_connection(str(path), limit=16 << 20)
     try:
         writer.write(b"snapshot\n")
         return json.loads(await asyncio.wait_for(reader.readline(), 5))
@@ -192,4 +192,26 @@ async def test_past_the_cap_of_readers_that_asked_a_newcomer_is_refused(live):
     assert got is not None and json.loads(got)["event"] == "refused"
     assert len(view.followers) == 4 and not any(_hung_up(sock) for sock in followers)
     for sock in followers:
+        sock.close()
+
+
+async def test_followers_that_were_dropped_make_room_for_a_reader_that_asks(live, monkeypatch):
+    monkeypatch.setattr(live_mod, "WRITE_TIMEOUT_S", 30.0, raising=False)  # none is cut while the test runs
+    view, path = live
+    stuck = [await _connect(path) for _ in range(4)]  # the cap, all following, none reading
+    for sock in stuck:
+        sock.send(b"follow\n")
+    for _ in range(100):
+        if len(view.followers) == 4:
+            break
+        await asyncio.sleep(0.02)
+    for n in range(300):  # 20 KB events: each follower's transport holds more than it lets drain return on
+        rec = _record(n, size=20_000)
+        view.start(rec)
+        view.end(rec)
+        if n % 10 == 0:
+            await asyncio.sleep(0)
+    assert not view.followers and len(view.readers) == 4  # all dropped, none cut yet
+    assert (await _snapshot(path))["event"] == "snapshot"
+    for sock in stuck:
         sock.close()
