@@ -19,9 +19,10 @@ Attacks, each for --seconds (bench/hostile_wire.py is the other way round: there
 RSS MB is the server's resident memory before the attack; peak +MB its VmHWM (Linux's high-water mark of its
 resident memory) at the end of the attack, less its value before; threads are the most seen (sampled every 0.1 s).
 "served" is a normal request (gateway: GET /api/tags; exporter: GET /metrics; live: a snapshot) sent once the attack
-is under way (after a third of --seconds, and once the attack's connections are open), with a 5 s deadline: its
-status and seconds. The attacker's TCP connections come from --source (127.0.0.2: another host, as loopback can say
-it), the normal request from 127.0.0.1. "closed" is how many attacking connections the server had closed by the end.
+is under way (a second after the attack's connections are open: within every server's deadline for them), with a 5 s
+deadline: its status and seconds. The attacker's TCP connections come from --source (127.0.0.2: another host, as
+loopback can say it), the normal request from 127.0.0.1. "closed" is how many attacking connections the server had
+closed by the end.
 Each row starts a fresh server.
 """
 
@@ -298,10 +299,13 @@ def run(kind: str, attack: Attack, args: argparse.Namespace, exe: str, upstream:
         stop, outcome = threading.Event(), {}
         attacker = threading.Thread(target=lambda: outcome.setdefault("r", attack(server, stop)), daemon=True)
         attacker.start()
-        started, answer = time.monotonic(), "-"
+        started, answer, ready_at = time.monotonic(), "-", None
         while time.monotonic() - started < args.seconds:
             threads = max(threads, proc.num_threads())
-            if answer == "-" and server.ready.is_set() and time.monotonic() - started > args.seconds / 3:
+            if ready_at is None and server.ready.is_set():
+                ready_at = time.monotonic()
+            # a second into the attack: well within every server's deadline for what the attacker holds
+            if answer == "-" and ready_at is not None and time.monotonic() - ready_at > 1.0:
                 answer = served(server)
             time.sleep(0.1)
         peak_mb = (high_water_kb(proc.pid) - before_kb) / 1024
