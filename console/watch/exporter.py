@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
@@ -143,7 +143,7 @@ class _Handler(WSGIRequestHandler):
 
     def handle(self) -> None:
         try:
-            super().handle()
+            self._handle()
         except _HeadLate:
             _refuse(self.request, HTTPStatus.REQUEST_TIMEOUT)
         except _HeadTooLarge:
@@ -153,6 +153,30 @@ class _Handler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Log nothing: a scrape is not an event, and a client's request line is untrusted text."""
+
+    def _handle(self) -> None:
+        # wsgiref's WSGIRequestHandler.handle, with _Answer for its ServerHandler
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.parse_request():  # the error was answered
+            return
+        # typeshed has wfile as a BufferedIOBase and the handler wanting IO[bytes]; wsgiref passes the same object
+        answer = _Answer(self.rfile, self.wfile, self.get_stderr(), self.get_environ(),  # type: ignore[arg-type]
+                         multithread=False)
+        answer.request_handler = self  # type: ignore[attr-defined]  # wsgiref's own back-pointer, for logging
+        answer.run(self.server.get_app())  # type: ignore[attr-defined]
+
+
+class _Answer(ServerHandler):
+    """wsgiref's ServerHandler, which writes a traceback to stderr for any failure while answering but a reset:
+    a client that did not take its answer within WRITE_TIMEOUT_S (a timeout) is the client's failure, not ours."""
+
+    def log_exception(self, exc_info: Any) -> None:
+        if not isinstance(exc_info[1], OSError):
+            super().log_exception(exc_info)
 
 
 def _refuse(sock: socket.socket, status: HTTPStatus) -> None:

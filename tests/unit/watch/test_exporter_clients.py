@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
 
 from console.engines.base import LoadedModel
 from console.watch import exporter
@@ -156,3 +157,29 @@ async def test_an_endless_head_is_answered_431_and_closed():
         finally:
             sock.close()
     assert got == b"" or got.startswith(b"HTTP/1.0 431")
+
+
+async def test_a_client_that_does_not_take_its_answer_is_cut_at_the_write_deadline_without_a_traceback(
+        monkeypatch, capfd):
+    def huge(snap, **_kw):  # ~16 MB of exposition: more than the sockets' buffers hold
+        family = GaugeMetricFamily("enginedeck_filler", "filler", labels=["n"])
+        for n in range(8_000):
+            family.add_metric([f"{n:0>2000}"], 1.0)
+        yield family
+
+    monkeypatch.setattr(exporter, "families", huge)
+    monkeypatch.setattr(exporter, "WRITE_TIMEOUT_S", 1.0, raising=False)
+    with running(asyncio.get_running_loop()) as port:
+        before = threading.active_count()
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.sleep(0.5)
+            answering = threading.active_count() - before
+            await asyncio.sleep(5.5)  # never read: the answer's write passes its deadline
+            after = threading.active_count() - before
+        finally:
+            sock.close()
+    assert answering == 1 and after == 0  # the thread answering it gave up and ended
+    assert "Traceback" not in capfd.readouterr().err
