@@ -5,6 +5,7 @@ behind the app's real GpuMonitor; the engine is the Ollama contract server."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 
@@ -48,6 +49,12 @@ async def test_f8_measures_idle_then_each_reply_shows_and_saves_its_joules_per_t
         pane, _prompt = await new_chat_prompt(pilot)
         await pilot.press("escape")  # out of the prompt: the key bar shows the chat's keys
         assert "f8 Energy" in screen_text(app)
+        await pilot.press("question_mark")  # the help lists it with what it does
+        await settle(pilot, until=lambda: type(app.screen).__name__ == "HelpScreen")
+        listed = "\n".join(str(w.render()) for w in app.screen.query(Static))
+        assert re.search(r"^\s*f8\s+Energy$", listed, re.MULTILINE), listed
+        await pilot.press("escape")
+        await settle(pilot, until=lambda: type(app.screen).__name__ == "ChatScreen")
         await pilot.press("f8")
         assert "measuring the GPUs' idle power" in str(energy_line(pilot).render())
         await settle(pilot, until=lambda: "energy: on" in str(energy_line(pilot).render()))
