@@ -30,7 +30,7 @@ FLEET_LOADED_COLUMNS = ("host", *LOADED_COLUMNS)
 FLEET_MIN_INTERVAL_S = 5.0
 # A large fleet's refresh is costly for the console itself (100 hosts: ~80 ms of CPU on the 2-core box, mostly the
 # JSON and the parse of ~7 800 series; bench/fleet_idle.py): refreshes are spaced so that they take at most this
-# share of one core on average (0.1 %: the dashboard's idle budget is 0.5 %, and it uses ~0.3-0.4 % without a fleet),
+# share of one core on average (0.1 %: the dashboard's idle budget is 0.5 %, and it uses ~0.4 % without a fleet),
 # but never more than FLEET_MAX_INTERVAL_S apart.
 FLEET_CPU_SHARE = 0.001
 FLEET_MAX_INTERVAL_S = 60.0
