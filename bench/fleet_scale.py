@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -26,6 +27,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -79,7 +81,8 @@ def serve(pages: list[bytes]) -> ThreadingHTTPServer:
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # Prometheus stopped mid-scrape
+                self.wfile.write(body)
 
         def log_message(self, *args):
             pass
@@ -115,23 +118,20 @@ async def refreshes(url: str, n: int) -> tuple[list[float], int, int]:
     return times, hosts, series
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, default=100)
-    parser.add_argument("--refreshes", type=int, default=20)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def prometheus_fleet(hosts: int) -> Iterator[tuple[str, list[bytes]]]:
+    """The lab's Prometheus scraping `hosts` simulated hosts every 2 s, every host in it: (its URL, the pages)."""
     manifest = labkit.Manifest.load()
     if manifest.missing("prometheus"):
-        print("fleet_scale: the lab has no Prometheus: run python scripts/lab.py setup prometheus", file=sys.stderr)
-        return 2
-    pages = [host_page(i) for i in range(args.hosts)]
+        raise SystemExit("the lab has no Prometheus: run python scripts/lab.py setup prometheus")
+    pages = [host_page(i) for i in range(hosts)]
     server = serve(pages)
     port = server.server_port
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "prometheus.yml"
         targets = [{"targets": [f"127.0.0.1:{port}"],
                     "labels": {"__metrics_path__": f"/host/{i}/metrics", "instance": f"host-{i:03d}:9464"}}
-                   for i in range(args.hosts)]
+                   for i in range(hosts)]
         config.write_text(json.dumps({"global": {"scrape_interval": "2s", "scrape_timeout": "2s"},
                                       "scrape_configs": [{"job_name": "enginedeck", "static_configs": targets}]}))
         launch = labkit.prometheus_launch(manifest, labkit.free_port(), config, Path(tmp) / "data")
@@ -141,19 +141,33 @@ def main() -> int:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 got = query(launch.url, "count(enginedeck_exporter_info)")
-                if got and int(float(got[0]["value"][1])) >= args.hosts:
+                if got and int(float(got[0]["value"][1])) >= hosts:
                     break
                 time.sleep(0.5)
             else:
-                raise SystemExit("fleet_scale: Prometheus did not see every host within 120 s")
-            times, hosts, series = asyncio.run(refreshes(launch.url, args.refreshes))
+                raise SystemExit("Prometheus did not see every host within 120 s")
+            yield launch.url, pages
         finally:
             labkit.stop(proc)
             server.shutdown()
+
+
+def prometheus_version() -> str:
+    manifest = labkit.Manifest.load()
+    return subprocess.run([str(manifest.prometheus), "--version"], capture_output=True, text=True,
+                          check=False).stdout.split("\n")[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--refreshes", type=int, default=20)
+    args = parser.parse_args()
+    with prometheus_fleet(args.hosts) as (url, pages):
+        times, hosts, series = asyncio.run(refreshes(url, args.refreshes))
     times.sort()
     p90 = times[min(len(times) - 1, int(len(times) * 0.9))]
-    version = subprocess.run([str(manifest.prometheus), "--version"], capture_output=True, text=True,
-                             check=False).stdout.split("\n")[0]
+    version = prometheus_version()
     print(f"fleet_scale: {hosts} hosts ({sum(len(p) for p in pages) / len(pages) / 1024:.1f} KiB of metrics each, "
           f"{series} enginedeck series in Prometheus), {version}")
     print(f"refresh of the whole fleet view (5 PromQL queries + parse), {len(times)} refreshes: "

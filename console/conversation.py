@@ -161,7 +161,7 @@ class Conversation:
             conv.entries.append(Entry(
                 role=m.role, content=m.content, reasoning=m.reasoning, status=m.status, error=m.error,
                 engine=m.engine, model=m.model, message_id=m.id,
-                figures=Figures(m.ttft_ms, m.tokens_in, m.tokens_out, m.tok_s, source)))
+                figures=Figures(m.ttft_ms, m.tokens_in, m.tokens_out, m.tok_s, source, _energy_reading(m.energy))))
         return conv
 
     # -- turns -------------------------------------------------------------------------------------------
@@ -465,6 +465,16 @@ def _same_model(engine: Engine, name: str, model: ModelInfo | LoadedModel) -> bo
 def _title(prompt: str) -> str:
     line = " ".join(prompt.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+
+
+def _energy_reading(saved: Mapping[str, Any] | None) -> EnergyReading | None:
+    """A reply's saved energy (messages.energy_json) read back; one that does not fit today's fields is left out."""
+    from console.telemetry.energy import EnergyReading
+
+    try:
+        return EnergyReading(**saved) if saved else None
+    except TypeError:
+        return None
 
 
 def parse_token_source(value: str | None) -> TokenSource | None:

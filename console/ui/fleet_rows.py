@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from console.logs.sanitize import neutralise, one_line
@@ -27,12 +28,21 @@ FLEET_LOADED_COLUMNS = ("host", *LOADED_COLUMNS)
 # Prometheus's figures are only as fresh as its last scrape (15 s by default), and each read is five queries over
 # the whole fleet: reading more often than this would show the same figures at a cost to Prometheus.
 FLEET_MIN_INTERVAL_S = 5.0
+# A large fleet's refresh is costly for the console itself (100 hosts: ~80 ms of CPU on the 2-core box, mostly the
+# JSON and the parse of ~7 800 series; bench/fleet_idle.py): refreshes are spaced so that they take at most this
+# share of one core on average (0.1 %: the dashboard's idle budget is 0.5 %, and it uses ~0.4 % without a fleet),
+# but never more than FLEET_MAX_INTERVAL_S apart.
+FLEET_CPU_SHARE = 0.001
+FLEET_MAX_INTERVAL_S = 60.0
 ALL_HOSTS = None  # the host filter's first choice
 
 
-def fleet_interval(poll_interval_s: float) -> float:
-    """The fleet is read at the dashboard's poll interval, never more often than FLEET_MIN_INTERVAL_S."""
-    return max(poll_interval_s, FLEET_MIN_INTERVAL_S)
+def fleet_interval(poll_interval_s: float, refresh_cpu_s: float = 0.0) -> float:
+    """The wait before the next read: the dashboard's poll interval, never less than FLEET_MIN_INTERVAL_S, and for a
+    fleet whose last refresh (the read and the rows built from it) took `refresh_cpu_s` of CPU, long enough to keep
+    refreshes within FLEET_CPU_SHARE of a core, up to FLEET_MAX_INTERVAL_S."""
+    paced = min(refresh_cpu_s / FLEET_CPU_SHARE, FLEET_MAX_INTERVAL_S)
+    return max(poll_interval_s, FLEET_MIN_INTERVAL_S, paced)
 
 
 def read_fleet(config: Config) -> FleetView:
@@ -57,14 +67,15 @@ def read_fleet(config: Config) -> FleetView:
     return asyncio.run(read())
 
 
-async def read_in_thread(config: Config) -> FleetView:
-    """`read_fleet` in a daemon thread of its own, awaited. Not asyncio.to_thread: the loop's default executor is
-    joined when the console quits, so a read waiting on a hung Prometheus would hold the quit for up to its
-    deadline; a daemon thread is left behind instead (its read is bounded, and its answer goes nowhere)."""
+async def read_in_thread(config: Config) -> tuple[FleetView, float]:
+    """`read_fleet` in a daemon thread of its own, awaited: the view and the CPU seconds the read took. Not
+    asyncio.to_thread: the loop's default executor is joined when the console quits, so a read waiting on a hung
+    Prometheus would hold the quit for up to its deadline; a daemon thread is left behind instead (its read is
+    bounded, and its answer goes nowhere)."""
     loop = asyncio.get_running_loop()
-    answer: asyncio.Future[FleetView] = loop.create_future()
+    answer: asyncio.Future[tuple[FleetView, float]] = loop.create_future()
 
-    def settle(outcome: FleetView | Exception) -> None:
+    def settle(outcome: tuple[FleetView, float] | Exception) -> None:
         if answer.done():  # the awaiting worker was cancelled (the dashboard went away)
             return
         if isinstance(outcome, Exception):
@@ -73,9 +84,10 @@ async def read_in_thread(config: Config) -> FleetView:
             answer.set_result(outcome)
 
     def run() -> None:
-        outcome: FleetView | Exception
+        outcome: tuple[FleetView, float] | Exception
+        started = time.thread_time()
         try:
-            outcome = read_fleet(config)
+            outcome = read_fleet(config), time.thread_time() - started
         except Exception as exc:  # handed to the awaiting worker, which says what failed
             outcome = exc
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting

@@ -134,6 +134,13 @@ class FixedGpu:
     def sample(self) -> GpuSnapshot:
         return self.snapshot
 
+    # The energy meter's reads (console/telemetry/energy.py): the snapshot's figures, which never change.
+    def energy_mj(self) -> dict[int, int | None]:
+        return {g.index: g.energy_mj for g in self.snapshot.gpus}
+
+    def power_w(self) -> dict[int, float | None]:
+        return {g.index: g.power_w for g in self.snapshot.gpus}
+
     def close(self) -> None:
         pass
 

@@ -4,6 +4,7 @@ host filter on its key, a failed read that keeps the last rows and says so, and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -66,7 +67,7 @@ class FakeFleet:
         return answer
 
 
-def fleet_app(tmp_path, monkeypatch, fleet: FakeFleet, ui: UIConfig = QUIET) -> EngineDeckApp:
+def fleet_app(tmp_path, monkeypatch, fleet: Callable[[object], FleetView], ui: UIConfig = QUIET) -> EngineDeckApp:
     monkeypatch.setattr("console.ui.fleet_rows.read_fleet", fleet)
     return demo_app(tmp_path, gpu=NO_GPU, ui=ui, processes=(),
                     fleet=FleetConfig(prometheus_url="http://127.0.0.1:9090"))
@@ -237,3 +238,37 @@ async def test_an_error_from_prometheus_reaches_the_screen_inert_and_an_unforese
         await settle(pilot, until=lambda: "ValueError: odd answer" in text_of(app, "fleet-line"))
         await pilot.press("r")  # the loop is still there
         await settle(pilot, until=lambda: len(rows(app, "engines")) == 2)
+
+
+def test_a_costly_fleet_is_read_less_often_to_keep_its_cpu_share():
+    """The pace: the poll interval, never under 5 s, and for a refresh that cost C seconds of CPU, C / 0.1 % apart
+    (at most 60 s): a 100-host fleet's ~80 ms every 60 s instead of every 5 s (bench/fleet_idle.py)."""
+    from console.ui.fleet_rows import FLEET_CPU_SHARE, FLEET_MAX_INTERVAL_S, FLEET_MIN_INTERVAL_S, fleet_interval
+
+    assert FLEET_CPU_SHARE == 0.001 and FLEET_MIN_INTERVAL_S == 5.0 and FLEET_MAX_INTERVAL_S == 60.0
+    assert fleet_interval(1.0) == fleet_interval(1.0, 0.002) == 5.0  # a small fleet: the floor
+    assert fleet_interval(1.0, 0.02) == pytest.approx(20.0)
+    assert fleet_interval(1.0, 0.08) == 60.0  # capped: the rows are never older than a minute
+    assert fleet_interval(120.0, 0.08) == 120.0  # a slower poll interval still wins
+
+
+async def test_the_fleet_line_says_when_a_costly_fleet_is_read_less_often(tmp_path, monkeypatch):
+    """A read that takes CPU (as 100 hosts' parse does) spaces the next one and the line says how far; `r` still
+    reads at once."""
+    import time
+
+    fleet = FakeFleet(two_hosts())
+
+    def costly(config: object) -> FleetView:
+        until = time.thread_time() + 0.03  # 30 ms of CPU in the reading thread: 30 s apart at 0.1 %
+        while time.thread_time() < until:
+            pass
+        return fleet(config)
+
+    app = fleet_app(tmp_path, monkeypatch, costly, replace(QUIET, poll_interval_s=1.0))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, until=lambda: "(every" in text_of(app, "fleet-line"))
+        every = int(text_of(app, "fleet-line").split("(every ")[1].split(" s)")[0])
+        assert 30 <= every <= 60, text_of(app, "fleet-line")
+        await pilot.press("r")
+        await settle(pilot, until=lambda: fleet.reads == 2)

@@ -7,6 +7,7 @@ written the warning bar says so and the chat goes on in memory.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -24,7 +25,7 @@ from console.ui.calm import QuietWhenHidden
 from console.ui.focus import text_field_has_focus
 from console.ui.widgets.bars import KeyBar, TitleBar
 from console.ui.widgets.chat_message import MessageView, last_code_block
-from console.ui.widgets.chat_pane import ChatPane
+from console.ui.widgets.chat_pane import ChatPane, method_brief
 from console.ui.widgets.dialogs import AskDialog, ChoiceDialog, ConfirmDialog
 from console.ui.widgets.prompt import PromptArea
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from console.engines.base import Engine
     from console.store.db import Store
     from console.store.sessions import SearchHit
+    from console.telemetry.energy import EnergyMeter, Idle
 
 PARAM_KEYS = ("temperature", "top_p", "max_tokens", "context_length", "keep_alive")
 SESSIONS_LISTED = 200  # the list shows the newest sessions; search reaches every one
@@ -112,6 +114,8 @@ class ChatScreen(QuietWhenHidden):
                 tooltip="Put the last message back in the input; enter resends it"),
         Binding("f5", "params", "Parameters", id="chat-params"),
         Binding("f6", "system_prompt", "System prompt", show=False, id="chat-system"),
+        Binding("f8", "energy", "Energy", id="chat-energy",
+                tooltip="Joules per output token on each reply (NVML): the GPUs' idle power is measured first"),
         Binding("ctrl+y", "copy_message", "Copy reply", id="chat-copy"),
         Binding("ctrl+b", "copy_code", "Copy code", show=False, id="chat-copy-code"),
         Binding("ctrl+f", "search", "Search", id="chat-search"),
@@ -126,6 +130,7 @@ class ChatScreen(QuietWhenHidden):
     ChatScreen #main { width: 1fr; }
     ChatScreen #panes { height: 1fr; }
     ChatScreen #empty { padding: 1 2; color: $text-muted; }
+    ChatScreen #energy { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self) -> None:
@@ -139,6 +144,8 @@ class ChatScreen(QuietWhenHidden):
         self._search: Worker[None] | None = None
         self._recent: list[str] = []  # ids of the mounted panes, least recently shown first
         self._opening: set[int] = set()  # sessions being read back from the store (enter pressed twice)
+        self._meter: EnergyMeter | None = None  # energy per token on (f8): every pane's conversation has it
+        self._measuring_idle = False  # nothing may be sent while the idle power is measured
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -152,6 +159,7 @@ class ChatScreen(QuietWhenHidden):
                                  "models · pick a session on the left", id="empty")
                 yield PromptArea(placeholder=f"message ({self.key_of('prompt-send')} sends, "
                                  f"{self.key_of('prompt-newline')} starts a new line)", id="prompt")
+                yield Static("", id="energy", classes="hidden")
         yield Static("", id="store-warning", classes="warning-bar hidden")
         yield KeyBar()
 
@@ -246,6 +254,8 @@ class ChatScreen(QuietWhenHidden):
         return self.deck.read_only
 
     async def _mount_pane(self, pane: ChatPane | ComparePane) -> None:
+        for half in pane.panes if isinstance(pane, ComparePane) else (pane,):
+            half.conversation.energy = self._meter
         await self.query_one("#panes", ContentSwitcher).mount(pane)
         self._show(pane.id or "")
         await self._unmount_beyond_bound()
@@ -402,6 +412,8 @@ class ChatScreen(QuietWhenHidden):
             self.notify("a reply is still streaming (esc leaves the prompt, esc again stops it)",
                         severity="warning", markup=False)
             return
+        if self._refuse_while_measuring():
+            return
         if any(p.engine is None for p in panes):
             self.notify(f"this session's engine is not available; start a new chat ({self.key_of('chat-new')})",
                         severity="warning", markup=False)
@@ -447,6 +459,8 @@ class ChatScreen(QuietWhenHidden):
                 pane.stop()
 
     def action_regenerate(self) -> None:
+        if self._refuse_while_measuring():
+            return
         for pane in self._panes():
             if pane.conversation.entries and not pane.regenerate():
                 self.notify("wait for the reply to end (esc, then esc again, stops it)", severity="warning",
@@ -511,6 +525,68 @@ class ChatScreen(QuietWhenHidden):
         for pane in panes:
             pane.conversation.system_prompt = text or None
             pane.refresh_title()
+
+    # -- energy per token ----------------------------------------------------------------------------
+    # The same meter as `enginedeck chat --energy` (console/telemetry/energy.py) over the app's GpuMonitor: the idle
+    # power is measured here, off the event loop, before the first turn; each turn then reads the GPUs' energy
+    # around its request and saves the reading with its reply (Turn._finish).
+    def action_energy(self) -> None:
+        if self._measuring_idle:  # pressed again while measuring: never mind
+            self.workers.cancel_group(self, "chat-energy")
+            self._measuring_idle = False
+            self._energy_line(None)
+            return
+        if self._meter is not None:
+            self._set_meter(None)
+            self._energy_line(None)
+            self.notify("energy per token is off", markup=False)
+            return
+        if any(p.streaming for p in self.query(ChatPane)):
+            self.notify("a reply is streaming: the idle power is measured with nothing sent; press "
+                        f"{self.key_of('chat-energy')} when it has ended", severity="warning", markup=False)
+            return
+        self._measuring_idle = True
+        self._energy_line("energy: measuring the GPUs' idle power (2 s, nothing is sent meanwhile)…")
+        self._energy_on()
+
+    @work(group="chat-energy", exclusive=True, exit_on_error=False)
+    async def _energy_on(self) -> None:
+        from console.telemetry.energy import EnergyError
+
+        try:
+            meter, idle = await asyncio.to_thread(self._idle_meter)
+        except EnergyError as exc:
+            self._energy_line(f"energy per token is unavailable here: {exc} (NVML); chats go on without it")
+            self.notify(f"energy per token needs an NVIDIA GPU readable through NVML: {exc}", markup=False)
+            return
+        finally:
+            self._measuring_idle = False
+        self._set_meter(meter)
+        self._energy_line(f"energy: on · idle {idle.watts:.0f} W ({method_brief(idle.method)}), subtracted · "
+                          f"J/token on each reply · {self.key_of('chat-energy')} turns it off")
+
+    def _idle_meter(self) -> tuple[EnergyMeter, Idle]:
+        """In a thread: NVML is blocking, and the idle window is seconds long."""
+        from console.telemetry.energy import EnergyMeter
+
+        meter = EnergyMeter(self.deck.gpu_monitor)
+        return meter, meter.measure_idle()
+
+    def _set_meter(self, meter: EnergyMeter | None) -> None:
+        self._meter = meter
+        for pane in self.query(ChatPane):
+            pane.conversation.energy = meter
+
+    def _energy_line(self, text: str | None) -> None:
+        line = self.query_one("#energy", Static)
+        line.update(Text(text or ""))
+        line.set_class(text is None, "hidden")
+
+    def _refuse_while_measuring(self) -> bool:
+        if self._measuring_idle:
+            self.notify("the GPUs' idle power is being measured (2 s): send in a moment", severity="warning",
+                        markup=False)
+        return self._measuring_idle
 
     # -- copy ----------------------------------------------------------------------------------------
     def _message_to_copy(self) -> MessageView | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -183,6 +184,7 @@ class DashboardScreen(DeckScreen[None]):
         self._fleet_host: str | None = None  # None: all hosts
         self._fleet_error: str | None = None  # the last read's, failed (stale) or in part (some queries)
         self._fleet_stale = False
+        self._fleet_every = 0.0  # the pace of the reads (console/ui/fleet_rows.py's fleet_interval)
         self._fleet_wake = asyncio.Event()
 
     @property
@@ -517,27 +519,31 @@ class DashboardScreen(DeckScreen[None]):
         from console.errors import EngineDeckError
         from console.ui import fleet_rows
 
-        interval = fleet_rows.fleet_interval(self._interval)
         while True:
             await self._shown.wait()
             self._fleet_wake.clear()
+            cpu = 0.0  # the refresh's CPU seconds: the read's (in its thread) and the rows' (here), for its pace
             try:
-                view = await fleet_rows.read_in_thread(self.ctx.config)
+                view, cpu = await fleet_rows.read_in_thread(self.ctx.config)
             except (EngineDeckError, OSError) as exc:
                 self._take_fleet(None, str(exc))
             except Exception as exc:  # unforeseen: said on the fleet line, the loop goes on (rows kept, stale)
                 self._take_fleet(None, f"{type(exc).__name__}: {exc}")
             else:
+                started = time.thread_time()
                 # Every query failed (Prometheus down or refusing): nothing was read, so nothing is replaced.
                 failed = bool(view.errors) and not view.hosts
                 self._take_fleet(None if failed else view, "; ".join(view.errors) or None)
+                cpu += time.thread_time() - started
+            interval = fleet_rows.fleet_interval(self._interval, cpu)
+            if interval != self._fleet_every:  # the line says how often a large fleet is read
+                self._fleet_every = interval
+                self._show_fleet_line()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._fleet_wake.wait()
 
     def _take_fleet(self, view: FleetView | None, error: str | None) -> None:
-        import time
-
         if view is not None:
             self._fleet_view, self._fleet_at = view, time.time()
         self._fleet_error = error
@@ -551,12 +557,9 @@ class DashboardScreen(DeckScreen[None]):
             self._fleet_host = next_host(self._fleet_host, host_names(self._fleet_view))
             self._show_fleet()
 
-    def _show_fleet(self) -> None:
-        import time
-
+    def _show_fleet_line(self) -> None:
         from console.logs.sanitize import one_line
-        from console.present.format import elide_end
-        from console.ui.fleet_rows import FLEET_ENGINE_COLUMNS, FLEET_LOADED_COLUMNS, fleet_host_lines, fleet_rows
+        from console.ui.fleet_rows import FLEET_MIN_INTERVAL_S
 
         view, error = self._fleet_view, self._fleet_error  # Prometheus's words: one_line below neutralises them
         line = self.query_one("#fleet-line", Static)
@@ -565,15 +568,24 @@ class DashboardScreen(DeckScreen[None]):
         else:
             shown = "all hosts" if self._fleet_host is None else neutralise(self._fleet_host)
             when = time.strftime("%H:%M:%S", time.localtime(self._fleet_at))
-            text = (f"{len(view.hosts)} host(s) from {neutralise(view.source)} at {when} · "
+            every = self._fleet_every
+            paced = f" (every {every:.0f} s)" if every > max(self._interval, FLEET_MIN_INTERVAL_S) else ""
+            text = (f"{len(view.hosts)} host(s) from {neutralise(view.source)} at {when}{paced} · "
                     f"{self.key_of('dashboard-host')}: {shown}")
             if self._fleet_stale:
                 text = f"fleet read failed: {error} · stale: {text}"
             elif error:
                 text = f"{text} · missing: {error}"
-        stale = view is not None and self._fleet_stale
         line.set_class(error is not None, "-stale")
         self._set_text(line, one_line(text, self._table_room()))
+
+    def _show_fleet(self) -> None:
+        from console.present.format import elide_end
+        from console.ui.fleet_rows import FLEET_ENGINE_COLUMNS, FLEET_LOADED_COLUMNS, fleet_host_lines, fleet_rows
+
+        view = self._fleet_view
+        self._show_fleet_line()
+        stale = view is not None and self._fleet_stale
         panel = self.query_one("#engines-panel")
         title = "Engines (stale)" if stale else "Engines"
         if panel.border_title != title:

@@ -19,10 +19,11 @@ from textual.widgets import Static
 from console.engines.base import EventKind
 from console.logs.sanitize import neutralise
 from console.present.format import elide_middle
+from console.telemetry.energy import COUNTER
 from console.ui.widgets.chat_message import MessageView
 
 if TYPE_CHECKING:
-    from console.conversation import Conversation, Entry, Turn
+    from console.conversation import Conversation, Entry, Figures, Turn
     from console.engines.base import Engine
 
 
@@ -32,6 +33,20 @@ ENGINE_WIDTH, MODEL_WIDTH = 16, 28  # names elided in the middle beyond this: on
 def reply_label(model: str, engine: str | None) -> str:
     label = f"assistant · {elide_middle(model, MODEL_WIDTH)}"
     return label + (f" on {elide_middle(engine, ENGINE_WIDTH)}" if engine else "")
+
+
+def method_brief(method: str) -> str:
+    return "counter" if method == COUNTER else "sampled power"
+
+
+def figures_line(figures: Figures) -> str:
+    """The reply's figures; with an energy reading, joules per output token and the idle power subtracted."""
+    line = figures.describe()
+    e = figures.energy
+    if e is None:
+        return line
+    per_token = f"{e.j_per_token:.3f} J/token" if e.j_per_token is not None else "J/token: no token count"
+    return f"{line} · {per_token} (idle {e.idle_w:.0f} W, {method_brief(e.method)})"
 
 
 def label_for(entry: Entry) -> str:
@@ -72,7 +87,7 @@ class ChatPane(Vertical):
         with VerticalScroll(classes="log"):
             for entry in self.conversation.entries:
                 yield MessageView(entry.role, entry.content, reasoning=entry.reasoning, label=label_for(entry),
-                                  figures=entry.figures.describe() if entry.role == "assistant" else "",
+                                  figures=figures_line(entry.figures) if entry.role == "assistant" else "",
                                   status=entry.status, error=entry.error)
 
     def on_mount(self) -> None:
@@ -158,7 +173,7 @@ class ChatPane(Vertical):
         except Exception as exc:  # a bug in a turn shows on its message instead of taking the app down
             status_error = f"{type(exc).__name__}: {exc}"
         finally:
-            await view.finish(content=turn.content, figures=turn.figures.describe(),
+            await view.finish(content=turn.content, figures=figures_line(turn.figures),
                               status="error" if status_error else turn.status, error=status_error or turn.error)
             if turn.store_warning and turn.store_warning != warned:
                 self.post_message(self.StoreTrouble(turn.store_warning))
