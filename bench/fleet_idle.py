@@ -28,9 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 from fleet_scale import prometheus_fleet, prometheus_version
-from tui_startup import ROOT, Terminal, read_for, spawn
+from tui_startup import ROOT, Terminal, long_idle, read_for, spawn
 
 BUDGET_PCT = 0.5
 
@@ -85,25 +84,8 @@ def measure(proc: subprocess.Popen[bytes], master: int, args: argparse.Namespace
             raise SystemExit(f"the TUI never showed {shown.pattern!r} within 60 s:\n{term.text()}")
         term.feed(read_for(master, 0.2)[0])
     term.feed(read_for(master, args.warmup)[0])
-    p = psutil.Process(proc.pid)
-    rss0 = p.memory_info().rss
-    cpu0 = sum(p.cpu_times()[:2])
-    t0 = time.monotonic()
-    total = 0
-    slice_s = args.every or args.duration
-    while (left := t0 + args.duration - time.monotonic()) > 0:
-        c0, w0 = sum(p.cpu_times()[:2]), time.monotonic()
-        out, _ = read_for(master, min(slice_s, left))
-        term.feed(out)
-        total += len(out)
-        if args.every:
-            wall = time.monotonic() - w0
-            print(f"  {time.monotonic() - t0:6.0f} s  CPU {100 * (sum(p.cpu_times()[:2]) - c0) / wall:5.2f} %  "
-                  f"output {len(out) / wall / 1024:5.2f} KB/s  RSS {p.memory_info().rss / 2**20:5.1f} MB",
-                  flush=True)
-    wall = time.monotonic() - t0
-    cpu = sum(p.cpu_times()[:2]) - cpu0
-    rss1 = p.memory_info().rss
+    idle = long_idle(proc, master, args.duration, args.every, term)
+    wall, cpu, total, rss0, rss1 = idle.wall_s, idle.cpu_s, idle.output_bytes, idle.rss0, idle.rss1
     pct = 100 * cpu / wall
     if not fleet:
         print(f"baseline, the dashboard with no fleet and no engine (telemetry every {args.telemetry:g} s), "

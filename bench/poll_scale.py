@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-from tui_startup import ROOT, Terminal, read_for, spawn
+from tui_startup import ROOT, Terminal, long_idle, read_for, spawn
 
 
 def start_servers(n: int) -> list:
@@ -82,24 +81,8 @@ def measure(proc: subprocess.Popen, master: int, args: argparse.Namespace) -> No
             raise SystemExit(f"no engine rows within 30 s:\n{term.text()}")
         term.feed(read_for(master, 0.2)[0])
     read_for(master, args.warmup)
-    p = psutil.Process(proc.pid)
-    rss0 = p.memory_info().rss
-    cpu0 = sum(p.cpu_times()[:2])
-    t0 = time.monotonic()
-    total = 0
-    slice_s = args.every or args.duration
-    while (left := t0 + args.duration - time.monotonic()) > 0:
-        c0, w0 = sum(p.cpu_times()[:2]), time.monotonic()
-        out, _ = read_for(master, min(slice_s, left))
-        total += len(out)
-        if args.every:
-            wall = time.monotonic() - w0
-            print(f"  {time.monotonic() - t0:6.0f} s  CPU {100 * (sum(p.cpu_times()[:2]) - c0) / wall:5.2f} %  "
-                  f"output {len(out) / wall / 1024:5.2f} KB/s  RSS {p.memory_info().rss / 2**20:5.1f} MB",
-                  flush=True)
-    wall = time.monotonic() - t0
-    cpu = sum(p.cpu_times()[:2]) - cpu0
-    rss1 = p.memory_info().rss
+    idle = long_idle(proc, master, args.duration, args.every)
+    wall, cpu, total, rss0, rss1 = idle.wall_s, idle.cpu_s, idle.output_bytes, idle.rss0, idle.rss1
     print(f"{args.engines} Ollama contract servers polled every {args.poll:g} s (telemetry every "
           f"{args.telemetry:g} s), TUI on an 80x24 pty, measured over {wall:.0f} s:")
     print(f"  CPU {100 * cpu / wall:.2f} % of one core (target ≤ 1.5 %)  output {total / wall / 1024:.2f} KB/s "

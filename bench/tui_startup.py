@@ -32,6 +32,7 @@ import sys
 import tempfile
 import termios
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -100,6 +101,41 @@ def idle_window(proc: subprocess.Popen, master: int, seconds: float) -> tuple[fl
     wall = time.monotonic() - w0
     cpu = sum(p.cpu_times()[:2]) - cpu0
     return 100 * cpu / wall, len(out) / wall
+
+
+@dataclass
+class Idle:
+    wall_s: float
+    cpu_s: float
+    output_bytes: int
+    rss0: int
+    rss1: int
+
+    @property
+    def cpu_pct(self) -> float:
+        return 100 * self.cpu_s / self.wall_s
+
+
+def long_idle(proc: subprocess.Popen, master: int, seconds: float, every: float = 0.0,
+              term: Terminal | None = None) -> Idle:
+    """The process's CPU, terminal output and RSS over `seconds` of reading its terminal (fed to `term`), with a line
+    of figures every `every` seconds (0: none)."""
+    p = psutil.Process(proc.pid)
+    rss0, cpu0, t0 = p.memory_info().rss, sum(p.cpu_times()[:2]), time.monotonic()
+    total = 0
+    slice_s = every or seconds
+    while (left := t0 + seconds - time.monotonic()) > 0:
+        c0, w0 = sum(p.cpu_times()[:2]), time.monotonic()
+        out, _ = read_for(master, min(slice_s, left))
+        if term is not None:
+            term.feed(out)
+        total += len(out)
+        if every:
+            wall = time.monotonic() - w0
+            print(f"  {time.monotonic() - t0:6.0f} s  CPU {100 * (sum(p.cpu_times()[:2]) - c0) / wall:5.2f} %  "
+                  f"output {len(out) / wall / 1024:5.2f} KB/s  RSS {p.memory_info().rss / 2**20:5.1f} MB",
+                  flush=True)
+    return Idle(time.monotonic() - t0, sum(p.cpu_times()[:2]) - cpu0, total, rss0, p.memory_info().rss)
 
 
 def one_run(engine_args: list[str], idle_s: float, env: dict[str, str], *, tour: bool = False) -> dict[str, float]:

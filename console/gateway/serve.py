@@ -5,7 +5,6 @@ The log is closed last.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -14,7 +13,7 @@ from console.config import Config, EngineConfig, GatewayConfig, is_loopback, spl
 from console.errors import ConfigError
 from console.gateway.events import emit
 from console.gateway.keys import ClientKeys
-from console.gateway.server import Settings, bind, learn_kind, serve_on, server_for
+from console.gateway.server import Settings, bind, learn_kind, serve_on, server_for, until_idle
 from console.gateway.sinks import Sinks
 
 
@@ -87,11 +86,7 @@ async def serve(settings: Settings, *, extra_sinks: tuple[Callable[..., None], .
     upstream = Upstream(settings.engine)
 
     async def drained() -> None:
-        # Requests the drain cut off write their records as their tasks unwind: wait for them (briefly).
-        for _ in range(200):
-            if not app.in_flight:
-                break
-            await asyncio.sleep(0.01)
+        await until_idle(app)
         await sinks.ledger.flush()
 
     app = Gateway(upstream, keys=settings.keys, max_request_bytes=settings.max_request_bytes,

@@ -120,6 +120,14 @@ def server_for(app: Any, settings: Settings) -> Any:
     return uvicorn.Server(config)
 
 
+async def until_idle(app: Gateway) -> None:
+    """At the drain's end: requests it cut off write their records as their tasks unwind; wait for them (briefly)."""
+    for _ in range(200):
+        if not app.in_flight:
+            break
+        await asyncio.sleep(0.01)
+
+
 async def serve_on(server: Any, sock: socket.socket) -> None:
     with _signals_absorbed():
         await server.serve(sockets=[sock])

@@ -252,7 +252,7 @@ def main(argv: list[str]) -> None:
 async def _work(link_sock: socket.socket) -> None:
     from console.engines.passthrough import Upstream
     from console.gateway.app import Gateway
-    from console.gateway.server import bind, learn_kind, serve_on, server_for
+    from console.gateway.server import bind, learn_kind, serve_on, server_for, until_idle
 
     reader, writer = await asyncio.open_unix_connection(sock=link_sock)
     try:
@@ -268,10 +268,7 @@ async def _work(link_sock: socket.socket) -> None:
     upstream = Upstream(settings.engine)
 
     async def drained() -> None:
-        for _ in range(200):
-            if not app.in_flight:
-                break
-            await asyncio.sleep(0.01)
+        await until_idle(app)
 
     app = Gateway(upstream, keys=settings.keys, max_request_bytes=settings.max_request_bytes, sinks=(link.end,),
                   on_close=drained, on_start=link.start, on_chunk=link.chunk)

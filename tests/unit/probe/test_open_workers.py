@@ -3,40 +3,27 @@
 so the total holds, the same verdict at a known rate limit, and no process left behind on cancel. Checked against
 the synthetic engine; workers=2 is forced so these run on a 2-core box too."""
 
-import asyncio
 import contextlib
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
 
-from console.config import SLO, EngineConfig
-from console.engines.openai import OpenAICompatEngine
+from console.config import SLO
 from console.probe.arrivals import dropped, measured_due, share_of_cap
-from console.probe.ladder import LevelProgress, Probe
+from console.probe.ladder import LevelProgress
 from console.probe.openloop import open_workers
 from console.probe.params import ProbeParams
 from console.probe.record import ErrorKind
-from console.probe.workers import EngineSource
-from tests.fakes.synthetic_engine import MODEL
 from tests.unit.probe.test_store_cli import cli_env, run_json  # noqa: F401  (cli_env is a fixture)
-from tests.unit.probe.test_workers import probe_children
+from tests.unit.probe.test_workers import cancel_when, probe_children
+from tests.unit.probe.test_workers import run_probe as run_workers_probe
 
-
-def probe_for(sim, params, slo=None, **kwargs):
-    cfg = EngineConfig(name="sim", url=sim.url, kind="openai")
-    engine = OpenAICompatEngine(cfg, max_connections=params.connections)
-    slo = slo or SLO(ttft_p90_s=10.0, decode_p10_tok_s=1.0)
-    return engine, Probe(engine, MODEL, params, slo, source=EngineSource(cfg, "openai"), **kwargs)
+OPEN_SLO = SLO(ttft_p90_s=10.0, decode_p10_tok_s=1.0)
 
 
 async def run_probe(sim, params, slo=None, **kwargs):
-    engine, probe = probe_for(sim, params, slo, **kwargs)
-    try:
-        async with asyncio.timeout(120):
-            return await probe.run()
-    finally:
-        await engine.aclose()
+    return await run_workers_probe(sim, params, slo or OPEN_SLO, **kwargs)
 
 
 def engine_connections(proc: psutil.Process, port: int) -> int:
@@ -109,25 +96,8 @@ async def test_a_known_rate_limit_gives_the_same_verdict_from_one_or_two_workers
 
 async def test_cancel_mid_rate_leaves_no_worker_behind(synthetic_engine):
     sim = synthetic_engine(ttft_s=0.02, itl_s=0.02, tokens=25)  # a reply takes 0.5 s
-    measuring = asyncio.Event()
-
-    def on_progress(p: LevelProgress) -> None:
-        if p.rate is not None and p.phase == "measure":
-            measuring.set()
-
-    engine, probe = probe_for(sim, ProbeParams(rates=(5.0,), requests=20, max_tokens=25, workers=2),
-                              on_progress=on_progress)
-    task = asyncio.create_task(probe.run())
-    try:
-        async with asyncio.timeout(60):
-            await measuring.wait()
-        assert len(probe_children(sim)) == 2
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    finally:
-        await engine.aclose()
-    assert probe_children(sim) == []
+    probe = await cancel_when(sim, ProbeParams(rates=(5.0,), requests=20, max_tokens=25, workers=2),
+                              lambda p: p.rate is not None and p.phase == "measure")
     assert probe.result.status == "cancelled" and probe.result.levels == []
 
 

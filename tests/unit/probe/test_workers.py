@@ -23,19 +23,38 @@ from tests.fakes.synthetic_engine import MODEL
 from tests.unit.probe.test_accuracy import WAY_BACK_BOUND_S, true_figures, way_back_s
 
 
-def probe_for(sim, params, **kwargs):
+def probe_for(sim, params, slo=None, **kwargs):
     cfg = EngineConfig(name="sim", url=sim.url, kind="openai")
     engine = OpenAICompatEngine(cfg, max_connections=params.connections)
-    return engine, Probe(engine, MODEL, params, SLO(), source=EngineSource(cfg, "openai"), **kwargs)
+    return engine, Probe(engine, MODEL, params, slo or SLO(), source=EngineSource(cfg, "openai"), **kwargs)
 
 
-async def run_probe(sim, params, **kwargs):
-    engine, probe = probe_for(sim, params, **kwargs)
+async def run_probe(sim, params, slo=None, **kwargs):
+    engine, probe = probe_for(sim, params, slo, **kwargs)
     try:
         async with asyncio.timeout(120):
             return await probe.run()
     finally:
         await engine.aclose()
+
+
+async def cancel_when(sim, params, event_of) -> Probe:
+    """Run a probe with worker processes, cancel it once `event_of(progress)` is true (its workers up), and check
+    the cancel: the probe's task ends cancelled and no worker is left. The probe, for its partial result."""
+    reached = asyncio.Event()
+    engine, probe = probe_for(sim, params, on_progress=lambda p: event_of(p) and reached.set())
+    task = asyncio.create_task(probe.run())
+    try:
+        async with asyncio.timeout(60):
+            await reached.wait()
+        assert len(probe_children(sim)) == params.workers
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await engine.aclose()
+    assert probe_children(sim) == []
+    return probe
 
 
 def probe_children(sim) -> list[psutil.Process]:
@@ -95,25 +114,9 @@ async def test_tickets_are_shared_and_never_double_counted(synthetic_engine):
 
 async def test_cancel_stops_every_worker_and_keeps_completed_levels(synthetic_engine):
     sim = synthetic_engine(ttft_s=0.02, itl_s=0.02, tokens=25)  # a reply takes 0.5 s
-    level_4 = asyncio.Event()
-
-    def on_progress(p: LevelProgress) -> None:
-        if p.concurrency == 4 and p.phase == "measure":  # the workers are up and past their warm-ups
-            level_4.set()
-
-    engine, probe = probe_for(sim, ProbeParams(levels=(1, 4), requests=1, max_tokens=25, workers=2),
-                              on_progress=on_progress)
-    task = asyncio.create_task(probe.run())
-    try:
-        async with asyncio.timeout(60):
-            await level_4.wait()
-        assert len(probe_children(sim)) == 2
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    finally:
-        await engine.aclose()
-    assert probe_children(sim) == []
+    # cancelled once the workers are up and past their warm-ups
+    probe = await cancel_when(sim, ProbeParams(levels=(1, 4), requests=1, max_tokens=25, workers=2),
+                              lambda p: p.concurrency == 4 and p.phase == "measure")
     assert probe.result.status == "cancelled"
     assert [f.concurrency for f in probe.result.levels] == [1]  # the completed level is kept
 
