@@ -193,7 +193,11 @@ def drip_head(server: Server, stop: threading.Event, count: int = 200) -> tuple[
 
 
 def idle(server: Server, stop: threading.Event, count: int = 2000) -> tuple[int, int]:
-    socks = _open(server, count)
+    return _held(server, stop, _open(server, count))
+
+
+def _held(server: Server, stop: threading.Event, socks: list[socket.socket]) -> tuple[int, int]:
+    """The attack's connections held until told to stop: how many, and how many the server closed meanwhile."""
     server.ready.set()
     stop.wait()
     closed = sum(_closed(sock) for sock in socks)
@@ -215,12 +219,7 @@ def slow_reader(server: Server, stop: threading.Event) -> tuple[int, int]:
                              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             else:
                 sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    server.ready.set()
-    stop.wait()
-    closed = sum(_closed(sock) for sock in socks)
-    for sock in socks:
-        sock.close()
-    return len(socks), closed
+    return _held(server, stop, socks)
 
 
 def _stuck_followers(server: Server, stop: threading.Event, most: int = 400) -> tuple[int, int]:
