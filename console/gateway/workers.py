@@ -1,11 +1,11 @@
 """A gateway served by several processes: `workers` = N (docs/gateway.md, "Workers").
 
 One event loop forwards a batch of chunks one after another: an engine decodes its streams together, so at 64
-streams the last chunk of each step waits for the other 63 (about 40 µs each). N worker processes each listen on
-the gateway's port (SO_REUSEPORT: the kernel spreads new connections over their sockets by a hash of the client's
-address and port, where one shared socket would let whichever worker wakes first take a whole burst) and each runs
-the same ASGI app on its own loop, so a batch is spread over N cores. The supervisor holds the port bound, not
-listening.
+streams the last chunk of a step can wait for the other 63 (30-40 µs each on a 2-core box). N worker processes
+each listen on the gateway's port (SO_REUSEPORT: the kernel spreads new connections over their sockets by a hash of
+the client's address and port, where one shared socket would let whichever worker wakes first take a whole burst)
+and each runs the same ASGI app on its own loop, so a batch is spread over N cores. The supervisor holds the port
+bound, not listening.
 
 What stays in this process, the supervisor: every sink (console/gateway/sinks.py). So there is one signed
 log with its rotation, one usage ledger writer, one live socket whose readers see every worker's requests, and the
