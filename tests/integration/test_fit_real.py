@@ -3,15 +3,14 @@ and a real router load leaving its fit record, measured on the child that serves
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import psutil
 import pytest
 
-from console.store.db import Store
 from tests.integration.test_chat_model_check_real import enginedeck
 from tests.lab_fixtures import LabRouter, LabServer
+from tests.stores import fit_records
 
 pytestmark = pytest.mark.llama
 
@@ -32,14 +31,7 @@ def test_router_load_records_predicted_and_measured(router: LabRouter, tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["warnings"] == []
 
-    async def rows() -> list:
-        store = await Store.open(tmp_path / "data" / "enginedeck.db")
-        try:
-            return await store.fit_records.recent()
-        finally:
-            await store.close()
-
-    (row,) = asyncio.run(rows())
+    (row,) = fit_records(tmp_path / "data")
     assert (row.engine_kind, row.model, row.memory, row.context * row.slots) == ("llamacpp", model, "host", 2048)
     child = int(row.measured_source.removeprefix("rss:pid "))
     assert child != router.pid and psutil.Process(child).ppid() == router.pid  # the child, not the router

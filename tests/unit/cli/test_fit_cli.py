@@ -13,6 +13,7 @@ import pytest
 from console.store.db import Store
 from tests.fakes.gguf_files import gguf, llama_kvs
 from tests.fakes.hostile_server import MODELS, HostileServer, Reply
+from tests.stores import fit_records
 from tests.unit.engines.test_openai_llamacpp import PROPS, SINGLE_MODELS
 from tests.unit.telemetry.test_gpu import fake_nvml
 
@@ -182,21 +183,13 @@ def test_ps_keeps_and_labels_what_ollama_reports(cli, capsys, monkeypatch, ollam
 
 def test_load_and_swap_leave_fit_records(cli, capsys, monkeypatch, ollama_server, tmp_path: Path):
     """Every load, a swap's too, stores the prediction beside what Ollama says the model holds."""
-    import asyncio
 
     no_gpu(monkeypatch)
     assert cli("load", ollama_server.url, "llama3.2:1b") == 0
     assert cli("swap", ollama_server.url, "llama3.2:1b", "qwen3:4b") == 0
     capsys.readouterr()
 
-    async def rows() -> list:
-        store = await Store.open(tmp_path / "data" / "enginedeck.db")
-        try:
-            return await store.fit_records.recent()
-        finally:
-            await store.close()
-
-    got = asyncio.run(rows())
+    got = fit_records(tmp_path / "data")
     assert [(r.model, r.engine_kind, r.measured_source, r.memory) for r in got] == [
         ("qwen3:4b", "ollama", "ollama /api/ps", "gpu"), ("llama3.2:1b", "ollama", "ollama /api/ps", "gpu")]
     assert all(r.measured > 0 and r.predicted_model > 0 and (r.context, r.slots) == (4096, 1) for r in got)

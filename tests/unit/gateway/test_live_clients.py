@@ -66,6 +66,14 @@ async def _connect(path: Path) -> socket.socket:
     return sock
 
 
+async def _following(view: Live, n: int) -> None:
+    """Until the gateway has taken `n` followers (or 2 s went by: the test's own assertions then say what is wrong)."""
+    for _ in range(100):
+        if len(view.followers) == n:
+            return
+        await asyncio.sleep(0.02)
+
+
 def _hung_up(sock: socket.socket) -> bool:
     """The gateway closed its end (whatever is still unread on ours)."""
     poller = select.poll()
@@ -129,10 +137,7 @@ async def test_a_slow_follower_is_dropped_with_a_last_line_and_a_quick_one_keeps
     slow, quick = await _connect(path), await _connect(path)
     slow.send(b"follow\n")
     quick.send(b"follow\n")
-    for _ in range(100):
-        if len(view.followers) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await _following(view, 2)
     loop = asyncio.get_running_loop()
     quick_lines = b""
     for n in range(400):
@@ -182,10 +187,7 @@ async def test_past_the_cap_of_readers_that_asked_a_newcomer_is_refused(live):
     followers = [await _connect(path) for _ in range(4)]
     for sock in followers:
         sock.send(b"follow\n")
-    for _ in range(100):
-        if len(view.followers) == 4:
-            break
-        await asyncio.sleep(0.02)
+    await _following(view, 4)
     extra = await _connect(path)
     got = await asyncio.to_thread(_read_all, extra)
     extra.close()
@@ -201,10 +203,7 @@ async def test_followers_that_were_dropped_make_room_for_a_reader_that_asks(live
     stuck = [await _connect(path) for _ in range(4)]  # the cap, all following, none reading
     for sock in stuck:
         sock.send(b"follow\n")
-    for _ in range(100):
-        if len(view.followers) == 4:
-            break
-        await asyncio.sleep(0.02)
+    await _following(view, 4)
     for n in range(300):  # 20 KB events: each follower's transport holds more than it lets drain return on
         rec = _record(n, size=20_000)
         view.start(rec)
